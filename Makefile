@@ -1,0 +1,33 @@
+# Two commands on a fresh machine: `make run` (the main job) and `make test` (the whole suite).
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+PIP    := $(PY) -m pip install -q -c requirements/constraints.txt
+
+.PHONY: run test test-fast bench setup clean
+
+setup: $(STAMP)
+
+# torch first and alone, pinned: on a CPU machine it takes the CPU build, so no multi-GB CUDA
+# build is pulled by a bare `torch` requirement further down.
+$(STAMP): pyproject.toml requirements/constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) torch==2.13.0
+	$(PIP) -e '.[sweep,analysis,dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/drmfm train --problem double_well --depth 5 --fourier 2 --epochs 3000 --seeds 4
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
+bench: $(STAMP)
+	$(VENV)/bin/drmfm bench
+
+clean:
+	rm -rf $(VENV) drmfm-home .pytest_cache

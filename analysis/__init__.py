@@ -1,0 +1,1 @@
+"""analysis: pure functions from result tables to statistics, tables and figures."""

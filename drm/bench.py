@@ -1,0 +1,148 @@
+"""`drmfm bench`: training throughput of the reference and the packed trainer, and the device's limit.
+
+Two fixed configurations (INTERFACE.md): 1D double_well, depth 3, width 128, fourier 2, batch 128;
+2D twin_branching, depth 3, width 128, fourier 2, ε = 0.1/16, 600 + 400 points. For each: the
+reference (one model, autograd with create_graph=True, torch Adam) and the packed trainer with K
+seeds, in trial-steps per second. FLOPs are counted from the configuration, the same count for
+every method (the matrix products one step needs: forward streams, weight and input gradients), so
+a method that does more work never scores higher; the dense-matmul peak is measured in the same
+run with the same threads, so each figure is also a fraction of the machine's own limit.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from drm._allocator import keep_freed_memory
+from drm.config import TrainConfig
+from drm.network import layer_sizes
+from drm.problems import get_problem
+from drm.reference import ReferenceTrainer
+from drm.train import PackedTrainer
+
+CASES = {
+    "1d": TrainConfig(problem="double_well", depth=3, width=128, fourier=2, batch=128, epochs=10**9),
+    "2d": TrainConfig(problem="twin_branching", depth=3, width=128, fourier=2, epsilon=0.1 / 16, epochs=10**9),
+}
+
+
+def flops_per_trial_step(config: TrainConfig) -> float:
+    """Matrix-product FLOPs of one step of one trial, from the configuration alone.
+
+    Rows through the network: value rows (N + Nb), d first-derivative streams of N rows, and one
+    second-derivative stream of N rows when ε > 0. Per layer of size (in, out): forward 2·rows·in·out,
+    weight gradient 2·rows·in·out, input gradient 2·rows·in·out (not for the first layer).
+    """
+    c = config.resolve()
+    problem = get_problem(c.problem)
+    from drm.features import FourierMap
+
+    features = FourierMap(problem.dim, c.fourier, c.fourier_map).out_features
+    sizes = layer_sizes(features, c.depth, c.width)
+    rows = c.batch + c.boundary_batch + problem.dim * c.batch + (c.batch if c.epsilon > 0 else 0)
+    macs = [n_in * n_out for n_in, n_out in zip(sizes[:-1], sizes[1:])]
+    return 2.0 * rows * (2 * sum(macs) + sum(macs[1:]))
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _time_steps(step: Callable[[], None], device: torch.device, min_seconds: float, warmup: int = 5) -> float:
+    """Steps per second of `step`, timed over at least `min_seconds` after `warmup` steps."""
+    for _ in range(warmup):
+        step()
+    _sync(device)
+    n, start = 0, time.perf_counter()
+    batch = 1
+    while True:
+        for _ in range(batch):
+            step()
+        n += batch
+        _sync(device)
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_seconds:
+            return n / elapsed
+        batch = min(2 * batch, 1000)
+
+
+def matmul_peak_gflops(device: torch.device, dtype: torch.dtype, min_seconds: float) -> float:
+    """Dense square matmul throughput (the machine's practical limit for this dtype and thread count)."""
+    n = 4096 if device.type == "cuda" else 1536
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    out = torch.empty(n, n, device=device, dtype=dtype)
+    rate = _time_steps(lambda: torch.mm(a, b, out=out), device, min_seconds, warmup=3)
+    return rate * 2.0 * n**3 / 1e9
+
+
+@dataclass(frozen=True)
+class BenchRow:
+    case: str
+    method: str
+    graphed: bool
+    K: int
+    trial_steps_per_s: float
+    gflops: float
+    ratio_to_reference: float
+
+
+def run_bench(
+    device: torch.device,
+    dtype: str = "float32",
+    ks: tuple[int, ...] | None = None,
+    min_seconds: float = 2.0,
+    cases: tuple[str, ...] = ("1d", "2d"),
+    progress: Callable[[str], None] | None = None,
+) -> dict:
+    """Measure every (case, method, K); returns the JSON object of INTERFACE.md."""
+    torch_dtype = getattr(torch, dtype)
+    if ks is None:
+        ks = (1, 8, 64, 256) if device.type == "cuda" else (1, 8, 64)
+    say = progress or (lambda _msg: None)
+    if device.type == "cpu":
+        keep_freed_memory()  # before anything is timed: the reference runs with the same allocator
+    say("matmul peak")
+    peak = matmul_peak_gflops(device, torch_dtype, min_seconds)
+    rows: list[BenchRow] = []
+    for case in cases:
+        config = TrainConfig(**{**CASES[case].as_dict(), "dtype": dtype}).resolve()
+        flops = flops_per_trial_step(config)
+        say(f"{case}: reference")
+        ref = ReferenceTrainer(config, seed=0, device=device)
+        ref_rate = _time_steps(ref.train_step, device, min_seconds)
+        rows.append(BenchRow(case, "reference", False, 1, ref_rate, ref_rate * flops / 1e9, 1.0))
+        variants = [False, True] if device.type == "cuda" else [False]
+        for k in ks:
+            for graphed in variants:
+                say(f"{case}: packed K={k}{' graphed' if graphed else ''}")
+                trainer = PackedTrainer(config, list(range(k)), device=device, graphed=graphed)
+                rate = k * _time_steps(trainer.train_step, device, min_seconds)
+                rows.append(BenchRow(case, "packed", graphed, k, rate, rate * flops / 1e9, rate / ref_rate))
+                del trainer
+    return {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({_cpu_name()})",
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "dtype": dtype,
+        "matmul_peak_gflops": peak,
+        "results": [row.__dict__ for row in rows],
+    }
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or "unknown"

@@ -1,0 +1,69 @@
+"""Fourier feature maps of the input (section 2.3 of the paper), with their derivative streams.
+
+`sincos`:   δ(x) = [sin(x B), cos(x B)]
+`x_sincos`: δ(x) = [x, sin(x B), cos(x B)]
+with B = 2^i π · I_d (frequency "2^i π"). No map (plain DRM) is δ(x) = x.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+
+class FourierMap(nn.Module):
+    """δ: R^d -> R^F. B is a buffer (moves with the module, is not trained); forward has no side effects."""
+
+    B: Tensor
+
+    def __init__(self, dim: int, fourier: int | None, kind: str = "sincos"):
+        super().__init__()
+        self.dim = dim
+        self.fourier = fourier
+        self.kind = kind if fourier is not None else "identity"
+        omega = 0.0 if fourier is None else (2.0**fourier) * math.pi
+        self.register_buffer("B", omega * torch.eye(dim, dtype=torch.float64))
+        self.out_features = {"identity": dim, "sincos": 2 * dim, "x_sincos": 3 * dim}[self.kind]
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x (..., d) -> δ(x) (..., F)."""
+        if self.kind == "identity":
+            return x
+        xb = x @ self.B.to(x.dtype)  # (..., d)
+        parts = [torch.sin(xb), torch.cos(xb)]
+        return torch.cat(([x] if self.kind == "x_sincos" else []) + parts, dim=-1)
+
+    def jet(self, x: Tensor, second_axis: int | None) -> tuple[Tensor, Tensor, Tensor | None]:
+        """δ(x), ∂δ/∂x_j for every j, and ∂²δ/∂x_a² for a = second_axis (or None).
+
+        x (K, N, d) -> (K, N, F), (d, K, N, F), (K, N, F) | None.
+        """
+        d = self.dim
+        eye = torch.eye(d, dtype=x.dtype, device=x.device)  # row j = ∂x/∂x_j
+        if self.kind == "identity":
+            tangent = eye[:, None, None, :].expand(d, *x.shape)  # (d, K, N, d)
+            second = torch.zeros_like(x) if second_axis is not None else None
+            return x, tangent, second
+        B = self.B.to(x.dtype)
+        xb = x @ B  # (K, N, d)
+        sin, cos = torch.sin(xb), torch.cos(xb)
+        # ∂(x B)/∂x_j = B[j]: (d, 1, 1, d)
+        b_j = B[:, None, None, :]
+        tangent = [cos * b_j, -sin * b_j]  # each (d, K, N, d)
+        value = [sin, cos]
+        second = None
+        if second_axis is not None:
+            b_a2 = B[second_axis].square()  # (d,)
+            second = [-sin * b_a2, -cos * b_a2]
+        if self.kind == "x_sincos":
+            value.insert(0, x)
+            tangent.insert(0, eye[:, None, None, :].expand(d, *x.shape))
+            if second is not None:
+                second.insert(0, torch.zeros_like(x))
+        return (
+            torch.cat(value, dim=-1),
+            torch.cat(tangent, dim=-1),
+            torch.cat(second, dim=-1) if second is not None else None,
+        )

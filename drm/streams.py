@@ -1,0 +1,154 @@
+"""A hidden layer applied to all derivative streams at once, as one autograd node with a hand-written backward.
+
+Rows of the layer's input h (K, T, F) and output (K, T, H) are laid out as
+    [value (Nv = N + Nb) | ∂/∂x_1 (N) | ... | ∂/∂x_d (N) | ∂²/∂x_a² (N), when asked for]
+and with z = h W (+ b on the value rows) and z0 the value rows of the N interior points,
+
+    out_value = σ(z_value)
+    out_j     = σ'(z0) z_j                                  (first-derivative streams)
+    out_2     = σ''(z0) z_a² + σ'(z0) z_2                   (second-derivative stream)
+
+Left to autograd, the slices, products and concatenations of these formulas allocate and
+zero-fill a full (K, T, H) tensor per term, and that memory traffic, not the matrix products,
+would bound a step. Here the layer saves (h, W, z), writes its output and z's gradient into one
+buffer each, and its backward is the transpose, with g = ∂L/∂out:
+
+    ∂L/∂z_value = g_value σ'(z_value) + [Σ_j g_j z_j σ''(z0) + g_2 (σ'''(z0) z_a² + σ''(z0) z_2)]_interior
+    ∂L/∂z_j     = g_j σ'(z0) + [j = a] 2 g_2 σ''(z0) z_a
+    ∂L/∂z_2     = g_2 σ'(z0)
+    ∂L/∂W = hᵀ ∂L/∂z,   ∂L/∂h = ∂L/∂z Wᵀ,   ∂L/∂b = Σ_value rows ∂L/∂z
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from drm.activations import Activation
+
+
+@dataclass(frozen=True)
+class StreamLayout:
+    """Row layout of a (K, T, ·) stream tensor."""
+
+    n_interior: int  # N: points with derivative streams
+    n_value: int  # Nv = N + Nb: rows of the value stream (interior, then boundary)
+    dim: int  # d: first-derivative streams
+    second_axis: int | None  # a: the second-derivative stream's axis, or None
+
+    @property
+    def rows(self) -> int:
+        return self.n_value + (self.dim + (self.second_axis is not None)) * self.n_interior
+
+    def split(self, z: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Views: value (K, Nv, H), first derivatives (K, d, N, H), second (K, N, H) | None."""
+        K, _, H = z.shape
+        N, Nv, d = self.n_interior, self.n_value, self.dim
+        first = z[:, Nv : Nv + d * N].view(K, d, N, H)
+        second = z[:, Nv + d * N :] if self.second_axis is not None else None
+        return z[:, :Nv], first, second
+
+
+def _mask_positive(x: Tensor, z: Tensor, out: Tensor) -> Tensor:
+    """out = x · [z > 0] in one pass (ReLU's own backward kernel; z broadcasts against x)."""
+    return torch.ops.aten.threshold_backward.grad_input(x, z, 0.0, grad_input=out)
+
+
+def _forward_streams(z: Tensor, activation: Activation, layout: StreamLayout) -> Tensor:
+    """σ on every stream of z (K, T, H), whose value rows already carry the bias."""
+    N, a = layout.n_interior, layout.second_axis
+    out = torch.empty_like(z)
+    z_value, z_first, z_second = layout.split(z)
+    o_value, o_first, o_second = layout.split(out)
+    if activation.name == "relu":
+        torch.clamp_min(z_value, 0.0, out=o_value)
+        _mask_positive(z_first, z_value[:, :N][:, None], out=o_first)
+        return out
+    sigma = activation.derivatives(z_value[:, :N], 1 if a is None else 2)  # each (K, N, H)
+    o_value[:, :N].copy_(sigma[0])
+    if layout.n_value > N:
+        o_value[:, N:].copy_(activation(z_value[:, N:]))
+    torch.mul(z_first, sigma[1][:, None], out=o_first)
+    if o_second is not None:
+        torch.mul(z_second, sigma[1], out=o_second)
+        o_second.addcmul_(sigma[2], z_first[:, a].square())
+    return out
+
+
+def _backward_streams(g: Tensor, z: Tensor, activation: Activation, layout: StreamLayout) -> Tensor:
+    """∂L/∂z (K, T, H) from g = ∂L/∂out and the saved pre-activations z."""
+    N, a = layout.n_interior, layout.second_axis
+    grad = torch.empty_like(z)
+    z_value, z_first, z_second = layout.split(z)
+    g_value, g_first, g_second = layout.split(g)
+    d_value, d_first, d_second = layout.split(grad)
+    if activation.name == "relu":  # σ' is piecewise constant: only the masks act
+        _mask_positive(g_value, z_value, out=d_value)
+        _mask_positive(g_first, z_value[:, :N][:, None], out=d_first)
+        return grad
+    order = 2 if a is None else 3
+    sigma = activation.derivatives(z_value[:, :N], order)  # interior: (K, N, H) each
+    s1 = sigma[1]
+    torch.mul(g_value[:, :N], s1, out=d_value[:, :N])
+    if layout.n_value > N:
+        torch.mul(g_value[:, N:], activation.derivatives(z_value[:, N:], 1)[1], out=d_value[:, N:])
+    torch.mul(g_first, s1[:, None], out=d_first)
+    d_value[:, :N].addcmul_((g_first * z_first).sum(dim=1), sigma[2])
+    if d_second is not None:
+        z_a = z_first[:, a]
+        torch.mul(g_second, s1, out=d_second)
+        d_first[:, a].addcmul_(g_second, sigma[2] * z_a, value=2.0)
+        d_value[:, :N].addcmul_(g_second, sigma[3] * z_a.square() + sigma[2] * z_second)
+    return grad
+
+
+class _HiddenLayer(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, h: Tensor, w: Tensor, b: Tensor, activation: Activation, layout: StreamLayout) -> Tensor:  # type: ignore[override]
+        z = torch.bmm(h, w)  # (K, T, H)
+        z[:, : layout.n_value].add_(b)  # only the value rows carry the bias
+        ctx.activation, ctx.layout = activation, layout
+        ctx.save_for_backward(h, w, z)
+        return _forward_streams(z, activation, layout)
+
+    @staticmethod
+    def backward(ctx, g: Tensor) -> tuple[Tensor | None, Tensor, Tensor, None, None]:  # type: ignore[override]
+        h, w, z = ctx.saved_tensors
+        grad_z = _backward_streams(g.contiguous(), z, ctx.activation, ctx.layout)  # (K, T, H)
+        grad_w = torch.bmm(h.transpose(1, 2), grad_z)  # (K, F, H)
+        grad_b = grad_z[:, : ctx.layout.n_value].sum(dim=1, keepdim=True)  # (K, 1, H)
+        grad_h = torch.bmm(grad_z, w.transpose(1, 2)) if ctx.needs_input_grad[0] else None  # (K, T, F)
+        return grad_h, grad_w, grad_b, None, None
+
+
+def hidden_layer(h: Tensor, w: Tensor, b: Tensor, activation: Activation, layout: StreamLayout) -> Tensor:
+    """σ(h W + b) on every stream: h (K, T, F), w (K, F, H), b (K, 1, H) -> (K, T, H)."""
+    return _HiddenLayer.apply(h, w, b, activation, layout)
+
+
+class _OutputLayer(torch.autograd.Function):
+    # A width-1 layer is a matrix-vector product per member: as a bmm with one output column it
+    # runs several times slower than the same work written as a (1, H) x (H, T) product.
+    @staticmethod
+    def forward(ctx, h: Tensor, w: Tensor, b: Tensor, n_value: int) -> Tensor:  # type: ignore[override]
+        out = torch.bmm(w.transpose(1, 2), h.transpose(1, 2))[:, 0]  # (K, 1, H) x (K, H, T) -> (K, T)
+        out[:, :n_value].add_(b[:, :, 0])
+        ctx.n_value = n_value
+        ctx.save_for_backward(h, w)
+        return out
+
+    @staticmethod
+    def backward(ctx, g: Tensor) -> tuple[Tensor | None, Tensor, Tensor, None]:  # type: ignore[override]
+        h, w = ctx.saved_tensors
+        g = g.contiguous()[:, :, None]  # (K, T, 1)
+        grad_w = torch.bmm(h.transpose(1, 2), g)  # (K, H, 1)
+        grad_b = g[:, : ctx.n_value].sum(dim=1, keepdim=True)  # (K, 1, 1)
+        grad_h = g * w.transpose(1, 2) if ctx.needs_input_grad[0] else None  # (K, T, H)
+        return grad_h, grad_w, grad_b, None
+
+
+def output_layer(h: Tensor, w: Tensor, b: Tensor, n_value: int) -> Tensor:
+    """h W + b on every stream, bias on the value rows: h (K, T, H), w (K, H, 1), b (K, 1, 1) -> (K, T)."""
+    return _OutputLayer.apply(h, w, b, n_value)

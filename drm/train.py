@@ -1,0 +1,170 @@
+"""Deep Ritz training of K seeds of one configuration as one packed model.
+
+One step (the paper's "epoch"): sample each member's points from its seed → forward with
+derivative streams → energy density + boundary penalty, eq. (4)-(5) → one backward → masked Adam
+→ cosine schedule. The loss is the sum over members of each member's mean, so each member's
+gradient is the one it would have alone. Nothing is read back from the device per step.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from drm._allocator import keep_freed_memory
+from drm.activations import Activation
+from drm.config import TrainConfig
+from drm.features import FourierMap
+from drm.network import PackedMLP
+from drm.optim import PackedAdam, cosine_lr
+from drm.problems import Problem, get_problem
+from drm.sampling import boundary_points, interior_points
+
+
+def build_model(config: TrainConfig, seeds: list[int], device: torch.device | str, dtype: torch.dtype) -> PackedMLP:
+    """The packed model of `config` (resolved) with one member per seed, initialised from its seed."""
+    problem = get_problem(config.problem)
+    features = FourierMap(problem.dim, config.fourier, config.fourier_map)
+    model = PackedMLP(seeds, problem.dim, config.depth, config.width, Activation(config.activation, config.rho), features)
+    return model.to(device=device, dtype=dtype)
+
+
+def member_loss(
+    model: PackedMLP, problem: Problem, config: TrainConfig, x: Tensor, x_boundary: Tensor
+) -> tuple[Tensor, Tensor]:
+    """Each member's Deep Ritz loss and its energy part: (K,), (K,).
+
+    energy_mc = mean_N W(x, u, ∇u, u_2);  loss = energy_mc + penalty · mean_Nb u(x_b)².
+    """
+    second_axis = problem.oscillation_axis if config.epsilon > 0 else None
+    jet = model.jet(x, x_boundary, second_axis)
+    energy_mc = problem.density(jet.u, jet.grad, jet.u_2, config.epsilon).mean(dim=1)  # (K,)
+    loss = energy_mc + config.penalty * jet.u_boundary.square().mean(dim=1)
+    return loss, energy_mc
+
+
+@dataclass
+class Curves:
+    """Learning curves at `steps`: loss and energy_mc per member (n_log, K), and the lr."""
+
+    steps: np.ndarray
+    loss: np.ndarray
+    energy_mc: np.ndarray
+    lr: np.ndarray
+
+
+class PackedTrainer:
+    """Trains the seeds of one resolved configuration together; `train_step()` reads top to bottom.
+
+    With `graphed=True` on CUDA, one step is captured once as a CUDA graph and replayed: a small
+    network's step is a few hundred short kernels, and replaying them skips their launch cost.
+    """
+
+    def __init__(self, config: TrainConfig, seeds: list[int], device: str | torch.device = "cpu", graphed: bool = False):
+        self.config = config.resolve()
+        self.problem = get_problem(self.config.problem)
+        self.device = torch.device(device)
+        if graphed and self.device.type != "cuda":
+            raise ValueError("graphed=True needs a CUDA device")
+        self.graphed = graphed
+        if self.device.type == "cpu":
+            keep_freed_memory()
+        self.dtype = getattr(torch, self.config.dtype)
+        self.model = build_model(self.config, seeds, self.device, self.dtype)
+        self.optimizer = PackedAdam(list(self.model.parameters()))
+        self.seeds = torch.tensor(self.model.seeds, device=self.device, dtype=torch.int64)
+        K = self.model.K
+        # Device-side state: a step touches only these, so it can be captured and replayed.
+        self.t = torch.zeros((), dtype=torch.int64, device=self.device)
+        self.active = torch.ones(K, dtype=torch.bool, device=self.device)
+        self.diverged_step = torch.full((K,), -1, dtype=torch.int64, device=self.device)
+        self.last_loss = torch.full((K,), float("nan"), dtype=self.dtype, device=self.device)
+        self.last_energy_mc = torch.full_like(self.last_loss, float("nan"))
+        self.step = 0  # the host's count of the steps taken (no read-back needed)
+        epochs = self.config.epochs
+        self.log_every = max(1, epochs // self.config.log_points)
+        n_log = (epochs - 1) // self.log_every + 1
+        self._curve_buf = torch.full((n_log, 2, K), float("nan"), dtype=self.dtype, device=self.device)
+        self._curve_steps: list[int] = []
+        self._curve_lr: list[float] = []
+        self._fixed_points: tuple[Tensor, Tensor] | None = None
+        self._graph: torch.cuda.CUDAGraph | None = None
+
+    def points(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        """Interior (K, N, d) and boundary (K, Nb, d) points of step t (of step 0 when not resampling)."""
+        if self._fixed_points is not None:
+            return self._fixed_points
+        c, d = self.config, self.problem.dim
+        pts = (
+            interior_points(self.seeds, t, c.batch, d, self.dtype),
+            boundary_points(self.seeds, t, c.boundary_batch, d, self.dtype),
+        )
+        if not c.resample:
+            self._fixed_points = pts
+        return pts
+
+    def _device_step(self) -> None:
+        """Sample → forward with derivative streams → energy + penalty → backward → masked Adam."""
+        c = self.config
+        x, x_boundary = self.points(self.t)
+        loss, energy_mc = member_loss(self.model, self.problem, c, x, x_boundary)  # (K,), (K,)
+        finite = torch.isfinite(loss)
+        self.diverged_step.copy_(torch.where(self.active & ~finite, self.t, self.diverged_step))
+        self.active.logical_and_(finite)
+        torch.where(self.active, loss, 0.0).sum().backward()
+        self.optimizer.step(cosine_lr(c.lr, self.t, c.epochs), self.active)
+        self.last_loss.copy_(loss.detach())
+        self.last_energy_mc.copy_(energy_mc.detach())
+        self.t += 1
+
+    def train_step(self) -> None:
+        """One optimiser step for every active member (replayed from a CUDA graph when graphed)."""
+        if self._graph is not None:
+            self._graph.replay()
+        elif self.graphed and self.step >= 3:  # a few eager steps warm up kernels before capture
+            self._capture()
+            self._graph.replay()
+        else:
+            for p in self.model.parameters():
+                p.grad = None
+            self._device_step()
+        if self.step % self.log_every == 0:
+            self._curve_buf[len(self._curve_steps)] = torch.stack([self.last_loss, self.last_energy_mc])
+            self._curve_steps.append(self.step)
+            self._curve_lr.append(float(cosine_lr(self.config.lr, self.step, self.config.epochs)))
+        self.step += 1
+
+    def _capture(self) -> None:
+        for p in self.model.parameters():
+            p.grad = None  # the captured backward allocates the gradients in the graph's pool
+        self._graph = torch.cuda.CUDAGraph()
+        stream = torch.cuda.Stream(self.device)
+        stream.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(stream), torch.cuda.graph(self._graph, stream=stream):
+            self._device_step()
+        torch.cuda.current_stream(self.device).wait_stream(stream)
+
+    def run(self, steps: int | None = None, progress: Callable[[int, int], None] | None = None, every_s: float = 1.0) -> None:
+        """Train up to `steps` more steps (default: to the end); call progress(step, total) about every `every_s`."""
+        end = self.config.epochs if steps is None else min(self.config.epochs, self.step + steps)
+        last = time.perf_counter()
+        while self.step < end:
+            self.train_step()
+            if progress is not None and time.perf_counter() - last >= every_s:
+                progress(self.step, self.config.epochs)
+                last = time.perf_counter()
+        if progress is not None:
+            progress(self.step, self.config.epochs)
+
+    def curves(self) -> Curves:
+        n = len(self._curve_steps)
+        buf = self._curve_buf[:n].cpu().numpy()  # (n, 2, K)
+        return Curves(np.array(self._curve_steps), buf[:, 0], buf[:, 1], np.array(self._curve_lr))
+
+    def status(self) -> list[str]:
+        return ["ok" if a else "diverged" for a in self.active.cpu().tolist()]

@@ -1,0 +1,208 @@
+"""The `drmfm` command line.
+
+Every command checks its input before any heavy import (torch among them), and bad input exits 2
+with one line naming the field and what is allowed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from drm.config import DEVICES, ConfigError, TrainConfig
+from drm.problems import PROBLEMS
+
+app = typer.Typer(
+    name="drmfm",
+    help="Deep Ritz studies of microstructure: Fourier-feature networks trained as packed multi-seed models.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+# Typer raises its own click's errors (vendored in recent typer, the click package in older ones).
+_UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+
+
+class BadInput(Exception):
+    """Input outside what is allowed: the CLI prints it as one line and exits 2."""
+
+
+def home_dir(home: Path | None) -> Path:
+    """--home, else $DRMFM_HOME, else ./drmfm-home."""
+    return Path(home or os.environ.get("DRMFM_HOME") or "drmfm-home")
+
+
+def _parse_fourier(value: str) -> int | None:
+    if value.strip().lower() == "none":
+        return None
+    try:
+        i = int(value)
+    except ValueError:
+        raise BadInput(f"fourier: {value!r} is not allowed; allowed: an integer >= 0 or 'none'") from None
+    if i < 0:
+        raise BadInput(f"fourier: {value!r} is not allowed; allowed: an integer >= 0 or 'none'")
+    return i
+
+
+def _parse_seeds(seeds: int | None, seed_list: str | None) -> list[int]:
+    if seeds is not None and seed_list is not None:
+        raise BadInput("seeds: give --seeds S or --seed-list, not both")
+    if seed_list is not None:
+        try:
+            out = [int(s) for s in seed_list.split(",") if s.strip()]
+        except ValueError:
+            raise BadInput(f"seed-list: {seed_list!r} is not allowed; allowed: integers >= 0, comma-separated") from None
+        if not out or min(out) < 0 or len(set(out)) != len(out):
+            raise BadInput(f"seed-list: {seed_list!r} is not allowed; allowed: distinct integers >= 0, comma-separated")
+        return out
+    n = 1 if seeds is None else seeds
+    if n < 1:
+        raise BadInput(f"seeds: {n} is not allowed; allowed: an integer >= 1")
+    return list(range(n))
+
+
+def _check_device(device: str) -> None:
+    if device not in DEVICES:
+        raise BadInput(f"device: unknown {device!r}; allowed: {', '.join(DEVICES)}")
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise BadInput("device: cuda is not available on this machine; allowed here: auto, cpu")
+
+
+@app.command()
+def problems() -> None:
+    """List the problems with their equation and the paper's defaults."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="drmfm problems (D = [0, 1]^d, u = 0 on ∂D)")
+    for col in ("name", "paper", "energy", "d", "activation", "map", "batch", "boundary", "epochs"):
+        table.add_column(col)
+    for p in PROBLEMS.values():
+        table.add_row(
+            p.name,
+            p.paper_id,
+            p.equation,
+            str(p.dim),
+            p.default_activation,
+            p.default_fourier_map,
+            str(p.default_batch),
+            str(p.default_boundary_batch),
+            f"{p.default_epochs:,}",
+        )
+    Console().print(table)
+
+
+@app.command()
+def train(
+    problem: Annotated[str, typer.Option(help=f"One of: {', '.join(PROBLEMS)}.")] = "double_well",
+    depth: Annotated[int, typer.Option(help="Hidden layers (the paper's '3 × 128' is depth 3).")] = 3,
+    width: Annotated[int, typer.Option(help="Neurons per hidden layer.")] = 128,
+    activation: Annotated[
+        str | None, typer.Option(help="relu | smooth_abs | smooth_relu | tanh [default: relu in 1D, smooth_abs in 2D]")
+    ] = None,
+    rho: Annotated[float, typer.Option(help="ρ of the smooth activations sqrt(z²+ρ²).")] = 0.1,
+    fourier: Annotated[str, typer.Option(help="'none' (plain DRM) or I: frequency 2^I·π.")] = "none",
+    fourier_map: Annotated[
+        str | None, typer.Option(help="sincos | x_sincos [default: sincos in 1D, x_sincos in 2D]")
+    ] = None,
+    epsilon: Annotated[float, typer.Option(help="ε of the regularisation ε²·u_xx² (1D) or ε²·u_yy² (2D).")] = 0.0,
+    epochs: Annotated[int | None, typer.Option(help="Optimiser steps [default: the paper's for the problem].")] = None,
+    lr: Annotated[float, typer.Option(help="Initial Adam learning rate (cosine annealing to 0).")] = 1e-4,
+    penalty: Annotated[float, typer.Option(help="Boundary penalty λ.")] = 500.0,
+    batch: Annotated[int | None, typer.Option(help="Interior points per step [default: 128 in 1D, 600 in 2D].")] = None,
+    boundary_batch: Annotated[int | None, typer.Option(help="Boundary points per step, 2D [default: 400].")] = None,
+    seeds: Annotated[int | None, typer.Option(help="Train seeds 0..S-1 together as one packed model [default: 1].")] = None,
+    seed_list: Annotated[str | None, typer.Option(help="Explicit seeds, e.g. 0,3,7.")] = None,
+    fixed_points: Annotated[bool, typer.Option("--fixed-points", help="Sample the points once and keep them.")] = False,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda.")] = "auto",
+    dtype: Annotated[str, typer.Option(help="float32 | float64.")] = "float32",
+    home: Annotated[Path | None, typer.Option(help="Home folder [default: $DRMFM_HOME or ./drmfm-home].")] = None,
+    no_mlflow: Annotated[
+        bool, typer.Option("--no-mlflow", help="Do not record to MLflow (this version writes train runs to the tables only).")
+    ] = False,
+) -> None:
+    """Train the seeds of one configuration together; print one line per seed and write its tables."""
+    config = TrainConfig(
+        problem=problem,
+        depth=depth,
+        width=width,
+        activation=activation,
+        rho=rho,
+        fourier=_parse_fourier(fourier),
+        fourier_map=fourier_map,
+        epsilon=epsilon,
+        epochs=epochs,
+        lr=lr,
+        penalty=penalty,
+        batch=batch,
+        boundary_batch=boundary_batch,
+        resample=not fixed_points,
+        dtype=dtype,
+    ).resolve()
+    seed_values = _parse_seeds(seeds, seed_list)
+    _check_device(device)
+    from pipeline.train_command import run_train
+
+    code = run_train(config, seed_values, device=device, home=home_dir(home))
+    raise typer.Exit(code)
+
+
+@app.command()
+def bench(
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda.")] = "auto",
+    dtype: Annotated[str, typer.Option(help="float32 | float64.")] = "float32",
+    seconds: Annotated[float, typer.Option(help="Minimum timed seconds per measurement.")] = 2.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (INTERFACE.md).")] = False,
+) -> None:
+    """Training throughput: reference vs packed trainer (K = 1, 8, 64; 256 on a GPU), vs the matmul peak."""
+    _check_device(device)
+    if dtype not in ("float32", "float64"):
+        raise BadInput(f"dtype: unknown {dtype!r}; allowed: float32, float64")
+    if seconds <= 0:
+        raise BadInput(f"seconds: {seconds} is not allowed; allowed: a number > 0")
+    from drm.bench import run_bench
+    from pipeline.trial import resolve_device
+
+    result = run_bench(resolve_device(device), dtype=dtype, min_seconds=seconds, progress=lambda m: print(f"bench: {m}", file=sys.stderr))
+    if as_json:
+        print(json.dumps(result))
+        return
+    from pipeline.train_command import print_bench
+
+    print_bench(result)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: exit 0 done, 1 some seeds failed, 2 bad input (one line, no traceback)."""
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=argv, prog_name="drmfm", standalone_mode=False)
+    except _UsageError as e:
+        if type(e).__name__ == "NoArgsIsHelpError":  # bare `drmfm`: the help, not an error
+            print(e.ctx.get_help() if e.ctx else e.format_message())
+            code = 0
+        else:
+            print(f"drmfm: error: {e.format_message()}", file=sys.stderr)
+            code = 2
+    except (BadInput, ConfigError) as e:
+        print(f"drmfm: error: {e}", file=sys.stderr)
+        code = 2
+    except (typer.Abort, KeyboardInterrupt):
+        print("drmfm: interrupted", file=sys.stderr)
+        code = 130
+    sys.exit(code or 0)
+
+
+if __name__ == "__main__":
+    main()

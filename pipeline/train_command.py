@@ -1,0 +1,94 @@
+"""`drmfm train` and `drmfm bench` output: progress while it runs, one line per seed, where the tables are."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from drm.config import TrainConfig
+from pipeline.trial import run_trial
+
+_err = Console(stderr=True)
+
+
+def _new_results_dir(home: Path) -> tuple[str, Path]:
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    name, n = f"train-{stamp}", 1
+    while (home / "results" / name).exists():
+        n += 1
+        name = f"train-{stamp}-{n}"
+    return name, home / "results" / name
+
+
+def run_train(config: TrainConfig, seeds: list[int], *, device: str, home: Path) -> int:
+    """Train one pack, print its table; 0 if every seed finished, 1 if some diverged."""
+    name, results_dir = _new_results_dir(home)
+    out = Console()
+    out.print(f"training {len(seeds)} seed(s) packed: {config.describe()}")
+    start = time.perf_counter()
+    with Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+        console=_err,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("steps", total=config.epochs, rate="")
+
+        def report(step: int, total: int) -> None:
+            rate = step / max(time.perf_counter() - start, 1e-9)
+            progress.update(task, completed=step, rate=f"{rate:,.0f} steps/s")
+
+        rows = run_trial(config, seeds, device=device, sweep=name, trial_id=config.config_hash(), results_dir=results_dir, progress=report)
+    table = Table(title=f"{name}  ({rows['device'][0].as_py()}, {rows['wall_seconds'][0].as_py():.1f} s)")
+    two_d = config.dim == 2
+    columns = ["seed", "status", "energy", "transitions"] + (["transitions_wall", "bands"] if two_d else []) + ["boundary_l2", "seconds"]
+    for c in columns:
+        table.add_column(c, justify="right")
+    for r in rows.to_pylist():
+        cells = [str(r["seed"]), r["status"], _fmt(r["energy"]), str(r["transitions"])]
+        if two_d:
+            cells += [_fmt(r["transitions_wall"], ".1f"), str(r["bands"])]
+        cells += [_fmt(r["boundary_l2"], ".2e"), f"{r['wall_seconds']:.1f}"]
+        table.add_row(*cells)
+    out.print(table)
+    out.print(f"results: {results_dir}")
+    failed = [r["seed"] for r in rows.to_pylist() if r["status"] != "ok"]
+    if failed:
+        _err.print(f"drmfm: {len(failed)} of {len(seeds)} seeds diverged (non-finite loss): seeds {failed}")
+        return 1
+    return 0
+
+
+def _fmt(value: float | None, spec: str = ".5g") -> str:
+    return "—" if value is None else format(value, spec)
+
+
+def print_bench(result: dict) -> None:
+    """The bench's figures as a table: trial-steps/s, GFLOP/s, share of the matmul peak, ratio."""
+    peak = result["matmul_peak_gflops"]
+    table = Table(
+        title=f"drmfm bench: {result['device']}, torch {result['torch']}, {result['threads']} threads, "
+        f"{result['dtype']}, matmul peak {peak:.1f} GFLOP/s"
+    )
+    for c in ("case", "method", "graphed", "K", "trial-steps/s", "GFLOP/s", "of peak", "× reference"):
+        table.add_column(c, justify="right")
+    for r in result["results"]:
+        table.add_row(
+            r["case"],
+            r["method"],
+            "yes" if r["graphed"] else "no",
+            str(r["K"]),
+            f"{r['trial_steps_per_s']:,.0f}",
+            f"{r['gflops']:.1f}",
+            f"{r['gflops'] / peak:.0%}",
+            f"{r['ratio_to_reference']:.2f}",
+        )
+    Console().print(table)

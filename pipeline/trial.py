@@ -1,0 +1,198 @@
+"""One trial: the seeds of one configuration trained as one packed model, measured, and landed as tables.
+
+This is what `drmfm train` runs once and what a sweep runs per trial.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import os
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from drm.config import TrainConfig
+from drm.measure import Measurements, measure
+from drm.train import PackedTrainer
+from pipeline.tables import write_trial
+
+
+@functools.cache
+def code_version() -> str:
+    """The package version, with the git commit when run from a checkout."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        v = version("drmfm")
+    except PackageNotFoundError:
+        v = "unknown"
+    root = Path(__file__).resolve().parent.parent
+    try:
+        sha = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        sha = ""
+    return f"{v}+g{sha}" if sha else v
+
+
+def resolve_device(device: str) -> torch.device:
+    """'auto' is CUDA when there is one, else the CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def save_weights(trainer: PackedTrainer, path: Path) -> None:
+    """Every member's final parameters (leading axis K), with its seed and the resolved config."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {
+        "config": trainer.config.as_dict(),
+        "seeds": trainer.model.seeds,
+        "state_dict": {k: v.detach().cpu() for k, v in trainer.model.state_dict().items()},
+    }
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def _nullable(values: np.ndarray | None, k: int, cast: type) -> object:
+    if values is None or not np.isfinite(values[k]):
+        return None
+    return cast(values[k])
+
+
+def replicate_rows(
+    trainer: PackedTrainer, m: Measurements, *, sweep: str, trial_id: str, wall_seconds: float, node: str
+) -> pa.Table:
+    c = trainer.config
+    status = trainer.status()
+    diverged_step = trainer.diverged_step.cpu().tolist()
+    loss_final = trainer.last_loss.cpu().numpy()
+    finished = dt.datetime.now(dt.timezone.utc)
+    rows = []
+    for k, seed in enumerate(trainer.model.seeds):
+        rows.append(
+            {
+                "sweep": sweep,
+                "trial_id": trial_id,
+                "seed": seed,
+                "problem": c.problem,
+                "dim": c.dim,
+                "depth": c.depth,
+                "width": c.width,
+                "activation": c.activation,
+                "rho": c.rho,
+                "fourier": c.fourier,
+                "fourier_map": c.fourier_map,
+                "epsilon": c.epsilon,
+                "penalty": c.penalty,
+                "lr": c.lr,
+                "epochs": c.epochs,
+                "batch": c.batch,
+                "boundary_batch": c.boundary_batch,
+                "dtype": c.dtype,
+                "device": str(trainer.device),
+                "pack_size": trainer.model.K,
+                "energy": _nullable(m.energy, k, float),
+                "boundary_l2": _nullable(m.boundary_l2, k, float),
+                "loss_final": _nullable(loss_final, k, float),
+                "transitions": int(m.transitions[k]),
+                "transitions_per_period": _nullable(m.transitions_per_period, k, float),
+                "transitions_wall": _nullable(m.transitions_wall, k, float),
+                "bands": _nullable(m.bands, k, int),
+                "status": status[k],
+                "error": None if status[k] == "ok" else f"non-finite loss at step {diverged_step[k]}",
+                "wall_seconds": wall_seconds,
+                "steps_per_second": trainer.step / wall_seconds if wall_seconds > 0 else None,
+                "node": node,
+                "mlflow_run_id": None,
+                "mlflow_parent_run_id": None,
+                "config_hash": c.config_hash(),
+                "resample": c.resample,
+                "torch_version": torch.__version__,
+                "code_version": code_version(),
+                "finished_at": finished,
+                "transition_threshold": c.transition_threshold,
+                "diverged_step": diverged_step[k] if diverged_step[k] >= 0 else None,
+                "steps_done": trainer.step,
+            }
+        )
+    return pa.Table.from_pylist(rows)
+
+
+def curve_rows(trainer: PackedTrainer, *, sweep: str, trial_id: str) -> pa.Table:
+    curves = trainer.curves()
+    n, K = curves.loss.shape
+    return pa.table(
+        {
+            "sweep": [sweep] * (n * K),
+            "trial_id": [trial_id] * (n * K),
+            "seed": np.repeat(np.array(trainer.model.seeds), n),
+            "step": np.tile(curves.steps, K),
+            "loss": curves.loss.T.reshape(-1).astype(np.float64),
+            "energy_mc": curves.energy_mc.T.reshape(-1).astype(np.float64),
+            "lr": np.tile(curves.lr, K),
+        }
+    )
+
+
+def profile_rows(seeds: list[int], m: Measurements, *, sweep: str, trial_id: str) -> pa.Table:
+    K = len(seeds)
+    if "y" in m.grid:
+        yy, xx = np.meshgrid(m.grid["y"], m.grid["x"], indexing="ij")  # (ny, nx) like the profiles
+        x, y = np.tile(xx.reshape(-1), K), np.tile(yy.reshape(-1), K)
+    else:
+        x, y = np.tile(m.grid["x"], K), None
+    n = m.profile_u[0].size
+    return pa.table(
+        {
+            "sweep": [sweep] * (n * K),
+            "trial_id": [trial_id] * (n * K),
+            "seed": np.repeat(np.array(seeds), n),
+            "x": x.astype(np.float32),
+            "y": y.astype(np.float32) if y is not None else pa.nulls(n * K, pa.float32()),
+            "u": m.profile_u.reshape(-1).astype(np.float32),
+            "du": m.profile_du.reshape(-1).astype(np.float32),
+        }
+    )
+
+
+def run_trial(
+    config: TrainConfig,
+    seeds: list[int],
+    *,
+    device: str,
+    sweep: str,
+    trial_id: str,
+    results_dir: Path,
+    progress: Callable[[int, int], None] | None = None,
+) -> pa.Table:
+    """Train, measure and land one trial; returns its replicate rows (one per seed)."""
+    config = config.resolve()
+    trainer = PackedTrainer(config, seeds, resolve_device(device))
+    start = time.perf_counter()
+    trainer.run(progress=progress)
+    if trainer.device.type == "cuda":
+        torch.cuda.synchronize(trainer.device)
+    wall = time.perf_counter() - start
+    m = measure(trainer.model, config)
+    replicates = replicate_rows(trainer, m, sweep=sweep, trial_id=trial_id, wall_seconds=wall, node=socket.gethostname())
+    save_weights(trainer, results_dir / "weights" / f"{trial_id}.pt")
+    write_trial(
+        results_dir,
+        trial_id,
+        replicates,
+        curve_rows(trainer, sweep=sweep, trial_id=trial_id),
+        profile_rows(trainer.model.seeds, m, sweep=sweep, trial_id=trial_id),
+    )
+    return replicates
