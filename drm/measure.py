@@ -7,6 +7,7 @@ transitions = sign changes of u_x (1D), of u_y along y at x = 0.5 (2D), with a h
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,7 +17,7 @@ from torch import Tensor
 from drm.config import TrainConfig
 from drm.metrics import count_bands, count_transitions, trapezoid_weights
 from drm.network import PackedMLP
-from drm.problems import get_problem
+from drm.problems import Problem, get_problem
 
 GRID_1D = 20_001  # nodes on [0, 1]: the energy's quadrature and the counting grid
 GRID_2D = 257  # nodes per side on [0, 1]²: x = 0.5 is a node
@@ -68,6 +69,26 @@ def _rms_on_boundary(model: PackedMLP, dim: int, like: Tensor) -> np.ndarray:
     return u.square().mean(dim=1).sqrt().cpu().numpy()
 
 
+Fields = Callable[[Tensor], tuple[Tensor, Tensor, "Tensor | None"]]
+
+
+def quadrature_energy(problem: Problem, epsilon: float, fields: Fields, dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu") -> Tensor:
+    """I(u) = ∫_D W(x, u, ∇u, u_2) dx by the composite trapezoid rule on the measurement grid.
+
+    `fields(points (n, d))` returns u (K, n), ∇u (K, n, d) and u_2 (K, n) (None when ε = 0) of K
+    functions; returns their energies (K,). The grid is GRID_1D nodes on [0, 1], GRID_2D² on [0, 1]².
+    """
+    t = torch.linspace(0, 1, GRID_1D if problem.dim == 1 else GRID_2D, dtype=dtype, device=device)
+    w = torch.as_tensor(trapezoid_weights(len(t)), dtype=dtype, device=device)
+    if problem.dim == 1:
+        points, weights = t[:, None], w
+    else:
+        yy, xx = torch.meshgrid(t, t, indexing="ij")  # (ny, nx): y along axis 0
+        points, weights = torch.stack([xx, yy], dim=-1).reshape(-1, 2), (w[:, None] * w[None, :]).reshape(-1)
+    u, grad, u_2 = fields(points)
+    return (problem.density(u, grad, u_2, epsilon) * weights).sum(dim=1)
+
+
 def measure(model: PackedMLP, config: TrainConfig) -> Measurements:
     """Energy, boundary RMS, transitions (and in 2D wall transitions and bands) of every member."""
     config = config.resolve()
@@ -75,13 +96,17 @@ def measure(model: PackedMLP, config: TrainConfig) -> Measurements:
     p = next(model.parameters())
     second_axis = problem.oscillation_axis if config.epsilon > 0 else None
     tau = config.transition_threshold
+    on_grid: dict[str, Tensor] = {}
+
+    def fields(points: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+        on_grid["u"], on_grid["grad"], u_2 = _evaluate(model, points, second_axis)
+        return on_grid["u"], on_grid["grad"], u_2
+
+    energy = quadrature_energy(problem, config.epsilon, fields, p.dtype, p.device).cpu().numpy()
+    u, grad = on_grid["u"].cpu().numpy(), on_grid["grad"].cpu().numpy()  # on the quadrature grid
+    boundary_l2 = _rms_on_boundary(model, problem.dim, p)
     if problem.dim == 1:
-        x = torch.linspace(0, 1, GRID_1D, dtype=p.dtype, device=p.device)
-        u, grad, u_2 = _evaluate(model, x[:, None], second_axis)
-        density = problem.density(u, grad, u_2, config.epsilon)  # (K, n)
-        weights = torch.as_tensor(trapezoid_weights(GRID_1D), dtype=p.dtype, device=p.device)
-        energy = (density * weights).sum(dim=1).cpu().numpy()
-        u_x = grad[..., 0].cpu().numpy()
+        u_x = grad[..., 0]
         transitions = count_transitions(u_x, tau)
         per_period = None
         if config.fourier is not None and config.fourier_map == "sincos":
@@ -89,39 +114,32 @@ def measure(model: PackedMLP, config: TrainConfig) -> Measurements:
             per_period = transitions / 2.0 ** (config.fourier - 1)
         return Measurements(
             energy=energy,
-            boundary_l2=_rms_on_boundary(model, 1, x),
+            boundary_l2=boundary_l2,
             transitions=transitions,
             transitions_per_period=per_period,
             transitions_wall=None,
             bands=None,
-            grid={"x": x.cpu().numpy()},
-            profile_u=u.cpu().numpy(),
+            grid={"x": np.linspace(0, 1, GRID_1D)},
+            profile_u=u,
             profile_du=u_x,
         )
-    t = torch.linspace(0, 1, GRID_2D, dtype=p.dtype, device=p.device)
-    yy, xx = torch.meshgrid(t, t, indexing="ij")  # (ny, nx): y along axis 0
-    u, grad, u_2 = _evaluate(model, torch.stack([xx, yy], dim=-1).reshape(-1, 2), second_axis)
-    density = problem.density(u, grad, u_2, config.epsilon)  # (K, ny·nx)
-    w1 = torch.as_tensor(trapezoid_weights(GRID_2D), dtype=p.dtype, device=p.device)
-    weights = (w1[:, None] * w1[None, :]).reshape(-1)
-    energy = (density * weights).sum(dim=1).cpu().numpy()
-    K = model.K
-    u_y = grad[..., 1].reshape(K, GRID_2D, GRID_2D).cpu().numpy()
+    K, n = model.K, GRID_2D
+    u_y = grad[..., 1].reshape(K, n, n)  # (K, ny, nx)
     line_y = torch.linspace(0, 1, LINE_2D, dtype=p.dtype, device=p.device)
 
     def line_count(x0: float) -> np.ndarray:
-        pts = torch.stack([torch.full_like(line_y, x0), line_y], dim=1)
-        return count_transitions(_evaluate(model, pts, None)[1][..., 1].cpu().numpy(), tau)
+        points = torch.stack([torch.full_like(line_y, x0), line_y], dim=1)  # (LINE_2D, 2)
+        return count_transitions(_evaluate(model, points, None)[1][..., 1].cpu().numpy(), tau)
 
     walls = np.stack([line_count(x0) for x0 in WALL_LINES])  # (2, K)
     return Measurements(
         energy=energy,
-        boundary_l2=_rms_on_boundary(model, 2, t),
+        boundary_l2=boundary_l2,
         transitions=line_count(0.5),
         transitions_per_period=None,
         transitions_wall=np.median(walls, axis=0),
         bands=count_bands(u_y, tau),
-        grid={"x": t.cpu().numpy(), "y": t.cpu().numpy()},
-        profile_u=u.reshape(K, GRID_2D, GRID_2D).cpu().numpy(),
+        grid={"x": np.linspace(0, 1, n), "y": np.linspace(0, 1, n)},
+        profile_u=u.reshape(K, n, n),
         profile_du=u_y,
     )

@@ -58,6 +58,9 @@ class Curves:
     lr: np.ndarray
 
 
+_WARMUP_STEPS = 3  # eager steps before a CUDA graph is captured
+
+
 class PackedTrainer:
     """Trains the seeds of one resolved configuration together; `train_step()` reads top to bottom.
 
@@ -92,21 +95,19 @@ class PackedTrainer:
         self._curve_buf = torch.full((n_log, 2, K), float("nan"), dtype=self.dtype, device=self.device)
         self._curve_steps: list[int] = []
         self._curve_lr: list[float] = []
-        self._fixed_points: tuple[Tensor, Tensor] | None = None
         self._graph: torch.cuda.CUDAGraph | None = None
+        self._fixed_points = None if self.config.resample else self._sample(torch.zeros_like(self.t))
 
-    def points(self, t: Tensor) -> tuple[Tensor, Tensor]:
-        """Interior (K, N, d) and boundary (K, Nb, d) points of step t (of step 0 when not resampling)."""
-        if self._fixed_points is not None:
-            return self._fixed_points
+    def _sample(self, t: Tensor) -> tuple[Tensor, Tensor]:
         c, d = self.config, self.problem.dim
-        pts = (
+        return (
             interior_points(self.seeds, t, c.batch, d, self.dtype),
             boundary_points(self.seeds, t, c.boundary_batch, d, self.dtype),
         )
-        if not c.resample:
-            self._fixed_points = pts
-        return pts
+
+    def points(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        """Interior (K, N, d) and boundary (K, Nb, d) points of step t (of step 0 when not resampling)."""
+        return self._fixed_points if self._fixed_points is not None else self._sample(t)
 
     def _device_step(self) -> None:
         """Sample → forward with derivative streams → energy + penalty → backward → masked Adam."""
@@ -124,11 +125,8 @@ class PackedTrainer:
 
     def train_step(self) -> None:
         """One optimiser step for every active member (replayed from a CUDA graph when graphed)."""
-        if self._graph is not None:
-            self._graph.replay()
-        elif self.graphed and self.step >= 3:  # a few eager steps warm up kernels before capture
-            self._capture()
-            self._graph.replay()
+        if self.graphed:
+            self._graphed_step()
         else:
             for p in self.model.parameters():
                 p.grad = None
@@ -139,15 +137,25 @@ class PackedTrainer:
             self._curve_lr.append(float(cosine_lr(self.config.lr, self.step, self.config.epochs)))
         self.step += 1
 
-    def _capture(self) -> None:
-        for p in self.model.parameters():
-            p.grad = None  # the captured backward allocates the gradients in the graph's pool
-        self._graph = torch.cuda.CUDAGraph()
-        stream = torch.cuda.Stream(self.device)
-        stream.wait_stream(torch.cuda.current_stream(self.device))
-        with torch.cuda.stream(stream), torch.cuda.graph(self._graph, stream=stream):
-            self._device_step()
-        torch.cuda.current_stream(self.device).wait_stream(stream)
+    def _graphed_step(self) -> None:
+        # torch.cuda.graph's recipe: a few eager warm-up steps on a side stream, then capture once
+        # (the gradients are allocated by the captured backward, in the graph's pool), then replay.
+        if self._graph is None:
+            side = torch.cuda.Stream(self.device)
+            side.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(side):
+                for p in self.model.parameters():
+                    p.grad = None
+                if self.step < _WARMUP_STEPS:
+                    self._device_step()
+                else:
+                    self._graph = torch.cuda.CUDAGraph()
+                    with torch.cuda.graph(self._graph, stream=side):
+                        self._device_step()
+            torch.cuda.current_stream(self.device).wait_stream(side)
+            if self._graph is None:
+                return
+        self._graph.replay()
 
     def run(self, steps: int | None = None, progress: Callable[[int, int], None] | None = None, every_s: float = 1.0) -> None:
         """Train up to `steps` more steps (default: to the end); call progress(step, total) about every `every_s`."""

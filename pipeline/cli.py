@@ -82,25 +82,14 @@ def _check_device(device: str) -> None:
 @app.command()
 def problems() -> None:
     """List the problems with their equation and the paper's defaults."""
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title="drmfm problems (D = [0, 1]^d, u = 0 on ∂D)")
-    for col in ("name", "paper", "energy", "d", "activation", "map", "batch", "boundary", "epochs"):
-        table.add_column(col)
     for p in PROBLEMS.values():
-        table.add_row(
-            p.name,
-            p.paper_id,
-            p.equation,
-            str(p.dim),
-            p.default_activation,
-            p.default_fourier_map,
-            str(p.default_batch),
-            str(p.default_boundary_batch),
-            f"{p.default_epochs:,}",
+        print(f"{p.name}  ({p.paper_id})")
+        print(f"    {p.equation}")
+        print(
+            f"    {p.dim}D; defaults: activation {p.default_activation}, map {p.default_fourier_map}, "
+            f"{p.default_batch} interior + {p.default_boundary_batch} boundary points per step, "
+            f"{p.default_epochs:,} epochs"
         )
-    Console().print(table)
 
 
 @app.command()

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The GPU checks, as one script for a lent CUDA machine (DEVELOPERS.md): install without
+# dependencies (the machine has torch, numpy, pyarrow, typer, rich, pytest; no network), the CUDA
+# tests, the throughput benchmark, a short 2D training, then the whole CPU suite with its torch.
+# Everything it prints is also written under $OUT (default ./gpu-out) for BENCHMARKS.md.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-$PWD/gpu-out}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+PY=${PYTHON:-python3}
+step() { echo; echo "=== $* ==="; }
+
+step install
+$PY -m pip install -q --no-deps --no-build-isolation -e . 2>&1 | tail -3
+$PY -c "import torch, sys; print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name(0))" | tee "$OUT/device.txt"
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee -a "$OUT/device.txt"
+
+step "pytest -m gpu"
+$PY -m pytest -q -p no:cacheprovider -m gpu tests/test_gpu.py 2>&1 | tee "$OUT/pytest-gpu.txt"
+
+step "drmfm bench --device cuda --json"
+$PY -m pipeline.cli bench --device cuda --json --seconds "${BENCH_SECONDS:-1}" 2>"$OUT/bench-cuda.log" | tee "$OUT/bench-cuda.json"
+
+step "drmfm train (2D, P4, i = 3, 64 seeds packed)"
+$PY -m pipeline.cli train --device cuda --problem twin_branching --fourier 3 --epsilon 0.00625 \
+    --epochs "${TRAIN_EPOCHS:-3000}" --seeds 64 --no-mlflow --home "$OUT/home" 2>&1 | tee "$OUT/train.txt"
+
+step "pytest (whole suite, this machine's torch)"
+timeout "${SUITE_TIMEOUT:-240}" $PY -m pytest -q -p no:cacheprovider -n 8 2>&1 | tail -15 | tee "$OUT/pytest-all.txt"
