@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/drmfm train --problem double_well --depth 5 --fourier 2 --epochs 3000 --seeds 4
+	$(VENV)/bin/drmfm train --problem double_well --depth 5 --fourier 2 --epochs 10000 --seeds 8
 
 test: $(STAMP)
 	$(PY) -m pytest -q

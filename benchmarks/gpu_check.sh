@@ -17,7 +17,7 @@ $PY -c "import torch, sys; print('python', sys.version.split()[0], 'torch', torc
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee -a "$OUT/device.txt"
 
 step "pytest -m gpu"
-$PY -m pytest -q -p no:cacheprovider -m gpu tests/test_gpu.py 2>&1 | tee "$OUT/pytest-gpu.txt"
+$PY -m pytest -q -p no:cacheprovider -p no:benchmark -m gpu tests/test_gpu.py 2>&1 | tee "$OUT/pytest-gpu.txt"
 
 step "drmfm bench --device cuda --json"
 $PY -m pipeline.cli bench --device cuda --json --seconds "${BENCH_SECONDS:-1}" 2>"$OUT/bench-cuda.log" | tee "$OUT/bench-cuda.json"
@@ -27,4 +27,4 @@ $PY -m pipeline.cli train --device cuda --problem twin_branching --fourier 3 --e
     --epochs "${TRAIN_EPOCHS:-3000}" --seeds 64 --no-mlflow --home "$OUT/home" 2>&1 | tee "$OUT/train.txt"
 
 step "pytest (whole suite, this machine's torch)"
-timeout "${SUITE_TIMEOUT:-240}" $PY -m pytest -q -p no:cacheprovider -n 8 2>&1 | tail -15 | tee "$OUT/pytest-all.txt"
+timeout "${SUITE_TIMEOUT:-240}" $PY -m pytest -q -p no:cacheprovider -p no:benchmark -n 8 2>&1 | tail -15 | tee "$OUT/pytest-all.txt"

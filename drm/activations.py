@@ -34,16 +34,17 @@ class Activation:
             return torch.tanh(z)
         raise ValueError(f"unknown activation {self.name!r}")
 
-    def derivatives(self, z: Tensor, order: int) -> list[Tensor | None]:
-        """[σ(z), σ'(z), ..., σ^(order)(z)] for order <= 3; None stands for a derivative that is zero.
+    def derivatives(self, z: Tensor, order: int, value: bool = True) -> list[Tensor | None]:
+        """[σ(z), σ'(z), ..., σ^(order)(z)] for order <= 3. None stands for a derivative that is zero,
+        and for σ itself when `value` is False (a backward pass needs only the derivatives).
 
         For use outside autograd (the stream layers' own forward and backward): it works in place.
         """
         if self.name == "relu":
-            out: list[Tensor | None] = [torch.relu(z), (z > 0).to(z.dtype)]  # σ' is piecewise constant
-            return (out + [None, None])[: order + 1]
+            out: list[Tensor | None] = [torch.relu(z) if value else None, (z > 0).to(z.dtype)]
+            return (out + [None, None])[: order + 1]  # σ' is piecewise constant
         if self.name in ("smooth_abs", "smooth_relu"):
-            return self._smooth_derivatives(z, order)
+            return self._smooth_derivatives(z, order, value)
         if self.name == "tanh":
             t = torch.tanh(z)
             s1 = 1 - t * t
@@ -52,13 +53,13 @@ class Activation:
             return [t, s1, s2, s3][: order + 1]
         raise ValueError(f"unknown activation {self.name!r}")
 
-    def _smooth_derivatives(self, z: Tensor, order: int) -> list[Tensor | None]:
+    def _smooth_derivatives(self, z: Tensor, order: int, value: bool) -> list[Tensor | None]:
         # r = sqrt(z² + ρ²): σ' = z/r, σ'' = ρ²/r³, σ''' = -3ρ² z/r⁵; smooth_relu halves them and
         # adds z/2 and 1/2. In-place chains: these passes over (K, N, H) bound the layer's cost.
         rho2 = self.rho**2
         q = (z * z).add_(rho2)
         inv_r = torch.rsqrt(q)
-        out: list[Tensor | None] = [q.mul_(inv_r)]  # r = q / sqrt(q)
+        out: list[Tensor | None] = [q.mul_(inv_r) if value else None]  # r = q / sqrt(q)
         if order >= 1:
             out.append(z * inv_r)
         if order >= 2:
@@ -66,7 +67,8 @@ class Activation:
         if order >= 3:
             out.append(torch.mul(out[2], out[1]).mul_(inv_r).mul_(-3.0))
         if self.name == "smooth_relu":
-            out[0] = out[0].add_(z).mul_(0.5)
+            if value:
+                out[0] = out[0].add_(z).mul_(0.5)
             if order >= 1:
                 out[1] = out[1].add_(1.0).mul_(0.5)
             for s in out[2:]:

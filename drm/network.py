@@ -86,8 +86,22 @@ class PackedMLP(nn.Module):
                 h = self.activation(h)
         return h[..., 0]
 
-    def jet(self, x: Tensor, boundary: Tensor | None = None, second_axis: int | None = None) -> Jet:
-        """u, ∇u (and u_2 along `second_axis`) at x (K, N, d); u alone at boundary (K, Nb, d)."""
+    def member_params(self, members: slice) -> tuple[list[Tensor], list[Tensor]]:
+        """Views of the weights and biases of `members` (a slice of the K axis), for `jet(params=...)`."""
+        return [w[members] for w in self.weights], [b[members] for b in self.biases]
+
+    def jet(
+        self,
+        x: Tensor,
+        boundary: Tensor | None = None,
+        second_axis: int | None = None,
+        params: tuple[list[Tensor], list[Tensor]] | None = None,
+    ) -> Jet:
+        """u, ∇u (and u_2 along `second_axis`) at x (K, N, d); u alone at boundary (K, Nb, d).
+
+        `params` (from `member_params`) evaluates a subset of the members; default: all of them.
+        """
+        weights, biases = params if params is not None else (list(self.weights), list(self.biases))
         K, N, d = x.shape
         phi, dphi, d2phi = self.features.jet(x, second_axis)  # (K,N,F), (d,K,N,F), (K,N,F)|None
         parts = [phi]
@@ -99,9 +113,9 @@ class PackedMLP(nn.Module):
             parts.append(d2phi)
         layout = StreamLayout(N, n_value, d, second_axis)
         h = torch.cat(parts, dim=1)  # (K, T, F), rows as in StreamLayout
-        for w, b in zip(self.weights[:-1], self.biases[:-1]):
+        for w, b in zip(weights[:-1], biases[:-1]):
             h = hidden_layer(h, w, b, self.activation, layout)  # (K, T, H)
-        out = output_layer(h, self.weights[-1], self.biases[-1], n_value)  # (K, T)
+        out = output_layer(h, weights[-1], biases[-1], n_value)  # (K, T)
         u_all = out[:, :n_value]
         grad = out[:, n_value : n_value + d * N].reshape(K, d, N).transpose(1, 2)  # (K, N, d)
         u_2 = out[:, n_value + d * N :] if second_axis is not None else None

@@ -35,6 +35,9 @@ class PackedAdam:
         self.eps = eps
         # torch's fused kernels keep the step count as a float32 tensor (exact below 2^24 steps).
         self.t = torch.zeros((), dtype=torch.float32, device=self.params[0].device)
+        # CUDA's fused kernel reads a tensor lr as float32 (rounding lr by < 6e-8 relative); the CPU
+        # kernel takes it at the parameters' precision.
+        self._lr_dtype = torch.float32 if self.t.device.type == "cuda" else self.params[0].dtype
         self.exp_avg = [torch.zeros_like(p) for p in self.params]
         self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
 
@@ -54,7 +57,7 @@ class PackedAdam:
             self.exp_avg_sq,
             [],
             [self.t] * len(self.params),
-            lr=lr.to(device=self.t.device),
+            lr=lr.to(device=self.t.device, dtype=self._lr_dtype),
             beta1=self.betas[0],
             beta2=self.betas[1],
             weight_decay=0.0,

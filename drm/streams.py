@@ -89,18 +89,23 @@ def _backward_streams(g: Tensor, z: Tensor, activation: Activation, layout: Stre
         _mask_positive(g_first, z_value[:, :N][:, None], out=d_first)
         return grad
     order = 2 if a is None else 3
-    sigma = activation.derivatives(z_value[:, :N], order)  # interior: (K, N, H) each
-    s1 = sigma[1]
+    sigma = activation.derivatives(z_value[:, :N], order, value=False)  # interior: (K, N, H) each
+    s1, s2 = sigma[1], sigma[2]
     torch.mul(g_value[:, :N], s1, out=d_value[:, :N])
     if layout.n_value > N:
-        torch.mul(g_value[:, N:], activation.derivatives(z_value[:, N:], 1)[1], out=d_value[:, N:])
+        torch.mul(g_value[:, N:], activation.derivatives(z_value[:, N:], 1, value=False)[1], out=d_value[:, N:])
     torch.mul(g_first, s1[:, None], out=d_first)
-    d_value[:, :N].addcmul_((g_first * z_first).sum(dim=1), sigma[2])
+    # Σ_j g_j z_j (+ g_2 z_2), then one product with σ''(z0)
+    acc = g_first[:, 0] * z_first[:, 0]
+    for j in range(1, layout.dim):
+        acc.addcmul_(g_first[:, j], z_first[:, j])
     if d_second is not None:
         z_a = z_first[:, a]
         torch.mul(g_second, s1, out=d_second)
-        d_first[:, a].addcmul_(g_second, sigma[2] * z_a, value=2.0)
-        d_value[:, :N].addcmul_(g_second, sigma[3] * z_a.square() + sigma[2] * z_second)
+        d_first[:, a].addcmul_(g_second, s2 * z_a, value=2.0)
+        acc.addcmul_(g_second, z_second)
+        d_value[:, :N].addcmul_(g_second, sigma[3].mul_(z_a).mul_(z_a))  # third derivative · z_a²
+    d_value[:, :N].addcmul_(acc, s2)
     return grad
 
 

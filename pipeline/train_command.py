@@ -16,6 +16,12 @@ from pipeline.trial import run_trial
 _err = Console(stderr=True)
 
 
+def _out() -> Console:
+    # A terminal's own width; piped or logged output gets room for the whole table (no "transiti…").
+    console = Console()
+    return console if console.is_terminal else Console(width=120)
+
+
 def _new_results_dir(home: Path) -> tuple[str, Path]:
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     name, n = f"train-{stamp}", 1
@@ -28,7 +34,7 @@ def _new_results_dir(home: Path) -> tuple[str, Path]:
 def run_train(config: TrainConfig, seeds: list[int], *, device: str, home: Path) -> int:
     """Train one pack, print its table; 0 if every seed finished, 1 if some diverged."""
     name, results_dir = _new_results_dir(home)
-    out = Console()
+    out = _out()
     out.print(f"training {len(seeds)} seed(s) packed: {config.describe()}")
     start = time.perf_counter()
     with Progress(
@@ -91,4 +97,4 @@ def print_bench(result: dict) -> None:
             f"{r['gflops'] / peak:.0%}",
             f"{r['ratio_to_reference']:.2f}",
         )
-    Console().print(table)
+    _out().print(table)

@@ -23,8 +23,10 @@ def test_cuda_training_equals_cpu_training(problem, kw):
     cpu.run()
     gpu = PackedTrainer(config, [0, 1, 2], device="cuda")
     gpu.run()
+    # CUDA's fused Adam takes lr in float32 (relative rounding < 6e-8 of a 1e-4 step): 100 steps
+    # move a parameter by at most ~1e-9 from the CPU run's float64 arithmetic.
     for a, b in zip(_params(cpu), _params(gpu)):
-        torch.testing.assert_close(b, a, rtol=1e-8, atol=1e-10)
+        torch.testing.assert_close(b, a, rtol=1e-7, atol=1e-8)
 
 
 def test_graphed_steps_equal_eager_steps():
@@ -38,12 +40,15 @@ def test_graphed_steps_equal_eager_steps():
     assert graphed.curves().loss.shape == eager.curves().loss.shape
 
 
-def test_a_training_step_never_waits_for_the_device():
+@pytest.mark.filterwarnings("ignore:Synchronization debug mode is a prototype feature")
+@pytest.mark.parametrize("graphed", [False, True])
+def test_a_training_step_never_waits_for_the_device(graphed):
     config = small("twin_branching", epochs=50, epsilon=0.01, dtype="float32")
-    trainer = PackedTrainer(config, [0, 1, 2, 3], device="cuda")
-    trainer.train_step()  # first-step allocations may synchronise; steps after it must not
-    torch.cuda.set_sync_debug_mode("error")
+    trainer = PackedTrainer(config, [0, 1, 2, 3], device="cuda", graphed=graphed)
+    for _ in range(5):
+        trainer.train_step()  # warm-up (and capture): allocations may synchronise; steps after must not
     try:
+        torch.cuda.set_sync_debug_mode("error")
         for _ in range(10):
             trainer.train_step()
     finally:
