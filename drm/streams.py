@@ -10,8 +10,9 @@ and with z = h W (+ b on the value rows) and z0 the value rows of the N interior
 
 Left to autograd, the slices, products and concatenations of these formulas allocate and
 zero-fill a full (K, T, H) tensor per term, and that memory traffic, not the matrix products,
-would bound a step. Here the layer saves (h, W, z), writes its output and z's gradient into one
-buffer each, and its backward is the transpose, with g = ∂L/∂out:
+would bound a step. Here the layer saves (h, W, z) and the activation's derivatives it computed
+anyway, writes its output and z's gradient into one buffer each, and its backward is the
+transpose, with g = ∂L/∂out:
 
     ∂L/∂z_value = g_value σ'(z_value) + [Σ_j g_j z_j σ''(z0) + g_2 (σ'''(z0) z_a² + σ''(z0) z_2)]_interior
     ∂L/∂z_j     = g_j σ'(z0) + [j = a] 2 g_2 σ''(z0) z_a
@@ -56,8 +57,15 @@ def _mask_positive(x: Tensor, z: Tensor, out: Tensor) -> Tensor:
     return torch.ops.aten.threshold_backward.grad_input(x, z, 0.0, grad_input=out)
 
 
-def _forward_streams(z: Tensor, activation: Activation, layout: StreamLayout) -> Tensor:
-    """σ on every stream of z (K, T, H), whose value rows already carry the bias."""
+Saved = tuple["Tensor | None", ...]
+
+
+def _forward_streams(z: Tensor, activation: Activation, layout: StreamLayout) -> tuple[Tensor, Saved]:
+    """σ on every stream of z (K, T, H), whose value rows already carry the bias.
+
+    Returns the output and what the backward reads besides z: for a smooth σ, σ' on the value rows
+    and σ'' (and the third derivative with a second-derivative stream) on the interior rows.
+    """
     N, a = layout.n_interior, layout.second_axis
     out = torch.empty_like(z)
     z_value, z_first, z_second = layout.split(z)
@@ -65,20 +73,23 @@ def _forward_streams(z: Tensor, activation: Activation, layout: StreamLayout) ->
     if activation.name == "relu":
         torch.clamp_min(z_value, 0.0, out=o_value)
         _mask_positive(z_first, z_value[:, :N][:, None], out=o_first)
-        return out
-    sigma = activation.derivatives(z_value[:, :N], 1 if a is None else 2)  # each (K, N, H)
+        return out, ()
+    sigma = activation.derivatives(z_value[:, :N], 2 if a is None else 3)  # each (K, N, H)
     o_value[:, :N].copy_(sigma[0])
+    s1_boundary = None
     if layout.n_value > N:
-        o_value[:, N:].copy_(activation(z_value[:, N:]))
+        on_boundary = activation.derivatives(z_value[:, N:], 1)  # (K, Nb, H) each
+        o_value[:, N:].copy_(on_boundary[0])
+        s1_boundary = on_boundary[1]
     torch.mul(z_first, sigma[1][:, None], out=o_first)
     if o_second is not None:
         torch.mul(z_second, sigma[1], out=o_second)
         o_second.addcmul_(sigma[2], z_first[:, a].square())
-    return out
+    return out, (sigma[1], sigma[2], sigma[3] if a is not None else None, s1_boundary)
 
 
-def _backward_streams(g: Tensor, z: Tensor, activation: Activation, layout: StreamLayout) -> Tensor:
-    """∂L/∂z (K, T, H) from g = ∂L/∂out and the saved pre-activations z."""
+def _backward_streams(g: Tensor, z: Tensor, saved: Saved, activation: Activation, layout: StreamLayout) -> Tensor:
+    """∂L/∂z (K, T, H) from g = ∂L/∂out, the pre-activations z and the forward's saved derivatives."""
     N, a = layout.n_interior, layout.second_axis
     grad = torch.empty_like(z)
     z_value, z_first, z_second = layout.split(z)
@@ -88,12 +99,10 @@ def _backward_streams(g: Tensor, z: Tensor, activation: Activation, layout: Stre
         _mask_positive(g_value, z_value, out=d_value)
         _mask_positive(g_first, z_value[:, :N][:, None], out=d_first)
         return grad
-    order = 2 if a is None else 3
-    sigma = activation.derivatives(z_value[:, :N], order, value=False)  # interior: (K, N, H) each
-    s1, s2 = sigma[1], sigma[2]
+    s1, s2, s3, s1_boundary = saved
     torch.mul(g_value[:, :N], s1, out=d_value[:, :N])
-    if layout.n_value > N:
-        torch.mul(g_value[:, N:], activation.derivatives(z_value[:, N:], 1, value=False)[1], out=d_value[:, N:])
+    if s1_boundary is not None:
+        torch.mul(g_value[:, N:], s1_boundary, out=d_value[:, N:])
     torch.mul(g_first, s1[:, None], out=d_first)
     # Σ_j g_j z_j (+ g_2 z_2), then one product with σ''(z0)
     acc = g_first[:, 0] * z_first[:, 0]
@@ -104,7 +113,7 @@ def _backward_streams(g: Tensor, z: Tensor, activation: Activation, layout: Stre
         torch.mul(g_second, s1, out=d_second)
         d_first[:, a].addcmul_(g_second, s2 * z_a, value=2.0)
         acc.addcmul_(g_second, z_second)
-        d_value[:, :N].addcmul_(g_second, sigma[3].mul_(z_a).mul_(z_a))  # third derivative · z_a²
+        d_value[:, :N].addcmul_(g_second, torch.mul(s3, z_a).mul_(z_a))  # third derivative · z_a²
     d_value[:, :N].addcmul_(acc, s2)
     return grad
 
@@ -114,14 +123,15 @@ class _HiddenLayer(torch.autograd.Function):
     def forward(ctx, h: Tensor, w: Tensor, b: Tensor, activation: Activation, layout: StreamLayout) -> Tensor:  # type: ignore[override]
         z = torch.bmm(h, w)  # (K, T, H)
         z[:, : layout.n_value].add_(b)  # only the value rows carry the bias
+        out, saved = _forward_streams(z, activation, layout)
         ctx.activation, ctx.layout = activation, layout
-        ctx.save_for_backward(h, w, z)
-        return _forward_streams(z, activation, layout)
+        ctx.save_for_backward(h, w, z, *saved)
+        return out
 
     @staticmethod
     def backward(ctx, g: Tensor) -> tuple[Tensor | None, Tensor, Tensor, None, None]:  # type: ignore[override]
-        h, w, z = ctx.saved_tensors
-        grad_z = _backward_streams(g.contiguous(), z, ctx.activation, ctx.layout)  # (K, T, H)
+        h, w, z, *saved = ctx.saved_tensors
+        grad_z = _backward_streams(g.contiguous(), z, tuple(saved), ctx.activation, ctx.layout)  # (K, T, H)
         grad_w = torch.bmm(h.transpose(1, 2), grad_z)  # (K, F, H)
         grad_b = grad_z[:, : ctx.layout.n_value].sum(dim=1, keepdim=True)  # (K, 1, H)
         grad_h = torch.bmm(grad_z, w.transpose(1, 2)) if ctx.needs_input_grad[0] else None  # (K, T, F)
