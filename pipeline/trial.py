@@ -179,7 +179,9 @@ def run_trial(
 ) -> pa.Table:
     """Train, measure and land one trial; returns its replicate rows (one per seed)."""
     config = config.resolve()
-    trainer = PackedTrainer(config, seeds, resolve_device(device))
+    where = resolve_device(device)
+    # On CUDA a step is replayed from a CUDA graph: a small network's step is launch-bound.
+    trainer = PackedTrainer(config, seeds, where, graphed=where.type == "cuda")
     start = time.perf_counter()
     trainer.run(progress=progress)
     if trainer.device.type == "cuda":
