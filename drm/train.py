@@ -122,6 +122,7 @@ class PackedTrainer:
         self._curve_steps: list[int] = []
         self._curve_lr: list[float] = []
         self._graph: torch.cuda.CUDAGraph | None = None
+        self._warm_steps = 0
         self._chunks = _member_chunks(self.config, K, self.device, self.dtype)
         self._fixed_points = None if self.config.resample else self._sample(torch.zeros_like(self.t))
 
@@ -174,7 +175,8 @@ class PackedTrainer:
             side = torch.cuda.Stream(self.device)
             side.wait_stream(torch.cuda.current_stream(self.device))
             with torch.cuda.stream(side):
-                if self.step < _WARMUP_STEPS:
+                if self._warm_steps < _WARMUP_STEPS:
+                    self._warm_steps += 1
                     self._device_step()
                 else:
                     self._graph = torch.cuda.CUDAGraph()
@@ -204,3 +206,36 @@ class PackedTrainer:
 
     def status(self) -> list[str]:
         return ["ok" if a else "diverged" for a in self.active.cpu().tolist()]
+
+    def state_dict(self) -> dict:
+        """Everything a resumed run needs to continue exactly (the points need no state: they are (seed, step))."""
+        return {
+            "config": self.config.as_dict(),
+            "seeds": self.model.seeds,
+            "model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
+            "optimizer": self.optimizer.state_dict(),
+            "t": self.t.clone(),
+            "step": self.step,
+            "active": self.active.clone(),
+            "diverged_step": self.diverged_step.clone(),
+            "last_loss": self.last_loss.clone(),
+            "last_energy_mc": self.last_energy_mc.clone(),
+            "curve_buf": self._curve_buf.clone(),
+            "curve_steps": list(self._curve_steps),
+            "curve_lr": list(self._curve_lr),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from `state_dict()` of a trainer of the same configuration and seeds."""
+        if state["config"] != self.config.as_dict() or list(state["seeds"]) != self.model.seeds:
+            raise ValueError("the checkpoint belongs to another configuration or other seeds")
+        with torch.no_grad():
+            for name, value in state["model"].items():
+                self.model.state_dict()[name].copy_(value)
+            for name in ("t", "active", "diverged_step", "last_loss", "last_energy_mc"):
+                getattr(self, name).copy_(state[name])
+            self._curve_buf.copy_(state["curve_buf"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step = int(state["step"])
+        self._curve_steps = list(state["curve_steps"])
+        self._curve_lr = list(state["curve_lr"])

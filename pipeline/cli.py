@@ -16,6 +16,7 @@ import typer
 
 from drm.config import DEVICES, ConfigError, TrainConfig
 from drm.problems import PROBLEMS
+from pipeline.spec import SpecError
 
 app = typer.Typer(
     name="drmfm",
@@ -172,6 +173,75 @@ def bench(
     print_bench(result)
 
 
+@app.command()
+def sweep(
+    spec: Annotated[Path, typer.Argument(help="The sweep spec (YAML); see sweeps/.")],
+    quick: Annotated[bool, typer.Option("--quick", help="Run the spec's quick: overrides as <name>-quick.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the sweep of this name (same spec).")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate; print trials, seeds and trial-steps.")] = False,
+    address: Annotated[str | None, typer.Option(help="Ray cluster to join: auto or HOST:PORT [default: a local Ray].")] = None,
+    home: Annotated[Path | None, typer.Option(help="Home folder [default: $DRMFM_HOME or ./drmfm-home].")] = None,
+    storage: Annotated[str | None, typer.Option(help="Ray Tune storage path [default: HOME/ray].")] = None,
+    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI or HOME/mlflow.db].")] = None,
+    no_mlflow: Annotated[bool, typer.Option("--no-mlflow", help="Do not record to MLflow (the tables are written).")] = False,
+) -> None:
+    """Run a sweep: trials spread by Ray Tune, searched by Optuna, recorded in MLflow and Parquet."""
+    from pipeline.spec import load_spec
+    from pipeline.sweep import describe
+
+    parsed = load_spec(spec)
+    if quick:
+        if parsed.quick is None:
+            raise BadInput("quick: the spec has no quick: section; allowed: add one, or run without --quick")
+        parsed = parsed.with_quick()
+    if dry_run:
+        print(describe(parsed))
+        return
+    from pipeline.sweep import run_sweep
+
+    code = run_sweep(
+        parsed, home=home_dir(home), resume=resume, address=address, storage=storage, tracking_uri=tracking_uri, mlflow=not no_mlflow
+    )
+    raise typer.Exit(code)
+
+
+@app.command()
+def status(
+    name: Annotated[str | None, typer.Argument(help="One sweep [default: all in the home].")] = None,
+    home: Annotated[Path | None, typer.Option(help="Home folder [default: $DRMFM_HOME or ./drmfm-home].")] = None,
+) -> None:
+    """The sweeps in the home: trials done / failed / started, of the total."""
+    from pipeline.status import sweep_status
+
+    where = home_dir(home)
+    rows = sweep_status(where, name)
+    if not rows:
+        raise BadInput(f"name: no sweep {name!r} in {where}" if name else f"home: no sweeps in {where}")
+    for r in rows:
+        print(f"{r['name']}: {r['done']}/{r['total']} trials done, {r['failed']} failed, {r['started']} started ({r['problem']}, {r['seeds']} seeds each)")
+
+
+@app.command()
+def ui(
+    home: Annotated[Path | None, typer.Option(help="Home folder [default: $DRMFM_HOME or ./drmfm-home].")] = None,
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 5000,
+) -> None:
+    """The MLflow UI on 127.0.0.1 over the home's store (Ctrl-C stops it)."""
+    where = home_dir(home)
+    if not (where / "mlflow.db").is_file():
+        raise BadInput(f"home: no MLflow store at {where / 'mlflow.db'}; run a sweep first")
+    if not 0 < port < 65536:
+        raise BadInput(f"port: {port} is not allowed; allowed: 1..65535")
+    print(f"MLflow UI: http://127.0.0.1:{port}  (store {where / 'mlflow.db'})", flush=True)
+    command = [
+        sys.executable, "-m", "mlflow", "ui",
+        "--backend-store-uri", f"sqlite:///{(where / 'mlflow.db').resolve()}",
+        "--default-artifact-root", (where / "mlartifacts").resolve().as_uri(),
+        "--host", "127.0.0.1", "--port", str(port),
+    ]
+    os.execv(sys.executable, command)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: exit 0 done, 1 some seeds failed, 2 bad input (one line, no traceback)."""
     command = typer.main.get_command(app)
@@ -184,7 +254,7 @@ def main(argv: list[str] | None = None) -> None:
         else:
             print(f"drmfm: error: {e.format_message()}", file=sys.stderr)
             code = 2
-    except (BadInput, ConfigError) as e:
+    except (BadInput, ConfigError, SpecError) as e:
         print(f"drmfm: error: {e}", file=sys.stderr)
         code = 2
     except (typer.Abort, KeyboardInterrupt):

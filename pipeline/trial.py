@@ -72,10 +72,20 @@ def _nullable(values: np.ndarray | None, k: int, cast: type) -> object:
 
 
 def replicate_rows(
-    trainer: PackedTrainer, m: Measurements, *, sweep: str, trial_id: str, wall_seconds: float, node: str
+    trainer: PackedTrainer,
+    m: Measurements,
+    *,
+    sweep: str,
+    trial_id: str,
+    wall_seconds: float,
+    node: str,
+    mlflow_runs: tuple[str, dict[int, str]] | None = None,
+    stopped: bool = False,
 ) -> pa.Table:
+    """One row per seed. `stopped`: the trial may end here (a scheduler's snapshot), not at its last step."""
     c = trainer.config
-    status = trainer.status()
+    status = [("stopped" if stopped and s == "ok" else s) for s in trainer.status()]
+    parent, children = mlflow_runs if mlflow_runs is not None else (None, {})
     diverged_step = trainer.diverged_step.cpu().tolist()
     loss_final = trainer.last_loss.cpu().numpy()
     finished = dt.datetime.now(dt.timezone.utc)
@@ -111,12 +121,12 @@ def replicate_rows(
                 "transitions_wall": _nullable(m.transitions_wall, k, float),
                 "bands": _nullable(m.bands, k, int),
                 "status": status[k],
-                "error": None if status[k] == "ok" else f"non-finite loss at step {diverged_step[k]}",
+                "error": f"non-finite loss at step {diverged_step[k]}" if status[k] == "diverged" else None,
                 "wall_seconds": wall_seconds,
                 "steps_per_second": trainer.step / wall_seconds if wall_seconds > 0 else None,
                 "node": node,
-                "mlflow_run_id": None,
-                "mlflow_parent_run_id": None,
+                "mlflow_run_id": children.get(seed),
+                "mlflow_parent_run_id": parent,
                 "config_hash": c.config_hash(),
                 "resample": c.resample,
                 "torch_version": torch.__version__,
@@ -167,6 +177,33 @@ def profile_rows(seeds: list[int], m: Measurements, *, sweep: str, trial_id: str
     )
 
 
+def land_trial(
+    trainer: PackedTrainer,
+    m: Measurements,
+    *,
+    sweep: str,
+    trial_id: str,
+    results_dir: Path,
+    wall_seconds: float,
+    node: str,
+    mlflow_runs: tuple[str, dict[int, str]] | None = None,
+    stopped: bool = False,
+) -> pa.Table:
+    """Write a trial's weights, curves, profiles, then its replicate rows (the commit); returns the rows."""
+    replicates = replicate_rows(
+        trainer, m, sweep=sweep, trial_id=trial_id, wall_seconds=wall_seconds, node=node, mlflow_runs=mlflow_runs, stopped=stopped
+    )
+    save_weights(trainer, results_dir / "weights" / f"{trial_id}.pt")
+    write_trial(
+        results_dir,
+        trial_id,
+        replicates,
+        curve_rows(trainer, sweep=sweep, trial_id=trial_id),
+        profile_rows(trainer.model.seeds, m, sweep=sweep, trial_id=trial_id),
+    )
+    return replicates
+
+
 def run_trial(
     config: TrainConfig,
     seeds: list[int],
@@ -188,13 +225,6 @@ def run_trial(
         torch.cuda.synchronize(trainer.device)
     wall = time.perf_counter() - start
     m = measure(trainer.model, config)
-    replicates = replicate_rows(trainer, m, sweep=sweep, trial_id=trial_id, wall_seconds=wall, node=socket.gethostname())
-    save_weights(trainer, results_dir / "weights" / f"{trial_id}.pt")
-    write_trial(
-        results_dir,
-        trial_id,
-        replicates,
-        curve_rows(trainer, sweep=sweep, trial_id=trial_id),
-        profile_rows(trainer.model.seeds, m, sweep=sweep, trial_id=trial_id),
+    return land_trial(
+        trainer, m, sweep=sweep, trial_id=trial_id, results_dir=results_dir, wall_seconds=wall, node=socket.gethostname()
     )
-    return replicates

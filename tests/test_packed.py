@@ -95,3 +95,19 @@ def test_resolved_config_round_trips_and_hash_ignores_nothing_but_the_seed():
     b = dataclasses.replace(a, fourier=3)
     assert a.config_hash() != b.config_hash()
     assert a.config_hash() == small("double_well", fourier=2).config_hash()
+
+
+def test_a_run_resumed_from_a_checkpoint_equals_an_uninterrupted_run(tmp_path):
+    config = small("twin_branching", epochs=90, epsilon=0.01)
+    whole = PackedTrainer(config, [3, 4])
+    whole.run()
+    first = PackedTrainer(config, [3, 4])
+    first.run(steps=37)
+    torch.save(first.state_dict(), tmp_path / "state.pt")
+    resumed = PackedTrainer(config, [3, 4])
+    resumed.load_state_dict(torch.load(tmp_path / "state.pt"))
+    resumed.run()
+    for a, b in zip(whole.model.parameters(), resumed.model.parameters()):
+        assert torch.equal(a, b)
+    assert whole.curves().steps.tolist() == resumed.curves().steps.tolist()
+    torch.testing.assert_close(torch.tensor(whole.curves().loss), torch.tensor(resumed.curves().loss), rtol=0, atol=0)

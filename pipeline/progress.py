@@ -1,0 +1,67 @@
+"""Progress of a running sweep, one line per finished trial: done/total, running, failed, best, ETA."""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from typing import Any
+
+from ray.tune import Callback
+
+from pipeline.spec import SweepSpec
+
+
+class SweepProgress(Callback):
+    """A Ray Tune callback (it runs in the driver, and is pickled with the experiment's state)."""
+
+    def __init__(self, spec: SweepSpec):
+        self.total = spec.num_trials
+        self.metric = spec.objective.metric[0]
+        self.mode = spec.objective.mode[0]
+        self.setup()
+
+    def setup(self, **info: Any) -> None:
+        self.started = time.time()
+        self.running: set[str] = set()
+        self.done = 0
+        self.failed = 0
+        self.best: tuple[float, str] | None = None
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.running.add(trial.trial_id)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.running.discard(trial.trial_id)
+        self.done += 1
+        value = (trial.last_result or {}).get(self.metric)
+        if value is not None and math.isfinite(value):
+            better = self.best is None or (value < self.best[0] if self.mode == "min" else value > self.best[0])
+            if better:
+                self.best = (value, trial.trial_id)
+        self._line(trials)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.running.discard(trial.trial_id)
+        self.failed += 1
+        self._line(trials)
+
+    def _line(self, trials: list) -> None:
+        finished = self.done + self.failed
+        elapsed = time.time() - self.started
+        eta = f"ETA {_duration(elapsed / finished * max(self.total - finished, 0))}" if finished else "ETA ?"
+        best = f"best {self.metric} {self.best[0]:.4g} ({self.best[1]})" if self.best else f"best {self.metric} —"
+        print(
+            f"[{finished:>{len(str(self.total))}}/{self.total}] running {len(self.running)}, failed {self.failed}, "
+            f"{best}, {_duration(elapsed)} elapsed, {eta}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"

@@ -1,0 +1,226 @@
+"""`drmfm sweep`: a spec → Optuna search space → Ray Tune → MLflow and Parquet tables.
+
+The driver validates everything first. It refuses a name that exists (unless --resume, which
+refuses a changed spec). It creates the MLflow store and experiment, then runs the Tuner with
+the packed trial of `pipeline.tune_trial`. Ray is local by default (a bounded object store), or
+the cluster at --address.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+from pipeline.spec import Range, SpecError, SweepSpec
+from pipeline.tables import read_replicates
+
+SPEC_FILE = "drmfm-spec.json"
+
+
+class SweepRefused(SpecError):
+    """The sweep cannot start as asked (exists, changed, missing): exit 2."""
+
+
+def sweep_paths(spec: SweepSpec, home: Path, storage: str | None) -> tuple[Path, Path]:
+    """(Ray Tune's experiment folder, the results folder)."""
+    storage_path = Path(storage) if storage else home / "ray"
+    return storage_path / spec.name, home / "results" / spec.name
+
+
+def describe(spec: SweepSpec) -> str:
+    steps, exact = spec.trial_steps()
+    return (
+        f"sweep {spec.name}: {spec.num_trials} trials × {spec.seeds} seeds, "
+        f"{'' if exact else '≈ '}{steps:,} trial-steps ({spec.search.sampler})"
+    )
+
+
+def check_start(spec: SweepSpec, experiment_dir: Path, resume: bool) -> None:
+    """Refuse (exit 2) a name that exists without --resume, a --resume of nothing, or a changed spec."""
+    saved = experiment_dir / SPEC_FILE
+    if not resume and experiment_dir.exists():
+        raise SweepRefused("name", f"sweep {spec.name!r} exists in {experiment_dir.parent}; allowed: --resume, or a new name")
+    if resume:
+        if not saved.is_file():
+            raise SweepRefused("--resume", f"no sweep {spec.name!r} in {experiment_dir.parent} to resume")
+        before = json.loads(saved.read_text())
+        if before.get("spec_hash") != spec.spec_hash():
+            changed = sorted(k for k in spec.as_dict() if before.get("spec", {}).get(k) != spec.as_dict()[k])
+            raise SweepRefused("--resume", f"the spec changed since the sweep started ({', '.join(changed) or 'content'}); allowed: the same spec, or a new name")
+
+
+def optuna_space(spec: SweepSpec) -> dict[str, Any]:
+    import optuna.distributions as d
+
+    space: dict[str, Any] = {}
+    for name, dim in spec.space.items():
+        if isinstance(dim, Range):
+            if dim.integer:
+                space[name] = d.IntDistribution(int(dim.low), int(dim.high), step=int(dim.step or 1), log=dim.log)
+            else:
+                space[name] = d.FloatDistribution(dim.low, dim.high, step=dim.step, log=dim.log)
+        else:
+            space[name] = d.CategoricalDistribution(list(dim))
+    return space
+
+
+def optuna_sampler(spec: SweepSpec):
+    import optuna
+
+    seed = spec.search.seed
+    sampler = spec.search.sampler
+    if sampler == "grid":
+        return optuna.samplers.GridSampler({k: list(v) for k, v in spec.space.items()}, seed=seed)
+    if sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if sampler == "tpe":
+        return optuna.samplers.TPESampler(seed=seed)
+    if sampler == "qmc":
+        return optuna.samplers.QMCSampler(seed=seed)
+    return optuna.samplers.GPSampler(seed=seed)
+
+
+def start_ray(address: str | None, cpus: int | None = None) -> bool:
+    """Join the cluster at `address`, or start a local Ray for this command. True if local."""
+    import ray
+
+    if address:
+        ray.init(address=address, log_to_driver=False, configure_logging=False)
+        return False
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a local Ray on loopback for this command only
+    # Checkpoints are small and frequent by design; Tune's advice about it is noise here.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    ray.init(
+        num_cpus=cpus or os.cpu_count(),
+        object_store_memory=256 * 1024**2,
+        include_dashboard=False,
+        log_to_driver=False,
+        configure_logging=False,
+    )
+    return True
+
+
+def run_sweep(
+    spec: SweepSpec,
+    *,
+    home: Path,
+    resume: bool,
+    address: str | None,
+    storage: str | None,
+    tracking_uri: str | None,
+    mlflow: bool,
+) -> int:
+    """Run (or resume) a sweep; 0 all done, 1 some trials or seeds failed."""
+    from pipeline.progress import SweepProgress
+    from pipeline.tracking import default_tracking_uri, ensure_experiment, probe
+
+    experiment_dir, results_dir = sweep_paths(spec, home, storage)
+    check_start(spec, experiment_dir, resume)
+    home.mkdir(parents=True, exist_ok=True)
+    uri = None
+    if mlflow:
+        uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(home)
+        why = probe(uri)
+        if why is None:
+            try:
+                ensure_experiment(uri, spec.name, home / "mlartifacts" if uri.startswith("sqlite") else None)
+            except Exception as e:  # noqa: BLE001 - the tables are the record; MLflow is a view of them
+                why = f"{type(e).__name__}: {e}"
+        if why is not None:
+            print(f"drmfm: warning: MLflow at {uri} cannot be reached ({why}); the sweep goes on, the tables are complete", file=sys.stderr)
+            uri = None
+    import optuna
+    import ray
+    from ray import tune
+    from ray.tune.search.optuna import OptunaSearch
+
+    # The grid sampler says when the grid is exhausted: with num_samples = grid size, that is the plan.
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    warnings.filterwarnings("ignore", message="`Study.stop` is supposed to be invoked")
+
+    from pipeline.tune_trial import TrialContext, run_tune_trial
+
+    print(describe(spec), file=sys.stderr)
+    local = start_ray(address)
+    try:
+        has_gpu = ray.cluster_resources().get("GPU", 0) > 0
+        resources = {"cpu": spec.resources.cpu}
+        if spec.resources.gpu > 0 and (has_gpu or not local):  # only the embedded local Ray drops the GPU ask
+            resources["gpu"] = spec.resources.gpu
+        ctx = TrialContext(spec=spec, results_dir=str(results_dir.resolve()), tracking_uri=uri, experiment=spec.name)
+        trainable = tune.with_resources(tune.with_parameters(run_tune_trial, ctx=ctx), resources)
+        progress = SweepProgress(spec)
+        run_config = tune.RunConfig(
+            name=spec.name,
+            storage_path=str(experiment_dir.parent.resolve()),
+            failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            verbose=0,
+            callbacks=[progress],
+        )
+        if resume:
+            tuner = tune.Tuner.restore(str(experiment_dir.resolve()), trainable, resume_errored=True)
+        else:
+            metric = list(spec.objective.metric)
+            mode = list(spec.objective.mode)
+            single = len(metric) == 1
+            searcher = OptunaSearch(
+                space=optuna_space(spec),
+                metric=metric[0] if single else metric,
+                mode=mode[0] if single else mode,
+                sampler=optuna_sampler(spec),
+                seed=None,
+            )
+            scheduler = None
+            if spec.scheduler is not None:
+                from ray.tune.schedulers import ASHAScheduler
+
+                scheduler = ASHAScheduler(
+                    metric=metric[0], mode=mode[0], time_attr="step", max_t=spec.trial_config(spec._corners()[0]).epochs,
+                    grace_period=spec.scheduler.grace_period, reduction_factor=spec.scheduler.reduction_factor,
+                )
+            tuner = tune.Tuner(
+                trainable,
+                tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=spec.num_trials),
+                run_config=run_config,
+            )
+            experiment_dir.mkdir(parents=True, exist_ok=True)
+            (experiment_dir / SPEC_FILE).write_text(json.dumps({"spec_hash": spec.spec_hash(), "spec": spec.as_dict()}, indent=1))
+        start = time.perf_counter()
+        grid = tuner.fit()
+        wall = time.perf_counter() - start
+    finally:
+        if local:
+            ray.shutdown()
+    return _summary(spec, grid, results_dir, experiment_dir, wall, uri, home)
+
+
+def _summary(spec: SweepSpec, grid, results_dir: Path, experiment_dir: Path, wall: float, uri: str | None, home: Path) -> int:
+    errors = [r for r in grid if r.error is not None]
+    rows = read_replicates(results_dir) if results_dir.exists() else None
+    statuses = rows.column("status").to_pylist() if rows is not None else []
+    trained = sum(r.metrics.get("trained_seconds", 0.0) for r in grid if r.metrics)
+    diverged = statuses.count("diverged")
+    print(
+        f"{spec.name}: {len(grid) - len(errors)} of {len(grid)} trials finished in {wall:.0f} s "
+        f"({trained:.0f} s of training); {len(statuses)} seed rows, {diverged} diverged",
+        file=sys.stderr,
+    )
+    print(f"tables:  {results_dir}")
+    print(f"ray:     {experiment_dir}")
+    if uri is not None:
+        print(f"mlflow:  {uri}  (open the UI: drmfm ui --home {home})")
+    problems = []
+    if errors:
+        problems.append(f"{len(errors)} trial(s) failed: {'; '.join(str(r.error).splitlines()[0][:120] for r in errors[:3])}")
+    if diverged:
+        problems.append(f"{diverged} seed(s) diverged (status 'diverged' in the tables)")
+    if problems:
+        print("drmfm: " + "; ".join(problems), file=sys.stderr)
+        return 1
+    return 0

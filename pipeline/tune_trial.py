@@ -1,0 +1,133 @@
+"""One sweep trial inside Ray Tune: a configuration's seeds trained as one packed model.
+
+The trial reads its checkpoint, if Tune restarted it, and trains to the next checkpoint. There it
+measures and reports the objective (aggregated over seeds), and saves its state. At the end it
+records its MLflow runs and lands its tables (replicates last). A trial killed at any point
+restarts from its last checkpoint and ends where an uninterrupted run ends.
+"""
+
+from __future__ import annotations
+
+import socket
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from drm.measure import Measurements, measure
+from drm.train import PackedTrainer
+from pipeline.spec import METRICS, SweepSpec
+from pipeline.trial import curve_rows, land_trial
+
+_MIN_CHECKPOINT_EVERY = 1000  # default: about 10 checkpoints a trial, at most one per 1000 steps
+_AGG = {"median": np.median, "mean": np.mean, "min": np.min, "max": np.max}
+
+
+@dataclass(frozen=True)
+class TrialContext:
+    """What every trial of a sweep shares (sent once to the workers with tune.with_parameters)."""
+
+    spec: SweepSpec
+    results_dir: str
+    tracking_uri: str | None  # None: MLflow is off or unreachable
+    experiment: str
+
+
+def objective_metrics(m: Measurements, trainer: PackedTrainer, agg: str) -> dict[str, float]:
+    """Every result metric aggregated over the seeds that did not diverge (NaN when none is left)."""
+    ok = np.array([s == "ok" for s in trainer.status()])
+    columns = {
+        "energy": m.energy,
+        "transitions": m.transitions,
+        "bands": m.bands,
+        "transitions_wall": m.transitions_wall,
+        "transitions_per_period": m.transitions_per_period,
+        "boundary_l2": m.boundary_l2,
+        "loss_final": trainer.last_loss.detach().cpu().numpy(),
+    }
+    out = {}
+    for name in METRICS:
+        values = columns[name]
+        out[name] = float(_AGG[agg](np.asarray(values, dtype=float)[ok])) if values is not None and ok.any() else float("nan")
+    out.update(step=trainer.step, n_ok=int(ok.sum()), diverged=int((~ok).sum()))
+    return out
+
+
+def run_tune_trial(params: dict[str, Any], ctx: TrialContext) -> None:
+    """The Ray Tune function trainable (module-level, so that it pickles)."""
+    import ray
+    from ray import tune
+
+    spec = ctx.spec
+    config = spec.trial_config({k: params[k] for k in spec.space})
+    trial_id = tune.get_context().get_trial_id()
+    results_dir = Path(ctx.results_dir)
+    torch.set_num_threads(max(1, int(spec.resources.cpu)))
+    device = "cuda" if torch.cuda.is_available() and ray.get_gpu_ids() else "cpu"
+    trainer = PackedTrainer(config, list(range(spec.seeds)), device, graphed=device == "cuda")
+    trained_seconds = 0.0
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            state = torch.load(Path(folder) / "state.pt", map_location=trainer.device)
+        trainer.load_state_dict(state["trainer"])
+        trained_seconds = float(state["trained_seconds"])
+    node = ray.get_runtime_context().get_node_id() or socket.gethostname()
+    tracker, runs = _open_runs(ctx, trial_id, config, spec)
+    every = spec.checkpoint_every or max(_MIN_CHECKPOINT_EVERY, -(-config.epochs // 10))
+    while trainer.step < config.epochs:
+        start = time.perf_counter()
+        trainer.run(steps=every - trainer.step % every)
+        if trainer.device.type == "cuda":
+            torch.cuda.synchronize(trainer.device)
+        trained_seconds += time.perf_counter() - start
+        if trainer.step >= config.epochs:
+            break
+        m = measure(trainer.model, config)
+        if spec.scheduler is not None:  # the scheduler may end the trial after this report: land it as `stopped`
+            land_trial(trainer, m, sweep=spec.name, trial_id=trial_id, results_dir=results_dir,
+                       wall_seconds=trained_seconds, node=node, mlflow_runs=runs, stopped=True)
+        with tempfile.TemporaryDirectory() as folder:
+            torch.save({"trainer": trainer.state_dict(), "trained_seconds": trained_seconds}, Path(folder) / "state.pt")
+            tune.report(objective_metrics(m, trainer, spec.objective.agg), checkpoint=tune.Checkpoint.from_directory(folder))
+    m = measure(trainer.model, config)
+    rows = land_trial(trainer, m, sweep=spec.name, trial_id=trial_id, results_dir=results_dir,
+                      wall_seconds=trained_seconds, node=node, mlflow_runs=runs)
+    if tracker is not None:
+        _finish_runs(tracker, runs, rows, trainer, m, trial_id, spec)
+    tune.report({**objective_metrics(m, trainer, spec.objective.agg), "trained_seconds": trained_seconds})
+
+
+def _open_runs(ctx: TrialContext, trial_id: str, config: Any, spec: SweepSpec):
+    if ctx.tracking_uri is None:
+        return None, None
+    from pipeline.tracking import Tracker
+
+    try:
+        tracker = Tracker(ctx.tracking_uri, ctx.experiment, spec.name)
+        opened = tracker.open(trial_id, list(range(spec.seeds)), config.as_dict(), config.config_hash())
+    except Exception as e:  # noqa: BLE001 - tracking must never cost a trial its result
+        warnings.warn(f"MLflow: trial {trial_id} is not recorded ({type(e).__name__}: {e})", stacklevel=1)
+        return None, None
+    return tracker, (opened.parent, opened.children)
+
+
+def _finish_runs(tracker, runs, rows, trainer, m, trial_id: str, spec: SweepSpec) -> None:
+    from pipeline.figures import profile_figure
+    from pipeline.tracking import TrialRuns
+
+    try:
+        curves = curve_rows(trainer, sweep=spec.name, trial_id=trial_id).to_pandas()
+        with tempfile.TemporaryDirectory() as folder:
+            figures = {
+                seed: profile_figure(m, k, f"{spec.name} {trial_id} seed {seed}", Path(folder) / f"profile-seed{seed}.png")
+                for k, seed in enumerate(trainer.model.seeds)
+            }
+            tracker.finish(TrialRuns(*runs), rows.to_pylist(), curves, figures)
+    except Exception as e:  # noqa: BLE001
+        warnings.warn(f"MLflow: trial {trial_id} is recorded in the tables only ({type(e).__name__}: {e})", stacklevel=1)
