@@ -14,9 +14,8 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any
 
-from pipeline.spec import Range, SpecError, SweepSpec
+from pipeline.spec import SpecError, SweepSpec
 from pipeline.tables import read_replicates
 
 SPEC_FILE = "drmfm-spec.json"
@@ -54,37 +53,6 @@ def check_start(spec: SweepSpec, experiment_dir: Path, resume: bool) -> None:
             raise SweepRefused("--resume", f"the spec changed since the sweep started ({', '.join(changed) or 'content'}); allowed: the same spec, or a new name")
 
 
-def optuna_space(spec: SweepSpec) -> dict[str, Any]:
-    import optuna.distributions as d
-
-    space: dict[str, Any] = {}
-    for name, dim in spec.space.items():
-        if isinstance(dim, Range):
-            if dim.integer:
-                space[name] = d.IntDistribution(int(dim.low), int(dim.high), step=int(dim.step or 1), log=dim.log)
-            else:
-                space[name] = d.FloatDistribution(dim.low, dim.high, step=dim.step, log=dim.log)
-        else:
-            space[name] = d.CategoricalDistribution(list(dim))
-    return space
-
-
-def optuna_sampler(spec: SweepSpec):
-    import optuna
-
-    seed = spec.search.seed
-    sampler = spec.search.sampler
-    if sampler == "grid":
-        return optuna.samplers.GridSampler({k: list(v) for k, v in spec.space.items()}, seed=seed)
-    if sampler == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if sampler == "tpe":
-        return optuna.samplers.TPESampler(seed=seed)
-    if sampler == "qmc":
-        return optuna.samplers.QMCSampler(seed=seed)
-    return optuna.samplers.GPSampler(seed=seed)
-
-
 def start_ray(address: str | None, cpus: int | None = None) -> bool:
     """Join the cluster at `address`, or start a local Ray for this command. True if local."""
     import ray
@@ -95,6 +63,7 @@ def start_ray(address: str | None, cpus: int | None = None) -> bool:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a local Ray on loopback for this command only
     # Checkpoints are small and frequent by design; Tune's advice about it is noise here.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our own progress lines, not Tune's tables
     ray.init(
         num_cpus=cpus or os.cpu_count(),
         object_store_memory=256 * 1024**2,
@@ -143,6 +112,7 @@ def run_sweep(
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore", message="`Study.stop` is supposed to be invoked")
 
+    from pipeline.samplers import sampler, search_space
     from pipeline.tune_trial import TrialContext, run_tune_trial
 
     print(describe(spec), file=sys.stderr)
@@ -170,10 +140,10 @@ def run_sweep(
             mode = list(spec.objective.mode)
             single = len(metric) == 1
             searcher = OptunaSearch(
-                space=optuna_space(spec),
+                space=search_space(spec),
                 metric=metric[0] if single else metric,
                 mode=mode[0] if single else mode,
-                sampler=optuna_sampler(spec),
+                sampler=sampler(spec),
                 seed=None,
             )
             scheduler = None
