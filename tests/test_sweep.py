@@ -1,0 +1,234 @@
+"""Sweeps end to end: real Ray (local), real MLflow (SQLite), real Parquet, temporary homes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+import yaml
+
+from drm.measure import measure
+from drm.train import PackedTrainer
+from pipeline.spec import parse_spec
+from pipeline.tables import read_replicates
+from tests.test_cli import ROOT, drmfm
+from tests.test_tables import REQUIRED
+
+pytestmark = pytest.mark.slow
+
+
+def write_spec(folder: Path, **fields) -> Path:
+    spec = {
+        "name": "two",
+        "problem": "double_well",
+        "fixed": {"width": 32, "epochs": 300},
+        "space": {"fourier": ["none", 2]},
+        "seeds": 3,
+        "resources": {"cpu": 1},
+    }
+    spec.update(fields)
+    path = folder / f"{spec['name']}.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def mlflow_runs(home: Path, experiment: str) -> list:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
+    exp = client.get_experiment_by_name(experiment)
+    return client.search_runs([exp.experiment_id], max_results=1000)
+
+
+@pytest.fixture(scope="module")
+def two_trials(tmp_path_factory):
+    """A 2-trial sweep, run once through the command for the tests that read it."""
+    home = tmp_path_factory.mktemp("home")
+    spec = write_spec(home)
+    result = drmfm("sweep", str(spec), home=home, timeout=600)
+    return home, spec, result
+
+
+def test_a_two_trial_sweep_lands_every_row_and_run(two_trials):
+    home, _, result = two_trials
+    assert result.returncode == 0, result.stderr
+    table = read_replicates(home / "results" / "two")
+    assert table.num_rows == 2 * 3
+    assert not [c.strip() for c in REQUIRED.split(",") if c.strip() not in table.column_names]
+    rows = table.to_pylist()
+    assert len({(r["trial_id"], r["seed"]) for r in rows}) == 6
+    assert {r["fourier"] for r in rows} == {None, 2} and all(r["status"] == "ok" for r in rows)
+    runs = mlflow_runs(home, "two")
+    parents = [r for r in runs if r.data.tags["role"] == "parent"]
+    children = [r for r in runs if r.data.tags["role"] == "child"]
+    assert len(parents) == 2 and len(children) == 6
+    assert all(r.info.status == "FINISHED" for r in runs)
+    for child in children:
+        assert {"energy", "transitions"} <= set(child.data.metrics)
+        row = next(r for r in rows if r["mlflow_run_id"] == child.info.run_id)
+        assert child.data.metrics["energy"] == pytest.approx(row["energy"])
+        assert child.data.tags["mlflow.parentRunId"] == row["mlflow_parent_run_id"]
+    assert "tables:" in result.stdout and "drmfm ui" in result.stdout
+
+
+def test_an_existing_name_needs_resume_and_resume_needs_the_same_spec(two_trials, tmp_path):
+    home, spec, _ = two_trials
+    again = drmfm("sweep", str(spec), home=home)
+    assert again.returncode == 2 and again.stderr.startswith("drmfm: error: name:")
+    changed = write_spec(tmp_path, seeds=4)
+    refused = drmfm("sweep", str(changed), "--resume", home=home)
+    assert refused.returncode == 2 and "spec changed" in refused.stderr and len(refused.stderr.splitlines()) == 1
+    status = drmfm("status", home=home)
+    assert status.returncode == 0 and "two: 2/2 trials done, 0 failed" in status.stdout
+
+
+def test_the_ui_serves_the_sweep_runs(two_trials):
+    home, _, _ = two_trials
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "ui", "--home", str(home), "--port", str(port)],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}/api/2.0/mlflow"
+        deadline = time.time() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/experiments/get-by-name?experiment_name=two", timeout=5) as r:
+                    experiment = json.load(r)["experiment"]
+                break
+            except OSError:
+                if time.time() > deadline:
+                    raise
+                time.sleep(1)
+        body = json.dumps({"experiment_ids": [experiment["experiment_id"]], "max_results": 100}).encode()
+        request = urllib.request.Request(f"{base}/runs/search", data=body, headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as r:
+            runs = json.load(r)["runs"]
+        roles = [next(t["value"] for t in run["data"]["tags"] if t["key"] == "role") for run in runs]
+        assert roles.count("parent") == 2 and roles.count("child") == 6
+        child = next(run for run, role in zip(runs, roles) if role == "child")
+        assert {"energy", "transitions"} <= {m["key"] for m in child["data"]["metrics"]}
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+@pytest.mark.parametrize("spec", ["quickstart", "fig4", "fig9"])
+def test_shipped_specs_run_in_quick_mode(tmp_path, spec):
+    result = drmfm("sweep", str(ROOT / "sweeps" / f"{spec}.yaml"), "--quick", "--no-mlflow", home=tmp_path, timeout=600)
+    assert result.returncode == 0, result.stderr
+    quick = parse_spec(yaml.safe_load((ROOT / "sweeps" / f"{spec}.yaml").read_text())).with_quick()
+    table = read_replicates(tmp_path / "results" / quick.name)
+    assert table.num_rows == quick.num_trials * quick.seeds
+
+
+def test_a_diverging_configuration_is_recorded_and_the_others_finish(tmp_path):
+    spec = write_spec(tmp_path, name="boom", space={"lr": [1.0e-4, 1.0e4]}, fixed={"width": 32, "epochs": 200, "fourier": 2})
+    result = drmfm("sweep", str(spec), "--no-mlflow", home=tmp_path, timeout=600)
+    assert result.returncode == 1
+    assert "diverged" in result.stderr.splitlines()[-1]
+    rows = read_replicates(tmp_path / "results" / "boom").to_pylist()
+    assert len(rows) == 6
+    assert {r["status"] for r in rows if r["lr"] > 1} == {"diverged"}
+    assert {r["status"] for r in rows if r["lr"] < 1} == {"ok"}
+
+
+def test_an_unreachable_tracking_server_costs_one_warning_and_no_row(tmp_path):
+    spec = write_spec(tmp_path, name="offline")
+    result = drmfm("sweep", str(spec), "--tracking-uri", "http://127.0.0.1:9", home=tmp_path, timeout=600)
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "MLflow" in line]
+    assert len(warnings) == 1 and "cannot be reached" in warnings[0]
+    assert read_replicates(tmp_path / "results" / "offline").num_rows == 6
+
+
+def _wait_for(predicate, timeout: float, what: str) -> None:
+    deadline = time.time() + timeout
+    while not predicate():
+        if time.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def test_a_killed_driver_resumes_without_losing_or_repeating_a_trial(tmp_path):
+    spec = write_spec(
+        tmp_path, name="killed", fixed={"width": 64, "epochs": 4000}, space={"depth": [2, 3], "fourier": ["none", 2]},
+        seeds=2, checkpoint_every=500,
+    )
+    replicates = tmp_path / "results" / "killed" / "replicates"
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "sweep", str(spec), "--home", str(tmp_path)],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    _wait_for(lambda: replicates.is_dir() and len(list(replicates.glob("*.parquet"))) >= 1, 300, "a first finished trial")
+    os.killpg(driver.pid, signal.SIGKILL)
+    driver.wait(timeout=30)
+    assert len(list(replicates.glob("*.parquet"))) < 4  # killed mid-sweep
+    time.sleep(3)  # let the orphaned Ray processes notice
+    resumed = drmfm("sweep", str(spec), "--resume", home=tmp_path, timeout=900)
+    assert resumed.returncode == 0, resumed.stderr
+    rows = read_replicates(tmp_path / "results" / "killed").to_pylist()
+    assert len(rows) == 4 * 2 and len({(r["trial_id"], r["seed"]) for r in rows}) == 8
+    assert sorted((r["depth"], r["fourier"] or 0) for r in rows) == sorted([(d, f) for d in (2, 3) for f in (0, 2)] * 2)
+    runs = mlflow_runs(tmp_path, "killed")
+    assert [r.data.tags["role"] for r in runs].count("parent") == 4
+    assert [r.data.tags["role"] for r in runs].count("child") == 8
+    assert all(r.info.status != "RUNNING" for r in runs)
+    for child in (r for r in runs if r.data.tags["role"] == "child"):
+        from mlflow.tracking import MlflowClient
+
+        history = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").get_metric_history(child.info.run_id, "loss")
+        assert len(history) == len({m.step for m in history})  # no step logged twice
+
+
+def test_a_killed_trial_restarts_from_its_checkpoint_and_ends_where_an_uninterrupted_run_ends(tmp_path):
+    spec_path = write_spec(
+        tmp_path, name="crash", fixed={"width": 64, "epochs": 6000, "dtype": "float64", "fourier": 2},
+        space={"depth": [3]}, seeds=2, checkpoint_every=1000,
+    )
+    trial_dirs = tmp_path / "ray" / "crash"
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "sweep", str(spec_path), "--home", str(tmp_path), "--no-mlflow"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )
+    _wait_for(lambda: any(trial_dirs.glob("run_tune_trial*/checkpoint_000001")), 300, "a second checkpoint")
+    worker = subprocess.run(["pgrep", "-f", "ray::ImplicitFunc"], capture_output=True, text=True).stdout.split()
+    assert worker, "no trial process to kill"
+    for pid in worker:
+        os.kill(int(pid), signal.SIGKILL)
+    out, err = driver.communicate(timeout=900)
+    assert driver.returncode == 0, err
+    assert any(trial_dirs.glob("run_tune_trial*/error.txt"))  # the kill happened and was retried
+
+    spec = parse_spec(yaml.safe_load(spec_path.read_text()))
+    config = spec.trial_config({"depth": 3})
+    torch.set_num_threads(1)  # as in the trial
+    try:
+        uninterrupted = PackedTrainer(config, [0, 1])
+        uninterrupted.run()
+    finally:
+        torch.set_num_threads(os.cpu_count() or 1)
+    expected = measure(uninterrupted.model, config)
+    rows = read_replicates(tmp_path / "results" / "crash").to_pylist()
+    assert [r["seed"] for r in rows] == [0, 1]
+    np.testing.assert_allclose([r["energy"] for r in rows], expected.energy, rtol=1e-9)
+    assert [r["transitions"] for r in rows] == expected.transitions.tolist()
+    weights = torch.load(next((tmp_path / "results" / "crash" / "weights").glob("*.pt")))["state_dict"]
+    for name, value in uninterrupted.model.state_dict().items():
+        torch.testing.assert_close(weights[name], value, rtol=1e-9, atol=1e-12)
+    curves = pq.read_table(next((tmp_path / "results" / "crash" / "curves").glob("*.parquet")))
+    assert curves.num_rows == 2 * len(uninterrupted.curves().steps)  # the history is whole, and once
