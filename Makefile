@@ -17,8 +17,11 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PIP) -e '.[sweep,analysis,dev]'
 	touch $(STAMP)
 
+# The quickstart sweep (a few minutes on 2 cores). Run again, it resumes the same sweep: finished
+# trials are kept, nothing is redone, and it ends with the same summary.
 run: $(STAMP)
-	$(VENV)/bin/drmfm train --problem double_well --depth 5 --fourier 2 --epochs 10000 --seeds 8
+	$(VENV)/bin/drmfm sweep sweeps/quickstart.yaml \
+		$$(test -f drmfm-home/ray/quickstart/drmfm-spec.json && echo --resume)
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -119,7 +119,7 @@ def train(
     dtype: Annotated[str, typer.Option(help="float32 | float64.")] = "float32",
     home: Annotated[Path | None, typer.Option(help="Home folder [default: $DRMFM_HOME or ./drmfm-home].")] = None,
     no_mlflow: Annotated[
-        bool, typer.Option("--no-mlflow", help="Do not record to MLflow (this version writes train runs to the tables only).")
+        bool, typer.Option("--no-mlflow", help="Do not record to MLflow (experiment 'train'); the tables are written.")
     ] = False,
 ) -> None:
     """Train the seeds of one configuration together; print one line per seed and write its tables."""
@@ -144,7 +144,7 @@ def train(
     _check_device(device)
     from pipeline.train_command import run_train
 
-    code = run_train(config, seed_values, device=device, home=home_dir(home))
+    code = run_train(config, seed_values, device=device, home=home_dir(home), mlflow=not no_mlflow)
     raise typer.Exit(code)
 
 

@@ -92,7 +92,7 @@ class SweepSpec:
     objective: Objective
     resources: Resources
     scheduler: Scheduler | None = None
-    checkpoint_every: int | None = None  # steps between checkpoints (default: about 10 per trial)
+    checkpoint_every: int | None = None  # steps between checkpoints (default: every 30 s of training)
     max_failures: int = 2
     quick: dict[str, Any] | None = None
 

@@ -116,7 +116,9 @@ def run_sweep(
     from pipeline.tune_trial import TrialContext, run_tune_trial
 
     print(describe(spec), file=sys.stderr)
+    ray_start = time.perf_counter()
     local = start_ray(address)
+    ray_seconds = time.perf_counter() - ray_start
     try:
         has_gpu = ray.cluster_resources().get("GPU", 0) > 0
         resources = {"cpu": spec.resources.cpu}
@@ -156,18 +158,35 @@ def run_sweep(
                 )
             tuner = tune.Tuner(
                 trainable,
-                tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=spec.num_trials),
+                # reuse_actors: a trial process serves trial after trial (torch imported once).
+                tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=spec.num_trials, reuse_actors=True),
                 run_config=run_config,
             )
             experiment_dir.mkdir(parents=True, exist_ok=True)
             (experiment_dir / SPEC_FILE).write_text(json.dumps({"spec_hash": spec.spec_hash(), "spec": spec.as_dict()}, indent=1))
+        slots = max(1, min(spec.num_trials, int(ray.cluster_resources().get("CPU", 1) // spec.resources.cpu)))
         start = time.perf_counter()
         grid = tuner.fit()
         wall = time.perf_counter() - start
     finally:
         if local:
             ray.shutdown()
+    _overhead(grid, wall, ray_seconds, slots)
     return _summary(spec, grid, results_dir, experiment_dir, wall, uri, home)
+
+
+def _overhead(grid, wall: float, ray_seconds: float, slots: int) -> None:
+    """Where the wall time went: Ray's start, each trial's time outside training, the trials' share."""
+    finished = [r.metrics for r in grid if r.metrics and "trained_seconds" in r.metrics]
+    if not finished or wall <= 0:
+        return
+    trained = sum(m["trained_seconds"] for m in finished)
+    outside = sum(m.get("time_total_s", 0.0) - m["trained_seconds"] for m in finished) / len(finished)
+    print(
+        f"overhead: Ray up in {ray_seconds:.1f} s; per trial {outside:.1f} s outside training (start, measure, tables, MLflow); "
+        f"training filled {trained / (wall * slots):.0%} of {slots} slot(s) × {wall:.0f} s",
+        file=sys.stderr,
+    )
 
 
 def _summary(spec: SweepSpec, grid, results_dir: Path, experiment_dir: Path, wall: float, uri: str | None, home: Path) -> int:

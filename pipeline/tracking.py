@@ -7,8 +7,11 @@ Everything goes through `MlflowClient` in batches: no global MLflow state, no ca
 
 from __future__ import annotations
 
+import logging
+import tempfile
 import time
 import urllib.error
+import warnings
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +45,9 @@ def ensure_experiment(uri: str, name: str, artifact_root: Path | None) -> str:
     """Create (once, from the driver) the store and the sweep's experiment; returns its id."""
     from mlflow.tracking import MlflowClient
 
+    # The store's first-use migrations log at INFO; a command's user needs none of it.
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
@@ -146,3 +152,35 @@ class Tracker:
     def _log(self, run_id: str, metrics: list) -> None:
         for start in range(0, len(metrics), _BATCH):
             self.client.log_batch(run_id, metrics=metrics[start : start + _BATCH])
+
+
+def open_runs(uri: str | None, experiment: str, sweep: str, trial_id: str, config: Any, seeds: list[int]):
+    """(tracker, (parent, children)) for a trial, or (None, None) when MLflow is off or fails."""
+    if uri is None:
+        return None, None
+    try:
+        tracker = Tracker(uri, experiment, sweep)
+        opened = tracker.open(trial_id, seeds, config.as_dict(), config.config_hash())
+    except Exception as e:  # noqa: BLE001 - tracking must never cost a trial its result
+        warnings.warn(f"MLflow: trial {trial_id} is not recorded ({type(e).__name__}: {e})", stacklevel=1)
+        return None, None
+    return tracker, (opened.parent, opened.children)
+
+
+def finish_runs(tracker: Tracker | None, runs, rows, trainer, m, trial_id: str) -> None:
+    """Final metrics, histories and one profile figure per seed; a failure costs a warning only."""
+    if tracker is None:
+        return
+    from pipeline.figures import profile_figure
+    from pipeline.trial import curve_rows
+
+    try:
+        curves = curve_rows(trainer, sweep=tracker.sweep, trial_id=trial_id).to_pandas()
+        with tempfile.TemporaryDirectory() as folder:
+            figures = {
+                seed: profile_figure(m, k, f"{tracker.sweep} {trial_id} seed {seed}", Path(folder) / f"profile-seed{seed}.png")
+                for k, seed in enumerate(trainer.model.seeds)
+            }
+            tracker.finish(TrialRuns(*runs), rows.to_pylist(), curves, figures)
+    except Exception as e:  # noqa: BLE001
+        warnings.warn(f"MLflow: trial {trial_id} is recorded in the tables only ({type(e).__name__}: {e})", stacklevel=1)

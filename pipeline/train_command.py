@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import time
 from pathlib import Path
 
@@ -31,9 +32,31 @@ def _new_results_dir(home: Path) -> tuple[str, Path]:
     return name, home / "results" / name
 
 
-def run_train(config: TrainConfig, seeds: list[int], *, device: str, home: Path) -> int:
+def _train_tracking(home: Path) -> str | None:
+    """The MLflow store for `train` runs (experiment `train`), or None with one warning if unusable."""
+    try:
+        from pipeline.tracking import default_tracking_uri, ensure_experiment, probe
+    except ImportError:  # a bare GPU node may have torch and pyarrow only
+        _err.print("drmfm: warning: MLflow is not installed here; recording to the tables only (--no-mlflow silences this)")
+        return None
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(home)
+    why = probe(uri)
+    if why is None:
+        try:
+            ensure_experiment(uri, "train", home / "mlartifacts" if uri.startswith("sqlite") else None)
+        except Exception as e:  # noqa: BLE001 - the tables are the record
+            why = f"{type(e).__name__}: {e}"
+    if why is not None:
+        _err.print(f"drmfm: warning: MLflow at {uri} cannot be reached ({why}); recording to the tables only")
+        return None
+    return uri
+
+
+def run_train(config: TrainConfig, seeds: list[int], *, device: str, home: Path, mlflow: bool = True) -> int:
     """Train one pack, print its table; 0 if every seed finished, 1 if some diverged."""
     name, results_dir = _new_results_dir(home)
+    home.mkdir(parents=True, exist_ok=True)
+    uri = _train_tracking(home) if mlflow else None
     out = _out()
     out.print(f"training {len(seeds)} seed(s) packed: {config.describe()}")
     start = time.perf_counter()
@@ -52,7 +75,10 @@ def run_train(config: TrainConfig, seeds: list[int], *, device: str, home: Path)
             rate = step / max(time.perf_counter() - start, 1e-9)
             progress.update(task, completed=step, rate=f"{rate:,.0f} steps/s")
 
-        rows = run_trial(config, seeds, device=device, sweep=name, trial_id=config.config_hash(), results_dir=results_dir, progress=report)
+        rows = run_trial(
+            config, seeds, device=device, sweep=name, trial_id=config.config_hash(), results_dir=results_dir,
+            progress=report, tracking_uri=uri,
+        )
     table = Table(title=f"{name}  ({rows['device'][0].as_py()}, {rows['wall_seconds'][0].as_py():.1f} s)")
     two_d = config.dim == 2
     columns = ["seed", "status", "energy", "transitions"] + (["transitions_wall", "bands"] if two_d else []) + ["boundary_l2", "seconds"]
@@ -66,6 +92,8 @@ def run_train(config: TrainConfig, seeds: list[int], *, device: str, home: Path)
         table.add_row(*cells)
     out.print(table)
     out.print(f"results: {results_dir}")
+    if uri is not None:
+        out.print(f"mlflow:  {uri}  (experiment 'train'; open the UI: drmfm ui --home {home})")
     failed = [r["seed"] for r in rows.to_pylist() if r["status"] != "ok"]
     if failed:
         _err.print(f"drmfm: {len(failed)} of {len(seeds)} seeds diverged (non-finite loss): seeds {failed}")

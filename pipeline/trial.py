@@ -213,18 +213,29 @@ def run_trial(
     trial_id: str,
     results_dir: Path,
     progress: Callable[[int, int], None] | None = None,
+    tracking_uri: str | None = None,
+    experiment: str = "train",
 ) -> pa.Table:
-    """Train, measure and land one trial; returns its replicate rows (one per seed)."""
+    """Train, measure and land one trial; returns its replicate rows (one per seed).
+
+    With `tracking_uri`, the trial is also recorded in MLflow, in `experiment` (which must exist).
+    """
+    from pipeline.tracking import finish_runs, open_runs
+
     config = config.resolve()
     where = resolve_device(device)
     # On CUDA a step is replayed from a CUDA graph: a small network's step is launch-bound.
     trainer = PackedTrainer(config, seeds, where, graphed=where.type == "cuda")
+    tracker, runs = open_runs(tracking_uri, experiment, sweep, trial_id, config, seeds)
     start = time.perf_counter()
     trainer.run(progress=progress)
     if trainer.device.type == "cuda":
         torch.cuda.synchronize(trainer.device)
     wall = time.perf_counter() - start
     m = measure(trainer.model, config)
-    return land_trial(
-        trainer, m, sweep=sweep, trial_id=trial_id, results_dir=results_dir, wall_seconds=wall, node=socket.gethostname()
+    rows = land_trial(
+        trainer, m, sweep=sweep, trial_id=trial_id, results_dir=results_dir, wall_seconds=wall,
+        node=socket.gethostname(), mlflow_runs=runs,
     )
+    finish_runs(tracker, runs, rows, trainer, m, trial_id)
+    return rows

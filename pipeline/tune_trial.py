@@ -11,7 +11,6 @@ from __future__ import annotations
 import socket
 import tempfile
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,9 +21,11 @@ import torch
 from drm.measure import Measurements, measure
 from drm.train import PackedTrainer
 from pipeline.spec import METRICS, SweepSpec
-from pipeline.trial import curve_rows, land_trial
+from pipeline.tracking import finish_runs, open_runs
+from pipeline.trial import land_trial
 
-_MIN_CHECKPOINT_EVERY = 1000  # default: about 10 checkpoints a trial, at most one per 1000 steps
+_SLICE_STEPS = 500  # steps between looks at the clock
+_CHECKPOINT_SECONDS = 30.0  # default time between checkpoints
 _AGG = {"median": np.median, "mean": np.mean, "min": np.min, "max": np.max}
 
 
@@ -78,16 +79,24 @@ def run_tune_trial(params: dict[str, Any], ctx: TrialContext) -> None:
         trainer.load_state_dict(state["trainer"])
         trained_seconds = float(state["trained_seconds"])
     node = ray.get_runtime_context().get_node_id() or socket.gethostname()
-    tracker, runs = _open_runs(ctx, trial_id, config, spec)
-    every = spec.checkpoint_every or max(_MIN_CHECKPOINT_EVERY, -(-config.epochs // 10))
+    tracker, runs = open_runs(ctx.tracking_uri, ctx.experiment, spec.name, trial_id, config, list(range(spec.seeds)))
+    # A checkpoint (with a report of the objective) every `checkpoint_every` steps when the spec
+    # says so, else after every _CHECKPOINT_SECONDS of training: resuming is exact either way.
+    every = spec.checkpoint_every or _SLICE_STEPS
+    since_checkpoint = 0.0
     while trainer.step < config.epochs:
         start = time.perf_counter()
         trainer.run(steps=every - trainer.step % every)
         if trainer.device.type == "cuda":
             torch.cuda.synchronize(trainer.device)
-        trained_seconds += time.perf_counter() - start
+        elapsed = time.perf_counter() - start
+        trained_seconds += elapsed
+        since_checkpoint += elapsed
         if trainer.step >= config.epochs:
             break
+        if spec.checkpoint_every is None and since_checkpoint < _CHECKPOINT_SECONDS:
+            continue
+        since_checkpoint = 0.0
         m = measure(trainer.model, config)
         if spec.scheduler is not None:  # the scheduler may end the trial after this report: land it as `stopped`
             land_trial(trainer, m, sweep=spec.name, trial_id=trial_id, results_dir=results_dir,
@@ -98,36 +107,5 @@ def run_tune_trial(params: dict[str, Any], ctx: TrialContext) -> None:
     m = measure(trainer.model, config)
     rows = land_trial(trainer, m, sweep=spec.name, trial_id=trial_id, results_dir=results_dir,
                       wall_seconds=trained_seconds, node=node, mlflow_runs=runs)
-    if tracker is not None:
-        _finish_runs(tracker, runs, rows, trainer, m, trial_id, spec)
+    finish_runs(tracker, runs, rows, trainer, m, trial_id)
     tune.report({**objective_metrics(m, trainer, spec.objective.agg), "trained_seconds": trained_seconds})
-
-
-def _open_runs(ctx: TrialContext, trial_id: str, config: Any, spec: SweepSpec):
-    if ctx.tracking_uri is None:
-        return None, None
-    from pipeline.tracking import Tracker
-
-    try:
-        tracker = Tracker(ctx.tracking_uri, ctx.experiment, spec.name)
-        opened = tracker.open(trial_id, list(range(spec.seeds)), config.as_dict(), config.config_hash())
-    except Exception as e:  # noqa: BLE001 - tracking must never cost a trial its result
-        warnings.warn(f"MLflow: trial {trial_id} is not recorded ({type(e).__name__}: {e})", stacklevel=1)
-        return None, None
-    return tracker, (opened.parent, opened.children)
-
-
-def _finish_runs(tracker, runs, rows, trainer, m, trial_id: str, spec: SweepSpec) -> None:
-    from pipeline.figures import profile_figure
-    from pipeline.tracking import TrialRuns
-
-    try:
-        curves = curve_rows(trainer, sweep=spec.name, trial_id=trial_id).to_pandas()
-        with tempfile.TemporaryDirectory() as folder:
-            figures = {
-                seed: profile_figure(m, k, f"{spec.name} {trial_id} seed {seed}", Path(folder) / f"profile-seed{seed}.png")
-                for k, seed in enumerate(trainer.model.seeds)
-            }
-            tracker.finish(TrialRuns(*runs), rows.to_pylist(), curves, figures)
-    except Exception as e:  # noqa: BLE001
-        warnings.warn(f"MLflow: trial {trial_id} is recorded in the tables only ({type(e).__name__}: {e})", stacklevel=1)
