@@ -193,10 +193,12 @@ def _summary(spec: SweepSpec, grid, results_dir: Path, experiment_dir: Path, wal
     errors = [r for r in grid if r.error is not None]
     rows = read_replicates(results_dir) if results_dir.exists() else None
     statuses = rows.column("status").to_pylist() if rows is not None else []
+    stopped = {t for t, st in zip(rows.column("trial_id").to_pylist(), statuses) if st == "stopped"} if rows is not None else set()
     trained = sum(r.metrics.get("trained_seconds", 0.0) for r in grid if r.metrics)
     diverged = statuses.count("diverged")
+    early = f", {len(stopped)} stopped early by the scheduler" if stopped else ""
     print(
-        f"{spec.name}: {len(grid) - len(errors)} of {len(grid)} trials finished in {wall:.0f} s "
+        f"{spec.name}: {len(grid) - len(errors) - len(stopped)} of {len(grid)} trials finished{early} in {wall:.0f} s "
         f"({trained:.0f} s of training); {len(statuses)} seed rows, {diverged} diverged",
         file=sys.stderr,
     )

@@ -232,3 +232,20 @@ def test_a_killed_trial_restarts_from_its_checkpoint_and_ends_where_an_uninterru
         torch.testing.assert_close(weights[name], value, rtol=1e-9, atol=1e-12)
     curves = pq.read_table(next((tmp_path / "results" / "crash" / "curves").glob("*.parquet")))
     assert curves.num_rows == 2 * len(uninterrupted.curves().steps)  # the history is whole, and once
+
+
+def test_a_scheduler_stops_trials_and_they_are_recorded_stopped(tmp_path):
+    spec = write_spec(
+        tmp_path, name="asha", fixed={"width": 32, "epochs": 3000, "fourier": 2},
+        space={"lr": [1.0e-5, 1.0e-4, 1.0e-3, 3.0e-3]}, seeds=2, checkpoint_every=500,
+        scheduler={"type": "asha", "grace_period": 500, "reduction_factor": 2},
+    )
+    result = drmfm("sweep", str(spec), "--no-mlflow", home=tmp_path, timeout=600)
+    assert result.returncode == 0, result.stderr
+    rows = read_replicates(tmp_path / "results" / "asha").to_pylist()
+    assert len({r["trial_id"] for r in rows}) == 4 and len(rows) == 8  # every trial has its rows, once
+    stopped = [r for r in rows if r["status"] == "stopped"]
+    finished = [r for r in rows if r["status"] == "ok"]
+    assert stopped and finished
+    assert all(r["steps_done"] < 3000 for r in stopped) and all(r["steps_done"] == 3000 for r in finished)
+    assert "stopped early by the scheduler" in result.stderr
