@@ -181,7 +181,9 @@ def sweep(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate; print trials, seeds and trial-steps.")] = False,
     address: Annotated[str | None, typer.Option(help="Ray cluster to join: auto or HOST:PORT [default: a local Ray].")] = None,
     home: Annotated[Path | None, typer.Option(help="Home folder [default: $DRMFM_HOME or ./drmfm-home].")] = None,
-    storage: Annotated[str | None, typer.Option(help="Ray Tune storage path [default: HOME/ray].")] = None,
+    storage: Annotated[
+        str | None, typer.Option(help="A folder every node sees (NFS) for ray/ and results/ [default: the home].")
+    ] = None,
     tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI or HOME/mlflow.db].")] = None,
     no_mlflow: Annotated[bool, typer.Option("--no-mlflow", help="Do not record to MLflow (the tables are written).")] = False,
 ) -> None:

@@ -26,9 +26,19 @@ class SweepRefused(SpecError):
 
 
 def sweep_paths(spec: SweepSpec, home: Path, storage: str | None) -> tuple[Path, Path]:
-    """(Ray Tune's experiment folder, the results folder)."""
-    storage_path = Path(storage) if storage else home / "ray"
-    return storage_path / spec.name, home / "results" / spec.name
+    """(Ray Tune's experiment folder, the results folder): under the home, or under --storage,
+    a folder every node sees (NFS) that then holds both `ray/` and `results/`."""
+    root = home if storage is None else Path(storage.removeprefix("file://"))
+    return root / "ray" / spec.name, root / "results" / spec.name
+
+
+def check_storage(storage: str | None) -> None:
+    if storage is not None and "://" in storage and not storage.startswith("file://"):
+        raise SpecError(
+            "storage",
+            f"{storage!r}: object stores are not supported yet (the result tables are written as files); "
+            "allowed: a local or shared (NFS) folder",
+        )
 
 
 def describe(spec: SweepSpec) -> str:
@@ -88,6 +98,7 @@ def run_sweep(
     from pipeline.progress import SweepProgress
     from pipeline.tracking import default_tracking_uri, ensure_experiment, probe
 
+    check_storage(storage)
     experiment_dir, results_dir = sweep_paths(spec, home, storage)
     check_start(spec, experiment_dir, resume)
     home.mkdir(parents=True, exist_ok=True)

@@ -103,3 +103,11 @@ def test_parse_errors_name_the_field():
     with pytest.raises(SpecError) as info:
         parse_spec(_with(lambda r: r["space"].update(depth=[0])))
     assert info.value.field == "space.depth"
+
+
+def test_an_object_store_is_refused_before_anything_starts(tmp_path):
+    spec = tmp_path / "s.yaml"
+    spec.write_text(yaml.safe_dump(BASE))
+    result = drmfm("sweep", str(spec), "--storage", "s3://bucket/drmfm", home=tmp_path)
+    assert result.returncode == 2 and result.stderr.startswith("drmfm: error: storage:")
+    assert not (tmp_path / "ray").exists()
