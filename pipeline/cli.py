@@ -37,8 +37,11 @@ class BadInput(Exception):
 
 
 def home_dir(home: Path | None) -> Path:
-    """--home, else $DRMFM_HOME, else ./drmfm-home."""
-    return Path(home or os.environ.get("DRMFM_HOME") or "drmfm-home")
+    """--home, else $DRMFM_HOME, else ./drmfm-home (a folder, or nothing yet)."""
+    path = Path(home or os.environ.get("DRMFM_HOME") or "drmfm-home")
+    if path.exists() and not path.is_dir():
+        raise BadInput(f"home: {str(path)!r} is a file; allowed: a folder (made if missing)")
+    return path
 
 
 def _parse_fourier(value: str) -> int | None:

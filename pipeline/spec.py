@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -154,6 +155,10 @@ class SweepSpec:
         spec = dataclasses.replace(
             self, name=f"{self.name}-quick", fixed=fixed, space=space, seeds=q.get("seeds", self.seeds), search=search, quick=None
         )
+        if search.sampler == "grid":
+            ranged = [k for k, d in space.items() if isinstance(d, Range)]
+            if ranged:
+                raise SpecError(f"quick.space.{ranged[0]}", "a grid needs lists, not ranges; allowed: a list")
         spec._check_points()
         return spec
 
@@ -196,7 +201,7 @@ def parse_spec(raw: Any) -> SweepSpec:
     if not isinstance(name, str) or not _NAME.match(name):
         raise SpecError("name", f"{name!r} is not allowed; allowed: letters, digits, '_', '.', '-'")
     problem = raw["problem"]
-    if problem not in PROBLEMS:
+    if not isinstance(problem, str) or problem not in PROBLEMS:
         raise SpecError("problem", f"unknown {problem!r}; allowed: {', '.join(PROBLEMS)}")
     fixed = {k: _value(f"fixed.{k}", k, v) for k, v in _known("fixed", _mapping("fixed", raw.get("fixed", {})), PARAMS).items()}
     space_raw = _known("space", _mapping("space", raw["space"]), PARAMS)
@@ -207,6 +212,11 @@ def parse_spec(raw: Any) -> SweepSpec:
     if both:
         raise SpecError(f"space.{both[0]}", "is also in fixed; allowed: one of the two")
     search = _search(raw.get("search", {}), space)
+    objective = _objective(raw.get("objective", {}))
+    meaningless = {1: ("bands", "transitions_wall"), 2: ("transitions_per_period",)}[PROBLEMS[problem].dim]
+    for m in objective.metric:
+        if m in meaningless:
+            raise SpecError("objective.metric", f"{m!r} is not measured for {problem} ({PROBLEMS[problem].dim}D)")
     spec = SweepSpec(
         name=name,
         problem=problem,
@@ -214,7 +224,7 @@ def parse_spec(raw: Any) -> SweepSpec:
         space=space,
         seeds=_int("seeds", raw["seeds"], low=1),
         search=search,
-        objective=_objective(raw.get("objective", {})),
+        objective=objective,
         resources=_resources(raw.get("resources", {})),
         scheduler=_scheduler(raw["scheduler"]) if raw.get("scheduler") is not None else None,
         checkpoint_every=_int("checkpoint_every", raw["checkpoint_every"], low=1) if "checkpoint_every" in raw else None,
@@ -248,11 +258,13 @@ def _objective(raw: Any) -> Objective:
     raw = _known("objective", _mapping("objective", raw), ("metric", "mode", "agg"))
     metric = _as_tuple(raw.get("metric", "energy"))
     mode = _as_tuple(raw.get("mode", "min"))
+    if not metric:
+        raise SpecError("objective.metric", f"is empty; allowed: one or more of {', '.join(METRICS)}")
     for m in metric:
-        if m not in METRICS:
+        if not isinstance(m, str) or m not in METRICS:
             raise SpecError("objective.metric", f"{m!r} is not a result column; allowed: {', '.join(METRICS)}")
     for m in mode:
-        if m not in ("min", "max"):
+        if not isinstance(m, str) or m not in ("min", "max"):
             raise SpecError("objective.mode", f"{m!r} is not allowed; allowed: min, max")
     if len(metric) != len(mode):
         raise SpecError("objective.mode", f"{len(mode)} modes for {len(metric)} metrics; allowed: one mode per metric")
@@ -265,10 +277,10 @@ def _objective(raw: Any) -> Objective:
 def _resources(raw: Any) -> Resources:
     raw = _known("resources", _mapping("resources", raw), ("cpu", "gpu"))
     cpu, gpu = raw.get("cpu", 1), raw.get("gpu", 0)
-    if not _is_number(cpu) or cpu <= 0:
-        raise SpecError("resources.cpu", f"{cpu!r} is not allowed; allowed: a number > 0")
-    if not _is_number(gpu) or gpu < 0:
-        raise SpecError("resources.gpu", f"{gpu!r} is not allowed; allowed: a number >= 0")
+    if not _is_number(cpu) or not math.isfinite(cpu) or cpu <= 0:
+        raise SpecError("resources.cpu", f"{cpu!r} is not allowed; allowed: a finite number > 0")
+    if not _is_number(gpu) or not math.isfinite(gpu) or gpu < 0 or (gpu > 1 and gpu != int(gpu)):
+        raise SpecError("resources.gpu", f"{gpu!r} is not allowed; allowed: a fraction in [0, 1] or a whole number")
     return Resources(cpu=float(cpu), gpu=float(gpu))
 
 
@@ -311,6 +323,8 @@ def _dimension(field: str, param: str, raw: Any) -> Dimension:
             raise SpecError(field, f"repeats a value in {raw!r}; allowed: distinct values")
         return values
     if isinstance(raw, dict):
+        if param in _LIST_ONLY:
+            raise SpecError(field, f"a range of {param} would reach values it does not allow; allowed: a list")
         _known(field, raw, ("low", "high", "step", "log"))
         if "low" not in raw or "high" not in raw:
             raise SpecError(field, "a range needs low and high")
@@ -321,8 +335,8 @@ def _dimension(field: str, param: str, raw: Any) -> Dimension:
         if low > high:
             raise SpecError(field, f"low {low} > high {high}; allowed: low <= high")
         step = raw.get("step")
-        if step is not None and (not _is_number(step) or step <= 0):
-            raise SpecError(f"{field}.step", f"{step!r} is not allowed; allowed: a number > 0")
+        if step is not None and (not _is_number(step) or step <= 0 or (integer and step != int(step))):
+            raise SpecError(f"{field}.step", f"{step!r} is not allowed; allowed: {'an integer' if integer else 'a number'} > 0")
         log = raw.get("log", False)
         if not isinstance(log, bool):
             raise SpecError(f"{field}.log", f"{log!r} is not allowed; allowed: true, false")
@@ -334,6 +348,7 @@ def _dimension(field: str, param: str, raw: Any) -> Dimension:
     return (_value(field, param, raw),)  # a single value: a one-point list
 
 
+_LIST_ONLY = {"boundary_batch"}  # a multiple of 4 in 2D: a range would sample values that fail
 _INT_PARAMS = {f.name for f in dataclasses.fields(TrainConfig) if f.type in ("int", "int | None")}
 _FLOAT_PARAMS = {f.name for f in dataclasses.fields(TrainConfig) if f.type == "float"}
 _BOOL_PARAMS = {f.name for f in dataclasses.fields(TrainConfig) if f.type == "bool"}

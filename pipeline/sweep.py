@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 import warnings
@@ -49,11 +50,13 @@ def describe(spec: SweepSpec) -> str:
     )
 
 
-def check_start(spec: SweepSpec, experiment_dir: Path, resume: bool) -> None:
+def check_start(spec: SweepSpec, experiment_dir: Path, results_dir: Path, resume: bool) -> None:
     """Refuse (exit 2) a name that exists without --resume, a --resume of nothing, or a changed spec."""
     saved = experiment_dir / SPEC_FILE
     if not resume and experiment_dir.exists():
         raise SweepRefused("name", f"sweep {spec.name!r} exists in {experiment_dir.parent}; allowed: --resume, or a new name")
+    if not resume and results_dir.exists():
+        raise SweepRefused("name", f"results of a sweep {spec.name!r} exist in {results_dir.parent}; allowed: --resume, or a new name")
     if resume:
         if not saved.is_file():
             raise SweepRefused("--resume", f"no sweep {spec.name!r} in {experiment_dir.parent} to resume")
@@ -68,7 +71,10 @@ def start_ray(address: str | None, cpus: int | None = None) -> bool:
     import ray
 
     if address:
-        ray.init(address=address, log_to_driver=False, configure_logging=False)
+        try:
+            ray.init(address=address, log_to_driver=False, configure_logging=False)
+        except Exception as e:  # noqa: BLE001 - any failure to join is the user's address
+            raise SweepRefused("address", f"cannot join a Ray cluster at {address!r} ({type(e).__name__}); allowed: auto, or a running cluster's HOST:PORT") from None
         return False
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a local Ray on loopback for this command only
     # Checkpoints are small and frequent by design; Tune's advice about it is noise here.
@@ -100,7 +106,7 @@ def run_sweep(
 
     check_storage(storage)
     experiment_dir, results_dir = sweep_paths(spec, home, storage)
-    check_start(spec, experiment_dir, resume)
+    check_start(spec, experiment_dir, results_dir, resume)
     home.mkdir(parents=True, exist_ok=True)
     uri = None
     if mlflow:
@@ -137,7 +143,7 @@ def run_sweep(
             resources["gpu"] = spec.resources.gpu
         ctx = TrialContext(spec=spec, results_dir=str(results_dir.resolve()), tracking_uri=uri, experiment=spec.name)
         trainable = tune.with_resources(tune.with_parameters(run_tune_trial, ctx=ctx), resources)
-        progress = SweepProgress(spec)
+        progress = SweepProgress(spec, str(results_dir.resolve()), uri)
         run_config = tune.RunConfig(
             name=spec.name,
             storage_path=str(experiment_dir.parent.resolve()),
@@ -146,9 +152,9 @@ def run_sweep(
             verbose=0,
             callbacks=[progress],
         )
-        if resume:
+        if resume and tune.Tuner.can_restore(str(experiment_dir.resolve())):
             tuner = tune.Tuner.restore(str(experiment_dir.resolve()), trainable, resume_errored=True)
-        else:
+        else:  # a new sweep, or one killed before Tune first saved its state: start it (again)
             metric = list(spec.objective.metric)
             mode = list(spec.objective.mode)
             single = len(metric) == 1
@@ -183,7 +189,31 @@ def run_sweep(
         if local:
             ray.shutdown()
     _overhead(grid, wall, ray_seconds, slots)
+    _record_failures(spec, grid, results_dir, uri)
     return _summary(spec, grid, results_dir, experiment_dir, wall, uri, home)
+
+
+def _record_failures(spec: SweepSpec, grid, results_dir: Path, uri: str | None) -> None:
+    """A trial whose retries are spent gets rows too (its configuration, status `failed`, its
+    error), and its MLflow runs end FAILED (a killed trial could not end them itself)."""
+    from pipeline.tables import write_atomic
+    from pipeline.trial import failed_rows
+
+    for result in grid:
+        if result.error is None:
+            continue
+        match = re.match(r"run_tune_trial_([0-9a-f]+)_", Path(result.path).name)
+        trial_id = match.group(1) if match else Path(result.path).name
+        target = results_dir / "replicates" / f"{trial_id}.parquet"
+        if target.exists():
+            continue
+        error = (str(result.error).strip().splitlines() or ["unknown error"])[-1][:500]
+        config = spec.trial_config({k: result.config[k] for k in spec.space})
+        write_atomic(failed_rows(config, list(range(spec.seeds)), sweep=spec.name, trial_id=trial_id, error=error), target)
+        if uri is not None:
+            from pipeline.tracking import end_trial_runs
+
+            end_trial_runs(uri, spec.name, trial_id, "FAILED")
 
 
 def _overhead(grid, wall: float, ray_seconds: float, slots: int) -> None:

@@ -8,6 +8,7 @@ Everything goes through `MlflowClient` in batches: no global MLflow state, no ca
 from __future__ import annotations
 
 import logging
+import sys
 import tempfile
 import time
 import urllib.error
@@ -184,3 +185,26 @@ def finish_runs(tracker: Tracker | None, runs, rows, trainer, m, trial_id: str) 
             tracker.finish(TrialRuns(*runs), rows.to_pylist(), curves, figures)
     except Exception as e:  # noqa: BLE001
         warnings.warn(f"MLflow: trial {trial_id} is recorded in the tables only ({type(e).__name__}: {e})", stacklevel=1)
+
+
+def fail_runs(tracker: Tracker, runs) -> None:
+    """Mark a trial's runs FAILED (a retry reopens them); never raises."""
+    try:
+        tracker.fail(TrialRuns(*runs))
+    except Exception as e:  # noqa: BLE001
+        warnings.warn(f"MLflow: could not mark the runs failed ({type(e).__name__}: {e})", stacklevel=1)
+
+
+def end_trial_runs(uri: str, sweep: str, trial_id: str, status: str) -> None:
+    """From the driver: end a trial's runs (found by tags) as FAILED or KILLED; a warning if it cannot."""
+    try:
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(uri)
+        experiment = client.get_experiment_by_name(sweep)
+        query = f"tags.sweep = '{sweep}' and tags.trial_id = '{trial_id}'"
+        for run in client.search_runs([experiment.experiment_id], filter_string=query):
+            client.set_tag(run.info.run_id, "status", "failed" if status == "FAILED" else "stopped")
+            client.set_terminated(run.info.run_id, status)
+    except Exception as e:  # noqa: BLE001 - the tables hold the record
+        print(f"drmfm: warning: MLflow runs of trial {trial_id} not ended ({type(e).__name__})", file=sys.stderr)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import os
+import shutil
 import socket
 import subprocess
 import tempfile
@@ -22,7 +23,7 @@ import torch
 from drm.config import TrainConfig
 from drm.measure import Measurements, measure
 from drm.train import PackedTrainer
-from pipeline.tables import write_trial
+from pipeline.tables import REPLICATES, write_trial
 
 
 @functools.cache
@@ -71,6 +72,20 @@ def _nullable(values: np.ndarray | None, k: int, cast: type) -> object:
     return cast(values[k])
 
 
+def _measured(m: Measurements, k: int, loss_final: np.ndarray, diverged: bool) -> dict[str, object]:
+    """Member k's measurements; a diverged member's are null (its frozen weights measure nothing)."""
+    columns = {
+        "energy": (m.energy, float),
+        "boundary_l2": (m.boundary_l2, float),
+        "loss_final": (loss_final, float),
+        "transitions": (m.transitions, int),
+        "transitions_per_period": (m.transitions_per_period, float),
+        "transitions_wall": (m.transitions_wall, float),
+        "bands": (m.bands, int),
+    }
+    return {name: None if diverged else _nullable(values, k, cast) for name, (values, cast) in columns.items()}
+
+
 def replicate_rows(
     trainer: PackedTrainer,
     m: Measurements,
@@ -113,13 +128,7 @@ def replicate_rows(
                 "dtype": c.dtype,
                 "device": str(trainer.device),
                 "pack_size": trainer.model.K,
-                "energy": _nullable(m.energy, k, float),
-                "boundary_l2": _nullable(m.boundary_l2, k, float),
-                "loss_final": _nullable(loss_final, k, float),
-                "transitions": int(m.transitions[k]),
-                "transitions_per_period": _nullable(m.transitions_per_period, k, float),
-                "transitions_wall": _nullable(m.transitions_wall, k, float),
-                "bands": _nullable(m.bands, k, int),
+                **_measured(m, k, loss_final, diverged=status[k] == "diverged"),
                 "status": status[k],
                 "error": f"non-finite loss at step {diverged_step[k]}" if status[k] == "diverged" else None,
                 "wall_seconds": wall_seconds,
@@ -138,6 +147,21 @@ def replicate_rows(
             }
         )
     return pa.Table.from_pylist(rows)
+
+
+def failed_rows(config: TrainConfig, seeds: list[int], *, sweep: str, trial_id: str, error: str) -> pa.Table:
+    """Rows of a trial that failed (its retries spent): the configuration, status `failed`, the error."""
+    finished = dt.datetime.now(dt.timezone.utc)
+    c = config
+    base = {
+        "sweep": sweep, "trial_id": trial_id, "problem": c.problem, "dim": c.dim, "depth": c.depth, "width": c.width,
+        "activation": c.activation, "rho": c.rho, "fourier": c.fourier, "fourier_map": c.fourier_map,
+        "epsilon": c.epsilon, "penalty": c.penalty, "lr": c.lr, "epochs": c.epochs, "batch": c.batch,
+        "boundary_batch": c.boundary_batch, "dtype": c.dtype, "pack_size": len(seeds), "status": "failed",
+        "error": error, "config_hash": c.config_hash(), "resample": c.resample, "torch_version": torch.__version__,
+        "code_version": code_version(), "finished_at": finished, "transition_threshold": c.transition_threshold,
+    }
+    return pa.Table.from_pylist([{**base, "seed": seed} for seed in seeds], schema=REPLICATES)
 
 
 def curve_rows(trainer: PackedTrainer, *, sweep: str, trial_id: str) -> pa.Table:
@@ -175,6 +199,24 @@ def profile_rows(seeds: list[int], m: Measurements, *, sweep: str, trial_id: str
             "du": m.profile_du.reshape(-1).astype(np.float32),
         }
     )
+
+
+def staging_dir(results_dir: Path, trial_id: str) -> Path:
+    """Where a trial's provisional tables wait (a scheduler's snapshot), outside what readers read."""
+    return results_dir / ".staging" / trial_id
+
+
+def promote_staged(results_dir: Path, trial_id: str) -> bool:
+    """Move a staged trial into the tables, replicates last; False if nothing was staged."""
+    staged = staging_dir(results_dir, trial_id)
+    if not (staged / "replicates" / f"{trial_id}.parquet").exists():
+        return False
+    for table in ("weights", "curves", "profiles", "replicates"):
+        for f in (staged / table).glob(f"{trial_id}.*"):
+            (results_dir / table).mkdir(parents=True, exist_ok=True)
+            os.replace(f, results_dir / table / f.name)
+    shutil.rmtree(staged, ignore_errors=True)
+    return True
 
 
 def land_trial(

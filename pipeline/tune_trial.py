@@ -8,6 +8,7 @@ restarts from its last checkpoint and ends where an uninterrupted run ends.
 
 from __future__ import annotations
 
+import shutil
 import socket
 import tempfile
 import time
@@ -21,8 +22,8 @@ import torch
 from drm.measure import Measurements, measure
 from drm.train import PackedTrainer
 from pipeline.spec import METRICS, SweepSpec
-from pipeline.tracking import finish_runs, open_runs
-from pipeline.trial import land_trial
+from pipeline.tracking import fail_runs, finish_runs, open_runs
+from pipeline.trial import land_trial, staging_dir
 
 _SLICE_STEPS = 500  # steps between looks at the clock
 _CHECKPOINT_SECONDS = 30.0  # default time between checkpoints
@@ -67,7 +68,6 @@ def run_tune_trial(params: dict[str, Any], ctx: TrialContext) -> None:
     spec = ctx.spec
     config = spec.trial_config({k: params[k] for k in spec.space})
     trial_id = tune.get_context().get_trial_id()
-    results_dir = Path(ctx.results_dir)
     torch.set_num_threads(max(1, int(spec.resources.cpu)))
     device = "cuda" if torch.cuda.is_available() and ray.get_gpu_ids() else "cpu"
     trainer = PackedTrainer(config, list(range(spec.seeds)), device, graphed=device == "cuda")
@@ -80,6 +80,17 @@ def run_tune_trial(params: dict[str, Any], ctx: TrialContext) -> None:
         trained_seconds = float(state["trained_seconds"])
     node = ray.get_runtime_context().get_node_id() or socket.gethostname()
     tracker, runs = open_runs(ctx.tracking_uri, ctx.experiment, spec.name, trial_id, config, list(range(spec.seeds)))
+    try:
+        _train_and_land(trainer, config, spec, trial_id, Path(ctx.results_dir), node, tracker, runs, trained_seconds)
+    except Exception:
+        if tracker is not None:  # Tune may retry it: the retry finds these runs by their tags and reopens them
+            fail_runs(tracker, runs)
+        raise
+
+
+def _train_and_land(trainer, config, spec: SweepSpec, trial_id: str, results_dir: Path, node: str, tracker, runs, trained_seconds: float) -> None:
+    from ray import tune
+
     # A checkpoint (with a report of the objective) every `checkpoint_every` steps when the spec
     # says so, else after every _CHECKPOINT_SECONDS of training: resuming is exact either way.
     every = spec.checkpoint_every or _SLICE_STEPS
@@ -98,8 +109,10 @@ def run_tune_trial(params: dict[str, Any], ctx: TrialContext) -> None:
             continue
         since_checkpoint = 0.0
         m = measure(trainer.model, config)
-        if spec.scheduler is not None:  # the scheduler may end the trial after this report: land it as `stopped`
-            land_trial(trainer, m, sweep=spec.name, trial_id=trial_id, results_dir=results_dir,
+        if spec.scheduler is not None:
+            # The scheduler may end the trial after this report. Its state here is staged as
+            # `stopped`; the driver promotes it to the tables only if the trial does end here.
+            land_trial(trainer, m, sweep=spec.name, trial_id=trial_id, results_dir=staging_dir(results_dir, trial_id),
                        wall_seconds=trained_seconds, node=node, mlflow_runs=runs, stopped=True)
         with tempfile.TemporaryDirectory() as folder:
             torch.save({"trainer": trainer.state_dict(), "trained_seconds": trained_seconds}, Path(folder) / "state.pt")
@@ -108,4 +121,5 @@ def run_tune_trial(params: dict[str, Any], ctx: TrialContext) -> None:
     rows = land_trial(trainer, m, sweep=spec.name, trial_id=trial_id, results_dir=results_dir,
                       wall_seconds=trained_seconds, node=node, mlflow_runs=runs)
     finish_runs(tracker, runs, rows, trainer, m, trial_id)
+    shutil.rmtree(staging_dir(results_dir, trial_id), ignore_errors=True)
     tune.report({**objective_metrics(m, trainer, spec.objective.agg), "trained_seconds": trained_seconds})

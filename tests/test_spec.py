@@ -70,6 +70,14 @@ MALFORMED = {
     "fixed and varied": (lambda r: r["fixed"].update(depth=3), "space.depth"),
     "quick space not in space": (lambda r: r.update(quick={"space": {"width": [8]}}), "quick.space.width"),
     "scheduler with varied epochs": (lambda r: _vary_epochs(r, scheduler={"type": "asha"}), "scheduler"),
+    "problem not a name": (lambda r: r.update(problem=["double_well"]), "problem"),
+    "no metric": (lambda r: r.update(objective={"metric": [], "mode": []}), "objective.metric"),
+    "a 2D metric in 1D": (lambda r: r.update(objective={"metric": "bands"}), "objective.metric"),
+    "infinite cpus": (lambda r: r.update(resources={"cpu": float("inf")}), "resources.cpu"),
+    "a fraction of two GPUs": (lambda r: r.update(resources={"gpu": 1.5}), "resources.gpu"),
+    "half a layer": (lambda r: r.update(space={"depth": {"low": 2, "high": 6, "step": 0.5}}, search={"sampler": "random", "num_samples": 2}), "space.depth.step"),
+    "a boundary batch range": (lambda r: r.update(problem="twin_branching", space={"boundary_batch": {"low": 100, "high": 400}}, search={"sampler": "random", "num_samples": 2}), "space.boundary_batch"),
+    "a range in a quick grid": (lambda r: r.update(quick={"space": {"depth": {"low": 2, "high": 3}}}), "quick.space.depth"),
 }
 
 
@@ -84,7 +92,8 @@ def test_a_malformed_spec_exits_2_with_one_line(tmp_path, case):
     change, field = MALFORMED[case]
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(_with(change)))
-    result = drmfm("sweep", str(path), "--dry-run")
+    quick = ["--quick"] if case.startswith("a range in a quick") else []
+    result = drmfm("sweep", str(path), "--dry-run", *quick)
     assert result.returncode == 2, result.stdout + result.stderr
     lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
     assert len(lines) == 1, lines

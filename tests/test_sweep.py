@@ -144,6 +144,7 @@ def test_a_diverging_configuration_is_recorded_and_the_others_finish(tmp_path):
     rows = read_replicates(tmp_path / "results" / "boom").to_pylist()
     assert len(rows) == 6
     assert {r["status"] for r in rows if r["lr"] > 1} == {"diverged"}
+    assert all(r["transitions"] is None and r["energy"] is None for r in rows if r["lr"] > 1)  # nothing measured
     assert {r["status"] for r in rows if r["lr"] < 1} == {"ok"}
 
 
@@ -240,12 +241,37 @@ def test_a_scheduler_stops_trials_and_they_are_recorded_stopped(tmp_path):
         space={"lr": [1.0e-5, 1.0e-4, 1.0e-3, 3.0e-3]}, seeds=2, checkpoint_every=500,
         scheduler={"type": "asha", "grace_period": 500, "reduction_factor": 2},
     )
-    result = drmfm("sweep", str(spec), "--no-mlflow", home=tmp_path, timeout=600)
+    result = drmfm("sweep", str(spec), home=tmp_path, timeout=600)
     assert result.returncode == 0, result.stderr
     rows = read_replicates(tmp_path / "results" / "asha").to_pylist()
+    assert not (tmp_path / "results" / "asha" / ".staging").exists() or not any((tmp_path / "results" / "asha" / ".staging").iterdir())
+    runs = mlflow_runs(tmp_path, "asha")
+    assert all(r.info.status != "RUNNING" for r in runs)
+    assert {r.info.status for r in runs if r.data.tags.get("status") == "stopped"} == {"KILLED"}
     assert len({r["trial_id"] for r in rows}) == 4 and len(rows) == 8  # every trial has its rows, once
     stopped = [r for r in rows if r["status"] == "stopped"]
     finished = [r for r in rows if r["status"] == "ok"]
     assert stopped and finished
     assert all(r["steps_done"] < 3000 for r in stopped) and all(r["steps_done"] == 3000 for r in finished)
     assert "stopped early by the scheduler" in result.stderr
+
+
+def test_a_trial_whose_retries_are_spent_is_recorded_failed(tmp_path):
+    spec = write_spec(
+        tmp_path, name="lost", fixed={"width": 64, "epochs": 8000, "fourier": 2}, space={"depth": [3]},
+        seeds=2, checkpoint_every=1000, max_failures=0,
+    )
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "sweep", str(spec), "--home", str(tmp_path)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )
+    _wait_for(lambda: any((tmp_path / "ray" / "lost").glob("run_tune_trial*/checkpoint_000000")), 300, "a checkpoint")
+    for pid in subprocess.run(["pgrep", "-f", "ray::ImplicitFunc"], capture_output=True, text=True).stdout.split():
+        os.kill(int(pid), signal.SIGKILL)
+    _, err = driver.communicate(timeout=600)
+    assert driver.returncode == 1 and "failed" in err.splitlines()[-1]
+    rows = read_replicates(tmp_path / "results" / "lost").to_pylist()
+    assert [r["status"] for r in rows] == ["failed", "failed"] and all(r["error"] for r in rows)
+    assert all(r["energy"] is None and r["depth"] == 3 for r in rows)
+    runs = mlflow_runs(tmp_path, "lost")
+    assert len(runs) == 3 and {r.info.status for r in runs} == {"FAILED"}
