@@ -275,3 +275,18 @@ def test_a_trial_whose_retries_are_spent_is_recorded_failed(tmp_path):
     assert all(r["energy"] is None and r["depth"] == 3 for r in rows)
     runs = mlflow_runs(tmp_path, "lost")
     assert len(runs) == 3 and {r.info.status for r in runs} == {"FAILED"}
+
+
+@pytest.mark.parametrize("sampler", ["random", "tpe", "qmc", "gp"])
+def test_every_sampler_runs_its_samples_within_the_space(tmp_path, sampler):
+    spec = write_spec(
+        tmp_path, name=f"s-{sampler}", fixed={"width": 16, "epochs": 100},
+        space={"fourier": ["none", 1, 2], "depth": {"low": 2, "high": 4}, "lr": {"low": 1.0e-4, "high": 1.0e-2, "log": True}},
+        seeds=2, search={"sampler": sampler, "num_samples": 3, "seed": 1},
+        objective={"metric": ["energy", "transitions"], "mode": ["min", "max"], "agg": "mean"},
+    )
+    result = drmfm("sweep", str(spec), "--no-mlflow", home=tmp_path, timeout=600)
+    assert result.returncode == 0, result.stderr
+    rows = read_replicates(tmp_path / "results" / f"s-{sampler}").to_pylist()
+    assert len(rows) == 3 * 2 and len({r["trial_id"] for r in rows}) == 3
+    assert all(2 <= r["depth"] <= 4 and 1e-4 <= r["lr"] <= 1e-2 and r["fourier"] in (None, 1, 2) for r in rows)
