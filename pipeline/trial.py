@@ -86,6 +86,19 @@ def _measured(m: Measurements, k: int, loss_final: np.ndarray, diverged: bool) -
     return {name: None if diverged else _nullable(values, k, cast) for name, (values, cast) in columns.items()}
 
 
+def _config_columns(c: TrainConfig) -> dict[str, object]:
+    """The resolved configuration and provenance columns of a trial's rows."""
+    names = ("problem", "depth", "width", "activation", "rho", "fourier", "fourier_map", "epsilon", "penalty", "lr",
+             "epochs", "batch", "boundary_batch", "dtype", "resample", "transition_threshold")
+    return {
+        **{name: getattr(c, name) for name in names},
+        "dim": c.dim,
+        "config_hash": c.config_hash(),
+        "torch_version": torch.__version__,
+        "code_version": code_version(),
+    }
+
+
 def replicate_rows(
     trainer: PackedTrainer,
     m: Measurements,
@@ -111,21 +124,7 @@ def replicate_rows(
                 "sweep": sweep,
                 "trial_id": trial_id,
                 "seed": seed,
-                "problem": c.problem,
-                "dim": c.dim,
-                "depth": c.depth,
-                "width": c.width,
-                "activation": c.activation,
-                "rho": c.rho,
-                "fourier": c.fourier,
-                "fourier_map": c.fourier_map,
-                "epsilon": c.epsilon,
-                "penalty": c.penalty,
-                "lr": c.lr,
-                "epochs": c.epochs,
-                "batch": c.batch,
-                "boundary_batch": c.boundary_batch,
-                "dtype": c.dtype,
+                **_config_columns(c),
                 "device": str(trainer.device),
                 "pack_size": trainer.model.K,
                 **_measured(m, k, loss_final, diverged=status[k] == "diverged"),
@@ -136,30 +135,20 @@ def replicate_rows(
                 "node": node,
                 "mlflow_run_id": children.get(seed),
                 "mlflow_parent_run_id": parent,
-                "config_hash": c.config_hash(),
-                "resample": c.resample,
-                "torch_version": torch.__version__,
-                "code_version": code_version(),
                 "finished_at": finished,
-                "transition_threshold": c.transition_threshold,
                 "diverged_step": diverged_step[k] if diverged_step[k] >= 0 else None,
                 "steps_done": trainer.step,
             }
         )
-    return pa.Table.from_pylist(rows)
+    return pa.Table.from_pylist(rows, schema=REPLICATES)
 
 
 def failed_rows(config: TrainConfig, seeds: list[int], *, sweep: str, trial_id: str, error: str) -> pa.Table:
     """Rows of a trial that failed (its retries spent): the configuration, status `failed`, the error."""
     finished = dt.datetime.now(dt.timezone.utc)
-    c = config
     base = {
-        "sweep": sweep, "trial_id": trial_id, "problem": c.problem, "dim": c.dim, "depth": c.depth, "width": c.width,
-        "activation": c.activation, "rho": c.rho, "fourier": c.fourier, "fourier_map": c.fourier_map,
-        "epsilon": c.epsilon, "penalty": c.penalty, "lr": c.lr, "epochs": c.epochs, "batch": c.batch,
-        "boundary_batch": c.boundary_batch, "dtype": c.dtype, "pack_size": len(seeds), "status": "failed",
-        "error": error, "config_hash": c.config_hash(), "resample": c.resample, "torch_version": torch.__version__,
-        "code_version": code_version(), "finished_at": finished, "transition_threshold": c.transition_threshold,
+        "sweep": sweep, "trial_id": trial_id, **_config_columns(config), "pack_size": len(seeds),
+        "status": "failed", "error": error, "finished_at": finished,
     }
     return pa.Table.from_pylist([{**base, "seed": seed} for seed in seeds], schema=REPLICATES)
 
