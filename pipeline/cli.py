@@ -214,11 +214,12 @@ def sweep(
 def status(
     name: Annotated[str | None, typer.Argument(help="One sweep [default: all in the home].")] = None,
     home: Annotated[Path | None, typer.Option(help="Home folder [default: $DRMFM_HOME or ./drmfm-home].")] = None,
+    storage: Annotated[str | None, typer.Option(help="The --storage folder the sweeps ran with.")] = None,
 ) -> None:
     """The sweeps in the home: trials done / failed / started, of the total."""
     from pipeline.status import sweep_status
 
-    where = home_dir(home)
+    where = Path(storage.removeprefix("file://")) if storage else home_dir(home)
     rows = sweep_status(where, name)
     if not rows:
         raise BadInput(f"name: no sweep {name!r} in {where}" if name else f"home: no sweeps in {where}")

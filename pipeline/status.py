@@ -9,7 +9,7 @@ from pipeline.sweep import SPEC_FILE
 
 
 def sweep_status(home: Path, name: str | None = None) -> list[dict]:
-    """One entry per sweep in the home (or just `name`): its counts from Ray's folder and the tables."""
+    """One entry per sweep in the home or --storage folder (or just `name`): counts from Ray's folder and the tables."""
     ray_dir = home / "ray"
     folders = sorted(p.parent for p in ray_dir.glob(f"*/{SPEC_FILE}")) if ray_dir.is_dir() else []
     if name is not None:

@@ -124,8 +124,9 @@ class Tracker:
         final_keys = ("energy", "transitions", "bands", "transitions_wall", "transitions_per_period", "boundary_l2", "loss_final")
         for row in rows:
             run = runs.children[row["seed"]]
-            finals = [metric(k, row.get(k)) for k in final_keys]
-            self._log(run, [m for m in finals if m is not None])
+            if not self.client.get_run(run).data.metrics:  # a retried trial logs its results once
+                finals = [metric(k, row.get(k)) for k in final_keys]
+                self._log(run, [m for m in finals if m is not None])
             if not self.client.get_metric_history(run, "loss"):  # a retried trial logs its history once
                 mine = curves[curves["seed"] == row["seed"]]
                 history = []
@@ -143,7 +144,8 @@ class Tracker:
                 for name, fn in (("median", np.median), ("mean", np.mean), ("min", np.min), ("max", np.max)):
                     aggregates.append(metric(f"{key}_{name}", fn(values)))
         aggregates.append(metric("n_ok", sum(r["status"] == "ok" for r in rows)))
-        self._log(runs.parent, [m for m in aggregates if m is not None])
+        if not self.client.get_run(runs.parent).data.metrics:
+            self._log(runs.parent, [m for m in aggregates if m is not None])
         self.client.set_terminated(runs.parent, "FINISHED")
 
     def fail(self, runs: TrialRuns) -> None:

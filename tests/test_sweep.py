@@ -189,11 +189,13 @@ def test_a_killed_driver_resumes_without_losing_or_repeating_a_trial(tmp_path):
     assert [r.data.tags["role"] for r in runs].count("parent") == 4
     assert [r.data.tags["role"] for r in runs].count("child") == 8
     assert all(r.info.status != "RUNNING" for r in runs)
-    for child in (r for r in runs if r.data.tags["role"] == "child"):
-        from mlflow.tracking import MlflowClient
+    from mlflow.tracking import MlflowClient
 
-        history = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").get_metric_history(child.info.run_id, "loss")
-        assert len(history) == len({m.step for m in history})  # no step logged twice
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    for child in (r for r in runs if r.data.tags["role"] == "child"):
+        for key in ("loss", "energy"):
+            history = client.get_metric_history(child.info.run_id, key)
+            assert history and len(history) == len({m.step for m in history})  # nothing logged twice
 
 
 def test_a_killed_trial_restarts_from_its_checkpoint_and_ends_where_an_uninterrupted_run_ends(tmp_path):
