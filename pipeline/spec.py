@@ -31,12 +31,8 @@ _TOP = ("name", "problem", "fixed", "space", "seeds", "search", "objective", "re
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
-class SpecError(ValueError):
-    """A spec field outside what is allowed: `str()` is the one line the CLI prints."""
-
-    def __init__(self, field: str, message: str):
-        self.field = field
-        super().__init__(f"{field}: {message}")
+class SpecError(ConfigError):
+    """A spec field outside what is allowed (`field` is its dotted path); `str()` is the CLI's one line."""
 
 
 @dataclass(frozen=True)
