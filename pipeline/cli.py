@@ -185,7 +185,8 @@ def sweep(
     address: Annotated[str | None, typer.Option(help="Ray cluster to join: auto or HOST:PORT [default: a local Ray].")] = None,
     home: Annotated[Path | None, typer.Option(help="Home folder [default: $DRMFM_HOME or ./drmfm-home].")] = None,
     storage: Annotated[
-        str | None, typer.Option(help="A folder every node sees (NFS) for ray/ and results/ [default: the home].")
+        str | None,
+        typer.Option(help="Where every node keeps ray/ and results/: a shared (NFS) folder or s3://bucket/prefix [default: the home]."),
     ] = None,
     tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI or HOME/mlflow.db].")] = None,
     no_mlflow: Annotated[bool, typer.Option("--no-mlflow", help="Do not record to MLflow (the tables are written).")] = False,
@@ -214,15 +215,17 @@ def sweep(
 def status(
     name: Annotated[str | None, typer.Argument(help="One sweep [default: all in the home].")] = None,
     home: Annotated[Path | None, typer.Option(help="Home folder [default: $DRMFM_HOME or ./drmfm-home].")] = None,
-    storage: Annotated[str | None, typer.Option(help="The --storage folder the sweeps ran with.")] = None,
+    storage: Annotated[str | None, typer.Option(help="The --storage the sweeps ran with (folder or s3://…).")] = None,
 ) -> None:
     """The sweeps in the home: trials done / failed / started, of the total."""
     from pipeline.status import sweep_status
+    from pipeline.sweep import storage_root
 
-    where = Path(storage.removeprefix("file://")) if storage else home_dir(home)
-    rows = sweep_status(where, name)
+    root = storage_root(home_dir(home), storage)
+    rows = sweep_status(root, name)
     if not rows:
-        raise BadInput(f"name: no sweep {name!r} in {where}" if name else f"home: no sweeps in {where}")
+        field = "storage" if storage else "home"
+        raise BadInput(f"name: no sweep {name!r} in {root.show()}" if name else f"{field}: no sweeps in {root.show()}")
     for r in rows:
         print(f"{r['name']}: {r['done']}/{r['total']} trials done, {r['failed']} failed, {r['started']} started ({r['problem']}, {r['seeds']} seeds each)")
 

@@ -1,38 +1,53 @@
-"""A seed's profile figure (the paper's panels: u and u_x in 1D, the u_y field in 2D), as a PNG."""
+"""A seed's profile figure (the paper's panels: u and u_x in 1D, the u_y field in 2D), as PNG bytes.
+
+Drawn from the seed's rows of the profiles table, with matplotlib's object API (no pyplot state),
+so that it is safe in a thread and needs no display.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
+import io
 
 import numpy as np
+import pyarrow as pa
 
-from drm.measure import Measurements
 
+def profile_png(profile: pa.Table, title: str) -> bytes:
+    """One seed's profile rows (x, y, u, du) drawn as a PNG."""
+    from matplotlib.figure import Figure
 
-def profile_figure(m: Measurements, k: int, title: str, path: Path) -> Path:
-    """Draw member k's profile to `path` (matplotlib, headless)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    if "y" in m.grid:
-        fig, axes = plt.subplots(1, 2, figsize=(9, 4), constrained_layout=True)
-        extent = (0, 1, 0, 1)
-        for ax, field, name in ((axes[0], m.profile_u[k], "u"), (axes[1], m.profile_du[k], "u_y")):
-            image = ax.imshow(field, origin="lower", extent=extent, cmap="RdBu_r" if name == "u_y" else "viridis")
+    x = profile.column("x").to_numpy()
+    u = profile.column("u").to_numpy()
+    du = profile.column("du").to_numpy()
+    two_d = profile.column("y").null_count == 0
+    if two_d:
+        nx = np.unique(x).size
+        fig = Figure(figsize=(9, 4), layout="constrained")
+        axes = fig.subplots(1, 2)
+        for ax, field, name in ((axes[0], u, "u"), (axes[1], du, "u_y")):
+            image = ax.imshow(field.reshape(-1, nx), origin="lower", extent=(0, 1, 0, 1), cmap="RdBu_r" if name == "u_y" else "viridis")
             ax.set(xlabel="x", ylabel="y", title=name)
             fig.colorbar(image, ax=ax, shrink=0.8)
     else:
-        fig, axes = plt.subplots(2, 1, figsize=(7, 5), sharex=True, constrained_layout=True)
-        x = m.grid["x"]
-        axes[0].plot(x, m.profile_u[k], lw=1)
+        fig = Figure(figsize=(7, 5), layout="constrained")
+        axes = fig.subplots(2, 1, sharex=True)
+        axes[0].plot(x, u, lw=1)
         axes[0].set(ylabel="u")
-        axes[1].plot(x, m.profile_du[k], lw=0.8)
+        axes[1].plot(x, du, lw=0.8)
         axes[1].axhline(0, color="grey", lw=0.5)
-        axes[1].set(xlabel="x", ylabel="u_x", ylim=(-1.5, 1.5) if np.nanmax(np.abs(m.profile_du[k])) < 1.5 else None)
+        axes[1].set(xlabel="x", ylabel="u_x")
+        if np.nanmax(np.abs(du)) < 1.5:
+            axes[1].set_ylim(-1.5, 1.5)
     fig.suptitle(title, fontsize=10)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90)
+    return buffer.getvalue()
+
+
+def profile_pngs(profiles: pa.Table, title: str) -> dict[int, bytes]:
+    """Every seed's profile figure, keyed by seed."""
+    seeds = profiles.column("seed").to_numpy()
+    return {
+        int(seed): profile_png(profiles.filter(pa.array(seeds == seed)), f"{title} seed {seed}")
+        for seed in np.unique(seeds)
+    }

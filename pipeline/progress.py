@@ -5,20 +5,20 @@ from __future__ import annotations
 import math
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from ray.tune import Callback
 
 from pipeline.spec import SweepSpec
+from pipeline.storage import Storage
 
 
 class SweepProgress(Callback):
     """A Ray Tune callback (it runs in the driver, and is pickled with the experiment's state)."""
 
-    def __init__(self, spec: SweepSpec, results_dir: str | None = None, tracking_uri: str | None = None):
+    def __init__(self, spec: SweepSpec, results: Storage | None = None, tracking_uri: str | None = None):
         self.spec = spec
-        self.results_dir = results_dir
+        self.results = results
         self.tracking_uri = tracking_uri
         self.total = spec.num_trials
         self.metric = spec.objective.metric[0]
@@ -38,7 +38,7 @@ class SweepProgress(Callback):
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.running.discard(trial.trial_id)
         self.done += 1
-        if self.results_dir is not None and "trained_seconds" not in (trial.last_result or {}):
+        if self.results is not None and "trained_seconds" not in (trial.last_result or {}):
             self._stopped(trial.trial_id)  # ended before its last step: by the scheduler
         value = (trial.last_result or {}).get(self.metric)
         if value is not None and math.isfinite(value):
@@ -54,13 +54,9 @@ class SweepProgress(Callback):
 
     def _stopped(self, trial_id: str) -> None:
         """A trial the scheduler stopped: its staged snapshot becomes its rows; its runs end KILLED."""
-        from pipeline.trial import promote_staged
+        from pipeline.recorder import Recorder
 
-        promote_staged(Path(self.results_dir), trial_id)
-        if self.tracking_uri is not None:
-            from pipeline.tracking import end_trial_runs
-
-            end_trial_runs(self.tracking_uri, self.spec.name, trial_id, "KILLED")
+        Recorder(self.results, self.tracking_uri, self.spec.name, self.spec.name).promote(trial_id)
 
     def _line(self, trials: list) -> None:
         finished = self.done + self.failed

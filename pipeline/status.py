@@ -1,33 +1,30 @@
-"""`drmfm status`: the sweeps in a home, with trials done / failed / running."""
+"""`drmfm status`: the sweeps in a home (or a --storage root), with trials done / failed / started."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
+from pipeline.storage import Storage
 from pipeline.sweep import SPEC_FILE
+from pipeline.tables import committed
 
 
-def sweep_status(home: Path, name: str | None = None) -> list[dict]:
-    """One entry per sweep in the home or --storage folder (or just `name`): counts from Ray's folder and the tables."""
-    ray_dir = home / "ray"
-    folders = sorted(p.parent for p in ray_dir.glob(f"*/{SPEC_FILE}")) if ray_dir.is_dir() else []
+def sweep_status(root: Storage, name: str | None = None) -> list[dict]:
+    """One entry per sweep under `root` (or just `name`): counts from Ray Tune's folder and the tables."""
+    names = [n for n in root.folders("ray") if root.is_file("ray", n, SPEC_FILE)]
     if name is not None:
-        folders = [f for f in folders if f.name == name]
+        names = [n for n in names if n == name]
     out = []
-    for folder in folders:
-        saved = json.loads((folder / SPEC_FILE).read_text())
-        spec = saved["spec"]
-        replicates = home / "results" / folder.name / "replicates"
-        done = {p.stem for p in replicates.glob("*.parquet")} if replicates.is_dir() else set()
-        trials = [p for p in folder.iterdir() if p.is_dir() and p.name.startswith("run_tune_trial")]
-        failed = [p for p in trials if (p / "error.txt").exists() and not any(p.name.endswith(t) or t in p.name for t in done)]
-        total = spec["search"]["num_samples"] or _grid_size(spec)
+    for sweep in names:
+        spec = json.loads(root.read_bytes("ray", sweep, SPEC_FILE))["spec"]
+        done = committed(root.sub("results", sweep))
+        trials = [t for t in root.folders("ray", sweep) if t.startswith("run_tune_trial")]
+        failed = [t for t in trials if root.is_file("ray", sweep, t, "error.txt") and not any(d in t for d in done)]
         out.append(
             {
-                "name": folder.name,
+                "name": sweep,
                 "problem": spec["problem"],
-                "total": total,
+                "total": spec["search"]["num_samples"] or _grid_size(spec),
                 "done": len(done),
                 "failed": len(failed),
                 "started": len(trials),

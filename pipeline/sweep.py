@@ -16,7 +16,10 @@ import time
 import warnings
 from pathlib import Path
 
+import pyarrow as pa
+
 from pipeline.spec import SpecError, SweepSpec
+from pipeline.storage import Storage
 from pipeline.tables import read_replicates
 
 SPEC_FILE = "drmfm-spec.json"
@@ -26,20 +29,13 @@ class SweepRefused(SpecError):
     """The sweep cannot start as asked (exists, changed, missing): exit 2."""
 
 
-def sweep_paths(spec: SweepSpec, home: Path, storage: str | None) -> tuple[Path, Path]:
-    """(Ray Tune's experiment folder, the results folder): under the home, or under --storage,
-    a folder every node sees (NFS) that then holds both `ray/` and `results/`."""
-    root = home if storage is None else Path(storage.removeprefix("file://"))
-    return root / "ray" / spec.name, root / "results" / spec.name
-
-
-def check_storage(storage: str | None) -> None:
-    if storage is not None and "://" in storage and not storage.startswith("file://"):
-        raise SpecError(
-            "storage",
-            f"{storage!r}: object stores are not supported yet (the result tables are written as files); "
-            "allowed: a local or shared (NFS) folder",
-        )
+def storage_root(home: Path, storage: str | None) -> Storage:
+    """Where a sweep keeps `ray/<name>` and `results/<name>`: the home, or --storage (a shared
+    folder or an object store)."""
+    try:
+        return Storage(home if storage is None else storage)
+    except (OSError, ValueError, pa.ArrowException) as e:
+        raise SpecError("storage", f"{storage!r} cannot be opened ({e}); allowed: a folder, or a URI pyarrow opens (s3://bucket/prefix, gs://…)") from None
 
 
 def describe(spec: SweepSpec) -> str:
@@ -50,17 +46,17 @@ def describe(spec: SweepSpec) -> str:
     )
 
 
-def check_start(spec: SweepSpec, experiment_dir: Path, results_dir: Path, resume: bool) -> None:
+def check_start(spec: SweepSpec, state: Storage, results: Storage, resume: bool) -> None:
     """Refuse (exit 2) a name that exists without --resume, a --resume of nothing, or a changed spec."""
-    saved = experiment_dir / SPEC_FILE
-    if not resume and experiment_dir.exists():
-        raise SweepRefused("name", f"sweep {spec.name!r} exists in {experiment_dir.parent}; allowed: --resume, or a new name")
-    if not resume and results_dir.exists():
-        raise SweepRefused("name", f"results of a sweep {spec.name!r} exist in {results_dir.parent}; allowed: --resume, or a new name")
+    where = state.show().rsplit("/", 1)[0]
+    if not resume and state.exists():
+        raise SweepRefused("name", f"sweep {spec.name!r} exists in {where}; allowed: --resume, or a new name")
+    if not resume and results.exists():
+        raise SweepRefused("name", f"results of a sweep {spec.name!r} exist in {results.show().rsplit('/', 1)[0]}; allowed: --resume, or a new name")
     if resume:
-        if not saved.is_file():
-            raise SweepRefused("--resume", f"no sweep {spec.name!r} in {experiment_dir.parent} to resume")
-        before = json.loads(saved.read_text())
+        if not state.is_file(SPEC_FILE):
+            raise SweepRefused("--resume", f"no sweep {spec.name!r} in {where} to resume")
+        before = json.loads(state.read_bytes(SPEC_FILE))
         if before.get("spec_hash") != spec.spec_hash():
             changed = sorted(k for k in spec.as_dict() if before.get("spec", {}).get(k) != spec.as_dict()[k])
             raise SweepRefused("--resume", f"the spec changed since the sweep started ({', '.join(changed) or 'content'}); allowed: the same spec, or a new name")
@@ -104,9 +100,9 @@ def run_sweep(
     from pipeline.progress import SweepProgress
     from pipeline.tracking import default_tracking_uri, ensure_experiment, probe
 
-    check_storage(storage)
-    experiment_dir, results_dir = sweep_paths(spec, home, storage)
-    check_start(spec, experiment_dir, results_dir, resume)
+    root = storage_root(home, storage)
+    state, results = root.sub("ray", spec.name), root.sub("results", spec.name)
+    check_start(spec, state, results, resume)
     home.mkdir(parents=True, exist_ok=True)
     uri = None
     if mlflow:
@@ -129,6 +125,7 @@ def run_sweep(
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore", message="`Study.stop` is supposed to be invoked")
 
+    from pipeline.recorder import recorder_actor
     from pipeline.samplers import sampler, search_space
     from pipeline.tune_trial import TrialContext, run_tune_trial
 
@@ -141,19 +138,22 @@ def run_sweep(
         resources = {"cpu": spec.resources.cpu}
         if spec.resources.gpu > 0 and (has_gpu or not local):  # only the embedded local Ray drops the GPU ask
             resources["gpu"] = spec.resources.gpu
-        ctx = TrialContext(spec=spec, results_dir=str(results_dir.resolve()), tracking_uri=uri, experiment=spec.name)
+        # Every row and run is written by one recorder on this node: where this command points.
+        recorder = recorder_actor(results, uri, spec.name, spec.name)
+        ctx = TrialContext(spec=spec, recorder=recorder, tracking=uri is not None)
         trainable = tune.with_resources(tune.with_parameters(run_tune_trial, ctx=ctx), resources)
-        progress = SweepProgress(spec, str(results_dir.resolve()), uri)
+        progress = SweepProgress(spec, results, uri)
         run_config = tune.RunConfig(
             name=spec.name,
-            storage_path=str(experiment_dir.parent.resolve()),
+            **root.tune_location("ray"),
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             verbose=0,
             callbacks=[progress],
         )
-        if resume and tune.Tuner.can_restore(str(experiment_dir.resolve())):
-            tuner = tune.Tuner.restore(str(experiment_dir.resolve()), trainable, resume_errored=True)
+        located = state.tune_location()
+        if resume and tune.Tuner.can_restore(located["storage_path"], storage_filesystem=located.get("storage_filesystem")):
+            tuner = tune.Tuner.restore(located["storage_path"], trainable, resume_errored=True, storage_filesystem=located.get("storage_filesystem"))
         else:  # a new sweep, or one killed before Tune first saved its state: start it (again)
             metric = list(spec.objective.metric)
             mode = list(spec.objective.mode)
@@ -179,8 +179,7 @@ def run_sweep(
                 tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=spec.num_trials, reuse_actors=True),
                 run_config=run_config,
             )
-            experiment_dir.mkdir(parents=True, exist_ok=True)
-            (experiment_dir / SPEC_FILE).write_text(json.dumps({"spec_hash": spec.spec_hash(), "spec": spec.as_dict()}, indent=1))
+            state.write_text(json.dumps({"spec_hash": spec.spec_hash(), "spec": spec.as_dict()}, indent=1), SPEC_FILE)
         slots = max(1, min(spec.num_trials, int(ray.cluster_resources().get("CPU", 1) // spec.resources.cpu)))
         start = time.perf_counter()
         grid = tuner.fit()
@@ -189,31 +188,29 @@ def run_sweep(
         if local:
             ray.shutdown()
     _overhead(grid, wall, ray_seconds, slots)
-    _record_failures(spec, grid, results_dir, uri)
-    return _summary(spec, grid, results_dir, experiment_dir, wall, uri, home)
+    _record_failures(spec, grid, results, uri)
+    return _summary(spec, grid, results, state, wall, uri, home)
 
 
-def _record_failures(spec: SweepSpec, grid, results_dir: Path, uri: str | None) -> None:
+def _record_failures(spec: SweepSpec, grid, results: Storage, uri: str | None) -> None:
     """A trial whose retries are spent gets rows too (its configuration, status `failed`, its
     error), and its MLflow runs end FAILED (a killed trial could not end them itself)."""
-    from pipeline.tables import write_atomic
+    from pipeline.recorder import Recorder
+    from pipeline.tables import committed
     from pipeline.trial import failed_rows
 
+    done = committed(results)
+    recorder = Recorder(results, uri, spec.name, spec.name)
     for result in grid:
         if result.error is None:
             continue
-        match = re.match(r"run_tune_trial_([0-9a-f]+)_", Path(result.path).name)
-        trial_id = match.group(1) if match else Path(result.path).name
-        target = results_dir / "replicates" / f"{trial_id}.parquet"
-        if target.exists():
+        match = re.match(r"run_tune_trial_([0-9a-f]+)_", result.path.rstrip("/").rsplit("/", 1)[-1])
+        trial_id = match.group(1) if match else result.path.rstrip("/").rsplit("/", 1)[-1]
+        if trial_id in done:
             continue
         error = (str(result.error).strip().splitlines() or ["unknown error"])[-1][:500]
         config = spec.trial_config({k: result.config[k] for k in spec.space})
-        write_atomic(failed_rows(config, list(range(spec.seeds)), sweep=spec.name, trial_id=trial_id, error=error), target)
-        if uri is not None:
-            from pipeline.tracking import end_trial_runs
-
-            end_trial_runs(uri, spec.name, trial_id, "FAILED")
+        recorder.record_failed(trial_id, failed_rows(config, list(range(spec.seeds)), sweep=spec.name, trial_id=trial_id, error=error))
 
 
 def _overhead(grid, wall: float, ray_seconds: float, slots: int) -> None:
@@ -230,9 +227,9 @@ def _overhead(grid, wall: float, ray_seconds: float, slots: int) -> None:
     )
 
 
-def _summary(spec: SweepSpec, grid, results_dir: Path, experiment_dir: Path, wall: float, uri: str | None, home: Path) -> int:
+def _summary(spec: SweepSpec, grid, results: Storage, state: Storage, wall: float, uri: str | None, home: Path) -> int:
     errors = [r for r in grid if r.error is not None]
-    rows = read_replicates(results_dir) if results_dir.exists() else None
+    rows = read_replicates(results) if results.exists() else None
     statuses = rows.column("status").to_pylist() if rows is not None else []
     stopped = {t for t, st in zip(rows.column("trial_id").to_pylist(), statuses) if st == "stopped"} if rows is not None else set()
     trained = sum(r.metrics.get("trained_seconds", 0.0) for r in grid if r.metrics)
@@ -243,8 +240,8 @@ def _summary(spec: SweepSpec, grid, results_dir: Path, experiment_dir: Path, wal
         f"({trained:.0f} s of training); {len(statuses)} seed rows, {diverged} diverged",
         file=sys.stderr,
     )
-    print(f"tables:  {results_dir}")
-    print(f"ray:     {experiment_dir}")
+    print(f"tables:  {results.show()}")
+    print(f"ray:     {state.show()}")
     if uri is not None:
         print(f"mlflow:  {uri}  (open the UI: drmfm ui --home {home})")
     problems = []

@@ -1,19 +1,19 @@
 """Result tables (Apache Parquet): one file per finished trial and table, written atomically.
 
-results/<sweep>/{curves,profiles,weights}/<trial_id>.* first, replicates/<trial_id>.parquet last:
+results/<sweep>/{weights,curves,profiles}/<trial_id>.* first, replicates/<trial_id>.parquet last:
 the replicates file is the trial's commit, so a reader that sees it sees the whole trial. Each
-file lands by write-to-temporary then rename, so it is there whole or not at all, and a re-run
-trial replaces its files instead of adding rows.
+file lands whole or not at all (`Storage`), on a folder or an object store, and a re-run trial
+replaces its files instead of adding rows.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
+
+from pipeline.storage import Storage
 
 REPLICATES = pa.schema(
     [
@@ -88,27 +88,45 @@ PROFILES = pa.schema(
 )
 
 
-def write_atomic(table: pa.Table, path: Path) -> None:
-    """Write `table` to `path` so that readers see the old file or the whole new one, never a part."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp, compression="zstd")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+@dataclass(frozen=True)
+class TrialTables:
+    """One trial's results, built where it trained and landed where the driver's storage says."""
+
+    trial_id: str
+    replicates: pa.Table  # one row per seed: written last, the trial's commit
+    curves: pa.Table
+    profiles: pa.Table
+    weights: bytes  # torch.save of every seed's final parameters
+    figures: dict[int, bytes] = field(default_factory=dict)  # seed -> profile PNG (MLflow artifacts)
 
 
-def write_trial(results_dir: Path, trial_id: str, replicates: pa.Table, curves: pa.Table, profiles: pa.Table) -> None:
-    """Land one trial: curves and profiles first, replicates last (the commit)."""
-    write_atomic(curves.cast(CURVES), results_dir / "curves" / f"{trial_id}.parquet")
-    write_atomic(profiles.cast(PROFILES), results_dir / "profiles" / f"{trial_id}.parquet")
-    write_atomic(replicates.cast(REPLICATES), results_dir / "replicates" / f"{trial_id}.parquet")
+def write_trial(results: Storage, tables: TrialTables, *where: str) -> None:
+    """Land one trial in `results` (or a folder below it): weights, curves, profiles, replicates last."""
+    name = tables.trial_id
+    results.write_bytes(tables.weights, *where, "weights", f"{name}.pt")
+    results.write_table(tables.curves.cast(CURVES), *where, "curves", f"{name}.parquet")
+    results.write_table(tables.profiles.cast(PROFILES), *where, "profiles", f"{name}.parquet")
+    results.write_table(tables.replicates.cast(REPLICATES), *where, "replicates", f"{name}.parquet")
 
 
-def read_replicates(results_dir: Path) -> pa.Table:
+def promote(results: Storage, trial_id: str, *where: str) -> bool:
+    """Move a trial landed in a folder below `results` into its tables, replicates last."""
+    if not results.is_file(*where, "replicates", f"{trial_id}.parquet"):
+        return False
+    for table, suffix in (("weights", ".pt"), ("curves", ".parquet"), ("profiles", ".parquet"), ("replicates", ".parquet")):
+        if results.is_file(*where, table, trial_id + suffix):
+            results.move((*where, table, trial_id + suffix), (table, trial_id + suffix))
+    results.remove(*where)
+    return True
+
+
+def committed(results: Storage) -> set[str]:
+    """The trials whose replicates (their commit) have landed."""
+    return {name.removesuffix(".parquet") for name in results.names("replicates", suffix=".parquet")}
+
+
+def read_replicates(results: Storage | Path | str) -> pa.Table:
     """All committed replicate rows of a results folder (temporary files are never read)."""
-    files = sorted((results_dir / "replicates").glob("*.parquet"))
-    return pa.concat_tables([pq.read_table(f) for f in files]) if files else REPLICATES.empty_table()
+    results = results if isinstance(results, Storage) else Storage(results)
+    tables = [results.read_table("replicates", name) for name in results.names("replicates", suffix=".parquet")]
+    return pa.concat_tables(tables) if tables else REPLICATES.empty_table()

@@ -8,17 +8,17 @@ Everything goes through `MlflowClient` in batches: no global MLflow state, no ca
 from __future__ import annotations
 
 import logging
-import sys
 import tempfile
 import time
 import urllib.error
-import warnings
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from pipeline.tables import TrialTables
 
 # MLflow limits one log_batch call to 1000 metrics.
 _BATCH = 1000
@@ -110,10 +110,12 @@ class Tracker:
             children[seed] = child
         return TrialRuns(parent, children)
 
-    def finish(self, runs: TrialRuns, rows: list[dict[str, Any]], curves: Any, figures: dict[int, Path]) -> None:
+    def finish(self, runs: TrialRuns, tables: TrialTables) -> None:
         """Final metrics per seed and their aggregates on the parent; histories once; figures."""
         from mlflow.entities import Metric
 
+        rows = tables.replicates.to_pylist()
+        curves = tables.curves.to_pandas()
         now = int(time.time() * 1000)
 
         def metric(key: str, value: Any, step: int = 0) -> Metric | None:
@@ -133,8 +135,8 @@ class Tracker:
                 for step, loss, energy_mc in zip(mine["step"], mine["loss"], mine["energy_mc"]):
                     history += [metric("loss", loss, int(step)), metric("energy_mc", energy_mc, int(step))]
                 self._log(run, [m for m in history if m is not None])
-            if row["seed"] in figures:
-                self.client.log_artifact(run, str(figures[row["seed"]]))
+            if row["seed"] in tables.figures:
+                self._log_png(run, f"profile-seed{row['seed']}.png", tables.figures[row["seed"]])
             self.client.set_tag(run, "status", row["status"])
             self.client.set_terminated(run, "FINISHED" if row["status"] == "ok" else "FAILED")
         aggregates = []
@@ -152,61 +154,19 @@ class Tracker:
         for run in [runs.parent, *runs.children.values()]:
             self.client.set_terminated(run, "FAILED")
 
+    def end(self, trial_id: str, status: str) -> None:
+        """End every run of a trial (found by its tags) as FAILED or KILLED (stopped by a scheduler)."""
+        query = f"tags.sweep = '{self.sweep}' and tags.trial_id = '{trial_id}'"
+        for run in self.client.search_runs([self.experiment_id], filter_string=query):
+            self.client.set_tag(run.info.run_id, "status", "failed" if status == "FAILED" else "stopped")
+            self.client.set_terminated(run.info.run_id, status)
+
     def _log(self, run_id: str, metrics: list) -> None:
         for start in range(0, len(metrics), _BATCH):
             self.client.log_batch(run_id, metrics=metrics[start : start + _BATCH])
 
-
-def open_runs(uri: str | None, experiment: str, sweep: str, trial_id: str, config: Any, seeds: list[int]):
-    """(tracker, (parent, children)) for a trial, or (None, None) when MLflow is off or fails."""
-    if uri is None:
-        return None, None
-    try:
-        tracker = Tracker(uri, experiment, sweep)
-        opened = tracker.open(trial_id, seeds, config.as_dict(), config.config_hash())
-    except Exception as e:  # noqa: BLE001 - tracking must never cost a trial its result
-        warnings.warn(f"MLflow: trial {trial_id} is not recorded ({type(e).__name__}: {e})", stacklevel=1)
-        return None, None
-    return tracker, (opened.parent, opened.children)
-
-
-def finish_runs(tracker: Tracker | None, runs, rows, trainer, m, trial_id: str) -> None:
-    """Final metrics, histories and one profile figure per seed; a failure costs a warning only."""
-    if tracker is None:
-        return
-    from pipeline.figures import profile_figure
-    from pipeline.trial import curve_rows
-
-    try:
-        curves = curve_rows(trainer, sweep=tracker.sweep, trial_id=trial_id).to_pandas()
+    def _log_png(self, run_id: str, name: str, png: bytes) -> None:
         with tempfile.TemporaryDirectory() as folder:
-            figures = {
-                seed: profile_figure(m, k, f"{tracker.sweep} {trial_id} seed {seed}", Path(folder) / f"profile-seed{seed}.png")
-                for k, seed in enumerate(trainer.model.seeds)
-            }
-            tracker.finish(TrialRuns(*runs), rows.to_pylist(), curves, figures)
-    except Exception as e:  # noqa: BLE001
-        warnings.warn(f"MLflow: trial {trial_id} is recorded in the tables only ({type(e).__name__}: {e})", stacklevel=1)
-
-
-def fail_runs(tracker: Tracker, runs) -> None:
-    """Mark a trial's runs FAILED (a retry reopens them); never raises."""
-    try:
-        tracker.fail(TrialRuns(*runs))
-    except Exception as e:  # noqa: BLE001
-        warnings.warn(f"MLflow: could not mark the runs failed ({type(e).__name__}: {e})", stacklevel=1)
-
-
-def end_trial_runs(uri: str, sweep: str, trial_id: str, status: str) -> None:
-    """From the driver: end a trial's runs (found by tags) as FAILED or KILLED; a warning if it cannot."""
-    try:
-        from mlflow.tracking import MlflowClient
-
-        client = MlflowClient(uri)
-        experiment = client.get_experiment_by_name(sweep)
-        query = f"tags.sweep = '{sweep}' and tags.trial_id = '{trial_id}'"
-        for run in client.search_runs([experiment.experiment_id], filter_string=query):
-            client.set_tag(run.info.run_id, "status", "failed" if status == "FAILED" else "stopped")
-            client.set_terminated(run.info.run_id, status)
-    except Exception as e:  # noqa: BLE001 - the tables hold the record
-        print(f"drmfm: warning: MLflow runs of trial {trial_id} not ended ({type(e).__name__})", file=sys.stderr)
+            path = Path(folder) / name
+            path.write_bytes(png)
+            self.client.log_artifact(run_id, str(path))

@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import os
-import shutil
+import io
 import socket
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +21,9 @@ import torch
 from drm.config import TrainConfig
 from drm.measure import Measurements, measure
 from drm.train import PackedTrainer
-from pipeline.tables import REPLICATES, write_trial
+from pipeline.figures import profile_pngs
+from pipeline.storage import Storage
+from pipeline.tables import REPLICATES, TrialTables
 
 
 @functools.cache
@@ -52,18 +52,16 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def save_weights(trainer: PackedTrainer, path: Path) -> None:
+def weights_bytes(trainer: PackedTrainer) -> bytes:
     """Every member's final parameters (leading axis K), with its seed and the resolved config."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {
         "config": trainer.config.as_dict(),
         "seeds": trainer.model.seeds,
         "state_dict": {k: v.detach().cpu() for k, v in trainer.model.state_dict().items()},
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return buffer.getvalue()
 
 
 def _nullable(values: np.ndarray | None, k: int, cast: type) -> object:
@@ -190,49 +188,30 @@ def profile_rows(seeds: list[int], m: Measurements, *, sweep: str, trial_id: str
     )
 
 
-def staging_dir(results_dir: Path, trial_id: str) -> Path:
-    """Where a trial's provisional tables wait (a scheduler's snapshot), outside what readers read."""
-    return results_dir / ".staging" / trial_id
-
-
-def promote_staged(results_dir: Path, trial_id: str) -> bool:
-    """Move a staged trial into the tables, replicates last; False if nothing was staged."""
-    staged = staging_dir(results_dir, trial_id)
-    if not (staged / "replicates" / f"{trial_id}.parquet").exists():
-        return False
-    for table in ("weights", "curves", "profiles", "replicates"):
-        for f in (staged / table).glob(f"{trial_id}.*"):
-            (results_dir / table).mkdir(parents=True, exist_ok=True)
-            os.replace(f, results_dir / table / f.name)
-    shutil.rmtree(staged, ignore_errors=True)
-    return True
-
-
-def land_trial(
+def trial_tables(
     trainer: PackedTrainer,
     m: Measurements,
     *,
     sweep: str,
     trial_id: str,
-    results_dir: Path,
     wall_seconds: float,
     node: str,
     mlflow_runs: tuple[str, dict[int, str]] | None = None,
     stopped: bool = False,
-) -> pa.Table:
-    """Write a trial's weights, curves, profiles, then its replicate rows (the commit); returns the rows."""
+) -> TrialTables:
+    """A trial's rows, curves, profiles and weights (and, when it has MLflow runs, its figures)."""
     replicates = replicate_rows(
         trainer, m, sweep=sweep, trial_id=trial_id, wall_seconds=wall_seconds, node=node, mlflow_runs=mlflow_runs, stopped=stopped
     )
-    save_weights(trainer, results_dir / "weights" / f"{trial_id}.pt")
-    write_trial(
-        results_dir,
-        trial_id,
-        replicates,
-        curve_rows(trainer, sweep=sweep, trial_id=trial_id),
-        profile_rows(trainer.model.seeds, m, sweep=sweep, trial_id=trial_id),
+    profiles = profile_rows(trainer.model.seeds, m, sweep=sweep, trial_id=trial_id)
+    return TrialTables(
+        trial_id=trial_id,
+        replicates=replicates,
+        curves=curve_rows(trainer, sweep=sweep, trial_id=trial_id),
+        profiles=profiles,
+        weights=weights_bytes(trainer),
+        figures=profile_pngs(profiles, f"{sweep} {trial_id}") if mlflow_runs is not None and not stopped else {},
     )
-    return replicates
 
 
 def run_trial(
@@ -251,22 +230,20 @@ def run_trial(
 
     With `tracking_uri`, the trial is also recorded in MLflow, in `experiment` (which must exist).
     """
-    from pipeline.tracking import finish_runs, open_runs
+    from pipeline.recorder import Recorder
 
     config = config.resolve()
     where = resolve_device(device)
     # On CUDA a step is replayed from a CUDA graph: a small network's step is launch-bound.
     trainer = PackedTrainer(config, seeds, where, graphed=where.type == "cuda")
-    tracker, runs = open_runs(tracking_uri, experiment, sweep, trial_id, config, seeds)
+    recorder = Recorder(Storage(results_dir), tracking_uri, experiment, sweep)
+    runs = recorder.open_runs(trial_id, config.as_dict(), config.config_hash(), seeds)
     start = time.perf_counter()
     trainer.run(progress=progress)
     if trainer.device.type == "cuda":
         torch.cuda.synchronize(trainer.device)
     wall = time.perf_counter() - start
     m = measure(trainer.model, config)
-    rows = land_trial(
-        trainer, m, sweep=sweep, trial_id=trial_id, results_dir=results_dir, wall_seconds=wall,
-        node=socket.gethostname(), mlflow_runs=runs,
-    )
-    finish_runs(tracker, runs, rows, trainer, m, trial_id)
-    return rows
+    tables = trial_tables(trainer, m, sweep=sweep, trial_id=trial_id, wall_seconds=wall, node=socket.gethostname(), mlflow_runs=runs)
+    recorder.land(tables, runs)
+    return tables.replicates

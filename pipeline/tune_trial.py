@@ -2,13 +2,12 @@
 
 The trial reads its checkpoint, if Tune restarted it, and trains to the next checkpoint. There it
 measures and reports the objective (aggregated over seeds), and saves its state. At the end it
-records its MLflow runs and lands its tables (replicates last). A trial killed at any point
+hands its tables and results to the sweep's recorder, which lands them where the driver says. A trial killed at any point
 restarts from its last checkpoint and ends where an uninterrupted run ends.
 """
 
 from __future__ import annotations
 
-import shutil
 import socket
 import tempfile
 import time
@@ -22,8 +21,7 @@ import torch
 from drm.measure import Measurements, measure
 from drm.train import PackedTrainer
 from pipeline.spec import METRICS, SweepSpec
-from pipeline.tracking import fail_runs, finish_runs, open_runs
-from pipeline.trial import land_trial, staging_dir
+from pipeline.trial import trial_tables
 
 _SLICE_STEPS = 500  # steps between looks at the clock
 _CHECKPOINT_SECONDS = 30.0  # default time between checkpoints
@@ -35,9 +33,8 @@ class TrialContext:
     """What every trial of a sweep shares (sent once to the workers with tune.with_parameters)."""
 
     spec: SweepSpec
-    results_dir: str
-    tracking_uri: str | None  # None: MLflow is off or unreachable
-    experiment: str
+    recorder: Any  # the sweep's Recorder actor, on the driver's node
+    tracking: bool  # whether MLflow records the sweep (figures are drawn only then)
 
 
 def objective_metrics(m: Measurements, trainer: PackedTrainer, agg: str) -> dict[str, float]:
@@ -79,17 +76,23 @@ def run_tune_trial(params: dict[str, Any], ctx: TrialContext) -> None:
         trainer.load_state_dict(state["trainer"])
         trained_seconds = float(state["trained_seconds"])
     node = ray.get_runtime_context().get_node_id() or socket.gethostname()
-    tracker, runs = open_runs(ctx.tracking_uri, ctx.experiment, spec.name, trial_id, config, list(range(spec.seeds)))
+    seeds = list(range(spec.seeds))
+    runs = ray.get(ctx.recorder.open_runs.remote(trial_id, config.as_dict(), config.config_hash(), seeds)) if ctx.tracking else None
     try:
-        _train_and_land(trainer, config, spec, trial_id, Path(ctx.results_dir), node, tracker, runs, trained_seconds)
+        _train_and_land(trainer, config, spec, trial_id, node, ctx.recorder, runs, trained_seconds)
     except Exception:
-        if tracker is not None:  # Tune may retry it: the retry finds these runs by their tags and reopens them
-            fail_runs(tracker, runs)
+        # Tune may retry it: the retry finds these runs by their tags and reopens them.
+        ray.get(ctx.recorder.fail_runs.remote(runs), timeout=60)
         raise
 
 
-def _train_and_land(trainer, config, spec: SweepSpec, trial_id: str, results_dir: Path, node: str, tracker, runs, trained_seconds: float) -> None:
+def _train_and_land(trainer, config, spec: SweepSpec, trial_id: str, node: str, recorder, runs, trained_seconds: float) -> None:
+    import ray
     from ray import tune
+
+    def tables(m: Measurements, stopped: bool = False):
+        return trial_tables(trainer, m, sweep=spec.name, trial_id=trial_id, wall_seconds=trained_seconds, node=node,
+                            mlflow_runs=runs, stopped=stopped)
 
     # A checkpoint (with a report of the objective) every `checkpoint_every` steps when the spec
     # says so, else after every _CHECKPOINT_SECONDS of training: resuming is exact either way.
@@ -112,14 +115,10 @@ def _train_and_land(trainer, config, spec: SweepSpec, trial_id: str, results_dir
         if spec.scheduler is not None:
             # The scheduler may end the trial after this report. Its state here is staged as
             # `stopped`; the driver promotes it to the tables only if the trial does end here.
-            land_trial(trainer, m, sweep=spec.name, trial_id=trial_id, results_dir=staging_dir(results_dir, trial_id),
-                       wall_seconds=trained_seconds, node=node, mlflow_runs=runs, stopped=True)
+            ray.get(recorder.stage.remote(tables(m, stopped=True)))
         with tempfile.TemporaryDirectory() as folder:
             torch.save({"trainer": trainer.state_dict(), "trained_seconds": trained_seconds}, Path(folder) / "state.pt")
             tune.report(objective_metrics(m, trainer, spec.objective.agg), checkpoint=tune.Checkpoint.from_directory(folder))
     m = measure(trainer.model, config)
-    rows = land_trial(trainer, m, sweep=spec.name, trial_id=trial_id, results_dir=results_dir,
-                      wall_seconds=trained_seconds, node=node, mlflow_runs=runs)
-    finish_runs(tracker, runs, rows, trainer, m, trial_id)
-    shutil.rmtree(staging_dir(results_dir, trial_id), ignore_errors=True)
+    ray.get(recorder.land.remote(tables(m), runs))
     tune.report({**objective_metrics(m, trainer, spec.objective.agg), "trained_seconds": trained_seconds})

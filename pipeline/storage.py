@@ -1,0 +1,136 @@
+"""Where a sweep keeps its state and its tables: a local or shared (NFS) folder, or an object store.
+
+A `Storage` is a root on a pyarrow filesystem: a folder (`/data/drmfm`, `file:///data/drmfm`) or
+a bucket prefix (`s3://bucket/drmfm`, `gs://…`; an S3-compatible endpoint goes in the query, as
+pyarrow reads it: `s3://bucket/drmfm?endpoint_override=host:9000&scheme=http`). Every write is
+whole or absent: on a folder by writing a temporary file and renaming it, on an object store by a
+single upload, which the store publishes only when it completes.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import uuid
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+
+class Storage:
+    """A root folder or bucket prefix; paths below it are '/'-joined relative parts."""
+
+    def __init__(self, location: str | Path):
+        text = str(location)
+        if "://" in text and not text.startswith("file://"):
+            self.fs, root = pafs.FileSystem.from_uri(text)
+            self.local = False
+            self.location = text
+        else:
+            root = str(Path(text.removeprefix("file://")).expanduser().resolve())
+            self.fs = pafs.LocalFileSystem()
+            self.local = True
+            self.location = root
+        self.root = root.rstrip("/")
+
+    def __reduce__(self):  # pickles as its location: the filesystem is rebuilt where it lands
+        return Storage, (self.location,)
+
+    def __repr__(self) -> str:
+        return f"Storage({self.location!r})"
+
+    def path(self, *parts: str) -> str:
+        return "/".join([self.root, *parts])
+
+    def show(self, *parts: str) -> str:
+        """A path for people: the folder, or the URI without its query."""
+        if self.local:
+            return self.path(*parts)
+        scheme = self.location.split("://", 1)[0]
+        return f"{scheme}://{self.path(*parts)}"
+
+    def sub(self, *parts: str) -> Storage:
+        """The storage rooted at a folder below this one."""
+        if self.local:
+            return Storage(self.path(*parts))
+        base, _, query = self.location.partition("?")
+        return Storage("/".join([base.rstrip("/"), *parts]) + (f"?{query}" if query else ""))
+
+    # Reading
+    def exists(self, *parts: str) -> bool:
+        return self.fs.get_file_info(self.path(*parts)).type != pafs.FileType.NotFound
+
+    def is_file(self, *parts: str) -> bool:
+        return self.fs.get_file_info(self.path(*parts)).type == pafs.FileType.File
+
+    def names(self, *parts: str, suffix: str = "") -> list[str]:
+        """File names directly in a folder (none if it does not exist), temporaries excluded."""
+        selector = pafs.FileSelector(self.path(*parts), allow_not_found=True)
+        return sorted(
+            info.base_name
+            for info in self.fs.get_file_info(selector)
+            if info.type == pafs.FileType.File and info.base_name.endswith(suffix) and not info.base_name.startswith(".")
+        )
+
+    def folders(self, *parts: str) -> list[str]:
+        selector = pafs.FileSelector(self.path(*parts), allow_not_found=True)
+        return sorted(info.base_name for info in self.fs.get_file_info(selector) if info.type == pafs.FileType.Directory)
+
+    def read_bytes(self, *parts: str) -> bytes:
+        with self.fs.open_input_file(self.path(*parts)) as f:
+            return f.read()
+
+    def read_table(self, *parts: str) -> pa.Table:
+        return pq.read_table(self.path(*parts), filesystem=self.fs)
+
+    # Writing: whole or not at all
+    def write_bytes(self, data: bytes, *parts: str) -> None:
+        target = self.path(*parts)
+        if not self.local:  # an object appears only when its upload completes
+            with self.fs.open_output_stream(target) as f:
+                f.write(data)
+            return
+        folder, name = target.rsplit("/", 1)
+        self.fs.create_dir(folder, recursive=True)
+        tmp = f"{folder}/.{name}.{uuid.uuid4().hex[:8]}.tmp"
+        try:
+            with self.fs.open_output_stream(tmp) as f:
+                f.write(data)
+            self.fs.move(tmp, target)  # a rename on one filesystem: atomic
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+    def write_table(self, table: pa.Table, *parts: str) -> None:
+        buffer = io.BytesIO()
+        pq.write_table(table, buffer, compression="zstd")
+        self.write_bytes(buffer.getvalue(), *parts)
+
+    def write_text(self, text: str, *parts: str) -> None:
+        self.write_bytes(text.encode(), *parts)
+
+    def move(self, source: tuple[str, ...], target: tuple[str, ...]) -> None:
+        """Rename on a folder; copy then delete on an object store (each object still whole)."""
+        if not self.local:
+            self.fs.copy_file(self.path(*source), self.path(*target))
+            self.fs.delete_file(self.path(*source))
+            return
+        self.fs.create_dir(self.path(*target[:-1]), recursive=True)
+        self.fs.move(self.path(*source), self.path(*target))
+
+    def remove(self, *parts: str) -> None:
+        """Delete a folder and what it holds; nothing if it is not there."""
+        info = self.fs.get_file_info(self.path(*parts))
+        if info.type == pafs.FileType.Directory:
+            self.fs.delete_dir(self.path(*parts))
+        elif info.type == pafs.FileType.File:
+            self.fs.delete_file(self.path(*parts))
+
+    def tune_location(self, *parts: str) -> dict:
+        """Ray Tune's storage_path (and storage_filesystem for an object store) for a folder here."""
+        if self.local:
+            return {"storage_path": self.path(*parts)}
+        return {"storage_path": self.path(*parts), "storage_filesystem": self.fs}
