@@ -231,6 +231,61 @@ def status(
 
 
 @app.command()
+def analyze(
+    results: Annotated[list[str], typer.Argument(help="One or more results folders (HOME/results/<sweep>, or s3://…).")],
+    out: Annotated[str | None, typer.Option(help="Where the report goes [default: <first>/analysis].")] = None,
+) -> None:
+    """Statistics of band counts: summary.csv, effects.csv, reproduction.csv, figures/ and report.md."""
+    from analysis.analyze import analyze as run_analysis
+
+    def say(line: str) -> None:
+        print(f"analyze: {line}", file=sys.stderr, flush=True)
+
+    done = run_analysis(results, out, progress=say)
+    print(f"report:  {done.out}/report.md")
+    print(f"tables:  {done.out}/summary.csv, effects.csv, reproduction.csv")
+    print(f"figures: {done.out}/figures/ ({len(done.figures)})")
+
+
+@app.command()
+def ntk(
+    problem: Annotated[str, typer.Option(help="Problem (see drmfm problems).")] = "double_well",
+    depth: Annotated[int, typer.Option(help="Hidden layers.")] = 3,
+    width: Annotated[int, typer.Option(help="Neurons per hidden layer.")] = 128,
+    fourier: Annotated[str, typer.Option(help="The map to compare with plain DRM: I (frequency 2^I·π).")] = "2",
+    points: Annotated[int, typer.Option(help="Grid points N (the Gram matrices are N×N and 2N×2N).")] = 256,
+    seed: Annotated[int, typer.Option(help="Seed of the initial weights.")] = 0,
+    fit_from: Annotated[int, typer.Option(help="First k of the decay fit.")] = 2,
+    fit_to: Annotated[int | None, typer.Option(help="Last k of the decay fit [default: N/8].")] = None,
+    home: Annotated[Path | None, typer.Option(help="Home folder [default: $DRMFM_HOME or ./drmfm-home].")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder [default: HOME/ntk/<problem>-d<depth>-i<I>].")] = None,
+) -> None:
+    """Empirical NTK spectra at initialisation, with the map and without: eigenvalues, decay exponents, a log-log figure."""
+    if problem not in PROBLEMS:
+        raise BadInput(f"problem: unknown {problem!r}; allowed: {', '.join(PROBLEMS)}")
+    i = _parse_fourier(fourier)
+    for name, value, low in (("depth", depth, 1), ("width", width, 1), ("points", points, 8), ("fit-from", fit_from, 1)):
+        if value < low:
+            raise BadInput(f"{name}: {value} is not allowed; allowed: an integer >= {low}")
+    last = fit_to if fit_to is not None else max(fit_from + 1, points // 8)
+    if not fit_from < last <= points:
+        raise BadInput(f"fit-to: {last} is not allowed; allowed: fit-from < fit-to <= points ({points})")
+    from analysis.ntk import decay_table, spectra, spectrum_png, spectrum_table
+    from pipeline.storage import Storage
+
+    target = Storage(out or home_dir(home) / "ntk" / f"{problem}-d{depth}-i{'none' if i is None else i}")
+    found = spectra(problem, depth, width, i, points, seed, fit=(fit_from, last))
+    decay = decay_table(found)
+    target.write_text(spectrum_table(found).to_csv(index=False), "eigenvalues.csv")
+    target.write_text(decay.to_csv(index=False), "decay.csv")
+    title = f"{problem}, depth {depth} × {width}, N = {points}, seed {seed}: NTK at initialisation"
+    target.write_bytes(spectrum_png(found, title), "spectrum.png")
+    for row in decay.itertuples():
+        print(f"kernel ({row.kernel}), map {row.fourier}: λ_k ~ k^-{row.alpha:.2f} over k = {row.fit_from}..{row.fit_to} (λ_1 = {row.lambda_1:.4g})")
+    print(f"written: {target.show()}/eigenvalues.csv, decay.csv, spectrum.png")
+
+
+@app.command()
 def ui(
     home: Annotated[Path | None, typer.Option(help="Home folder [default: $DRMFM_HOME or ./drmfm-home].")] = None,
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 5000,

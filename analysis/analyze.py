@@ -1,0 +1,76 @@
+"""`drmfm analyze`: result tables in; summary.csv, effects.csv, reproduction.csv, figures/ and report.md out.
+
+Each output lands whole (written to a temporary name, then renamed), report.md last, so a reader
+never sees half a file and a report never points at a figure that is not there.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from analysis import figures as fig
+from analysis.data import AnalysisError, load
+from analysis.effects import effects as fit_effects
+from analysis.report import render
+from analysis.reproduction import reproduction
+from analysis.summary import configuration_key, summarise, with_reference
+from pipeline.storage import Storage
+
+
+@dataclass
+class Analysis:
+    """What one `analyze` call wrote (paths under `out`) and its tables."""
+
+    out: str
+    summary: pd.DataFrame
+    effects: pd.DataFrame
+    reproduction: pd.DataFrame
+    figures: list[str] = field(default_factory=list)
+
+
+def default_out(first: str) -> str:
+    return Storage(first).show("analysis")
+
+
+def analyze(folders: list[str], out: str | None = None, progress: Callable[[str], None] | None = None) -> Analysis:
+    say = progress or (lambda _: None)
+    results = load(folders)
+    target = Storage(out or default_out(folders[0]))
+    ok = with_reference(results.ok)
+    if ok.empty:
+        raise AnalysisError("results", f"no run with status ok in {', '.join(folders)} ({results.status_counts()}); nothing to analyse")
+    say(f"{len(results.rows)} runs read, {len(ok)} ok")
+    summary = summarise(results.rows)
+    say(f"summary: {len(summary)} configurations")
+    effects = fit_effects(ok)
+    say(f"effects: {len(effects)} terms and trend tests")
+    repro = reproduction(ok)
+    written: dict[str, list[str]] = {}
+    for problem, rows in ok.groupby("problem", sort=True):
+        key = configuration_key(rows)
+        drawn = {
+            f"heatmap_{problem}.png": lambda: fig.heatmap(rows, problem),
+            f"transitions_vs_i_{problem}.png": lambda: fig.transitions_vs_i(rows, problem),
+            f"energy_vs_transitions_{problem}.png": lambda: fig.energy_vs_transitions(rows, problem),
+            f"profiles_{problem}.png": lambda: fig.profiles(rows, problem, key),
+            f"learning_curves_{problem}.png": lambda: fig.learning_curves(rows, problem, key),
+        }
+        for name, draw in drawn.items():
+            figure = draw()
+            if figure is None:
+                continue
+            buffer = io.BytesIO()
+            figure.savefig(buffer, format="png", dpi=110)
+            target.write_bytes(buffer.getvalue(), "figures", name)
+            written.setdefault(problem, []).append(name)
+            say(f"figure {name}")
+    target.write_text(summary.to_csv(index=False), "summary.csv")
+    target.write_text(effects.to_csv(index=False), "effects.csv")
+    target.write_text(repro.to_csv(index=False), "reproduction.csv")
+    target.write_text(render(results, summary, effects, repro, written), "report.md")
+    return Analysis(out=target.show(), summary=summary, effects=effects, reproduction=repro,
+                    figures=[f"figures/{n}" for names in written.values() for n in names])

@@ -1,0 +1,83 @@
+"""Result tables in: one or more results folders read as one Arrow dataset, accounted for row by row.
+
+Rows whose status is not `ok` (diverged, failed, stopped) are kept and counted, so that a report
+can say what it left out; statistics use the `ok` rows only. A run that appears twice (the same
+configuration and seed in two folders, or a folder given twice) is counted once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as ds
+
+from drm.config import ConfigError
+from pipeline.storage import Storage
+
+# What identifies a configuration (the seed aside): the swept factors and what else may differ.
+FACTORS = ["problem", "dim", "depth", "width", "activation", "rho", "fourier", "fourier_map", "epsilon",
+           "epochs", "lr", "penalty", "batch", "boundary_batch", "dtype"]
+NEEDED = ["sweep", "trial_id", "seed", "status", "energy", "transitions", "transitions_per_period", "bands", "config_hash", *FACTORS]
+STATUSES = ("ok", "diverged", "stopped", "failed")
+
+
+class AnalysisError(ConfigError):
+    """Input the analysis cannot use (a missing folder or column): exit 2, one line."""
+
+
+@dataclass
+class Results:
+    """Every replicate row of the folders read, and where they came from."""
+
+    rows: pd.DataFrame  # one row per (configuration, seed); `source` is the folder it came from
+    folders: list[str]
+    duplicates: int  # rows dropped because the same run appeared again
+
+    @property
+    def ok(self) -> pd.DataFrame:
+        return self.rows[self.rows["status"] == "ok"]
+
+    def status_counts(self) -> dict[str, int]:
+        counts = self.rows["status"].value_counts()
+        return {s: int(counts.get(s, 0)) for s in (*STATUSES, *sorted(set(counts.index) - set(STATUSES)))}
+
+
+def load(folders: list[str]) -> Results:
+    """Read the replicates of every folder (a results/<sweep> folder, local or s3://…) as one table."""
+    if not folders:
+        raise AnalysisError("results", "no results folder given; allowed: one or more results/<sweep> folders")
+    tables = []
+    for folder in folders:
+        try:
+            storage = Storage(folder)
+        except (OSError, ValueError, pa.ArrowException) as e:
+            raise AnalysisError("results", f"{folder} cannot be opened ({e})") from None
+        names = storage.names("replicates", suffix=".parquet")
+        if not names:
+            raise AnalysisError("results", f"{folder} holds no replicates/*.parquet; allowed: a results/<sweep> folder of a sweep or train run")
+        table = ds.dataset([storage.path("replicates", n) for n in names], filesystem=storage.fs, format="parquet").to_table()
+        tables.append(table.append_column("source", pa.array([storage.location] * table.num_rows, pa.string())))
+    table = pa.concat_tables(tables, promote_options="default")
+    missing = [c for c in NEEDED if c not in table.column_names]
+    if missing:
+        raise AnalysisError("results", f"the replicates lack column(s) {', '.join(missing)}; allowed: tables written by drmfm (see INTERFACE.md)")
+    rows = table.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
+    before = len(rows)
+    rows = rows.drop_duplicates(subset=["config_hash", "seed"], keep="first").reset_index(drop=True)
+    rows["fourier_label"] = rows["fourier"].map(lambda i: "none" if pd.isna(i) else str(int(i)))
+    return Results(rows=rows, folders=list(folders), duplicates=before - len(rows))
+
+
+def varying(frame: pd.DataFrame, columns: list[str]) -> list[str]:
+    """The columns that take more than one value in `frame` (a missing value counts as one)."""
+    return [c for c in columns if frame[c].astype("object").where(frame[c].notna(), "∅").nunique() > 1]
+
+
+def read_trial_table(source: str, table: str, trial_id: str) -> pd.DataFrame | None:
+    """A trial's curves or profiles from its results folder (None if that folder does not hold them)."""
+    storage = Storage(source)
+    if not storage.is_file(table, f"{trial_id}.parquet"):
+        return None
+    return storage.read_table(table, f"{trial_id}.parquet").to_pandas()

@@ -1,0 +1,163 @@
+"""The analysis figures (seaborn on matplotlib's object API: no global pyplot state, no display).
+
+Every function takes the rows it draws and returns a Figure; `analyze` writes them as PNG.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from analysis.data import read_trial_table, varying
+from analysis.summary import p2_reference
+
+LABELS = {"fourier_label": "i", "epsilon": "ε"}
+ORDER = ["none", "1", "2", "3", "4", "5", "6", "7", "8"]
+
+
+def _panels(rows: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """One panel per (ε, epochs) present: the factors a depth × i figure does not show."""
+    if rows["epsilon"].nunique() == 1 and rows["epochs"].nunique() == 1:
+        return [(f"ε = {rows['epsilon'].iloc[0]:g}, {int(rows['epochs'].iloc[0]):,} epochs", rows)]
+    return [
+        (f"ε = {eps:g}, {int(epochs):,} epochs", group)
+        for (eps, epochs), group in rows.groupby(["epsilon", "epochs"], sort=True)
+    ]
+
+
+def _order(rows: pd.DataFrame) -> list[str]:
+    present = set(rows["fourier_label"])
+    return [o for o in ORDER if o in present] + sorted(present - set(ORDER))
+
+
+def heatmap(rows: pd.DataFrame, problem: str) -> Figure:
+    """Median transitions over depth × i, one panel per (ε, epochs)."""
+    import seaborn as sns
+
+    panels = _panels(rows)
+    fig = Figure(figsize=(4.2 * len(panels) + 1, 3.6), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(panels)))
+    for ax, (title, group) in zip(axes, panels):
+        table = group.assign(t=group["transitions"].astype("float64")).pivot_table(
+            index="depth", columns="fourier_label", values="t", aggfunc="median"
+        )
+        table = table[[c for c in _order(group) if c in table.columns]]
+        sns.heatmap(table, annot=True, fmt="g", cmap="viridis", ax=ax, cbar_kws={"label": "median transitions"})
+        ax.set(xlabel="Fourier map i (frequency 2^i π)", ylabel="depth (hidden layers)", title=title)
+    fig.suptitle(f"{problem}: median transitions over seeds")
+    return fig
+
+
+def transitions_vs_i(rows: pd.DataFrame, problem: str) -> Figure:
+    """Every seed's count against i, by depth, with the median of each group."""
+    import seaborn as sns
+
+    panels = _panels(rows)
+    fig = Figure(figsize=(5 * len(panels) + 1, 4), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(panels), sharey=True))
+    for ax, (title, group) in zip(axes, panels):
+        data = group.assign(transitions=group["transitions"].astype("float64"), depth=group["depth"].astype(int).astype(str))
+        order = _order(data)
+        hue_order = sorted(data["depth"].unique(), key=int)
+        sns.stripplot(data=data, x="fourier_label", y="transitions", hue="depth", order=order, hue_order=hue_order,
+                      dodge=True, alpha=0.55, jitter=0.2, size=4, ax=ax, legend=False)
+        sns.pointplot(data=data, x="fourier_label", y="transitions", hue="depth", order=order, hue_order=hue_order,
+                      dodge=0.53, estimator="median", errorbar=None, markers="D", linestyles="none", ax=ax)
+        ax.set(xlabel="Fourier map i (none = plain DRM)", ylabel="transitions (every seed; ◆ median)", title=title)
+        ax.legend(title="depth", fontsize=8)
+    fig.suptitle(f"{problem}: transitions against the map frequency")
+    return fig
+
+
+def energy_vs_transitions(rows: pd.DataFrame, problem: str) -> Figure:
+    """Energy against the transition count of each seed; for P2 with the zig-zag reference 1/(12T²)."""
+    import seaborn as sns
+
+    data = rows.assign(transitions=rows["transitions"].astype("float64"), energy=rows["energy"].astype("float64"))
+    fig = Figure(figsize=(6.5, 4.5), layout="constrained")
+    ax = fig.subplots()
+    sns.scatterplot(data=data, x="transitions", y="energy", hue="fourier_label", hue_order=_order(data), style="depth", ax=ax, s=30)
+    if problem == "double_well_u2":
+        t = np.arange(0, max(2.0, data["transitions"].max()) + 1)
+        ax.plot(t, p2_reference(t), color="black", lw=1, ls="--", label="zig-zag with T kinks: 1/(12T²)")
+        ax.legend(fontsize=8)
+    if (data["energy"] > 0).all():
+        ax.set_yscale("log")
+    ax.set(xlabel="transitions", ylabel="energy I(u) (quadrature)", title=f"{problem}: energy against transitions")
+    return fig
+
+
+def representative(rows: pd.DataFrame, key: list[str], limit: int) -> list[tuple[str, pd.Series]]:
+    """Per configuration (at most `limit`), the seed whose count is the group's median (lowest seed on ties)."""
+    out = []
+    shown = [k for k in varying(rows, key) if k != "problem"]
+    for values, group in rows.groupby(key, dropna=False, sort=True):
+        t = group["transitions"].astype("float64")
+        chosen = group.loc[(t - t.median()).abs().sort_values(kind="stable").index[0]]
+        named = dict(zip(key, values if isinstance(values, tuple) else (values,)))
+        label = ", ".join(f"{LABELS.get(k, k)} = {named[k]:g}" if isinstance(named[k], float) else f"{LABELS.get(k, k)} = {named[k]}" for k in shown)
+        out.append((label or "all runs", chosen))
+        if len(out) == limit:
+            break
+    return out
+
+
+def profiles(rows: pd.DataFrame, problem: str, key: list[str], limit: int = 8) -> Figure | None:
+    """The paper's panels redrawn from stored profiles: u and u_x (1D) or the u_y field (2D)."""
+    chosen = [(label, row, read_trial_table(row["source"], "profiles", row["trial_id"])) for label, row in representative(rows, key, limit)]
+    chosen = [(label, row, p[p["seed"] == row["seed"]]) for label, row, p in chosen if p is not None]
+    if not chosen:
+        return None
+    two_d = chosen[0][2]["y"].notna().all()
+    n = len(chosen)
+    if two_d:
+        cols = min(n, 4)
+        fig = Figure(figsize=(3.4 * cols, 3.2 * ((n + cols - 1) // cols)), layout="constrained")
+        axes = np.atleast_1d(fig.subplots((n + cols - 1) // cols, cols)).reshape(-1)
+        for ax, (label, row, p) in zip(axes, chosen):
+            nx = p["x"].nunique()
+            image = ax.imshow(p["du"].to_numpy().reshape(-1, nx), origin="lower", extent=(0, 1, 0, 1), cmap="RdBu_r", vmin=-1.5, vmax=1.5)
+            ax.set(xlabel="x", ylabel="y", title=f"{label}\nseed {row['seed']}: {row['transitions']} transitions", aspect="equal")
+            ax.title.set_fontsize(7)
+        for ax in axes[n:]:
+            ax.set_axis_off()
+        fig.colorbar(image, ax=list(axes[:n]), shrink=0.7, label="u_y")
+    else:
+        fig = Figure(figsize=(3.2 * n, 4.4), layout="constrained")
+        axes = np.array(fig.subplots(2, n, sharex=True, squeeze=False))
+        for j, (label, row, p) in enumerate(chosen):
+            axes[0, j].plot(p["x"], p["u"], lw=1)
+            axes[1, j].plot(p["x"], p["du"], lw=0.8)
+            axes[1, j].axhline(0, color="grey", lw=0.5)
+            axes[0, j].set_title(f"{label}\nseed {row['seed']}: {row['transitions']} transitions", fontsize=7)
+            axes[1, j].set(xlabel="x")
+        axes[0, 0].set(ylabel="u")
+        axes[1, 0].set(ylabel="u_x")
+    fig.suptitle(f"{problem}: profiles of the median seed of each configuration")
+    return fig
+
+
+def learning_curves(rows: pd.DataFrame, problem: str, key: list[str], limit: int = 12) -> Figure | None:
+    """Median training loss over seeds against the step, one line per configuration."""
+    import seaborn as sns
+
+    frames = []
+    for label, row in representative(rows, key, limit):
+        curves = read_trial_table(row["source"], "curves", row["trial_id"])
+        if curves is None:
+            continue
+        seeds = set(rows.loc[rows["trial_id"] == row["trial_id"], "seed"].astype(int))
+        mine = curves[curves["seed"].isin(seeds)]
+        frames.append(mine.groupby("step", as_index=False)["loss"].median().assign(configuration=label))
+    if not frames:
+        return None
+    data = pd.concat(frames)
+    fig = Figure(figsize=(8, 4.5), layout="constrained")
+    ax = fig.subplots()
+    sns.lineplot(data=data, x="step", y="loss", hue="configuration", ax=ax, lw=1)
+    if (data["loss"] > 0).all():
+        ax.set_yscale("log")
+    ax.set(xlabel="step (epoch)", ylabel="training loss (median over seeds)", title=f"{problem}: learning curves")
+    ax.legend(fontsize=6, title=None)
+    return fig

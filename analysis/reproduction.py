@@ -1,0 +1,59 @@
+"""The paper against our seeds: a single-run count agrees when it lies within the 2.5–97.5% range of
+our per-seed counts for the same setting; the share of seeds that reproduce it exactly comes with a
+Wilson interval."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from analysis.paper import PAPER
+from analysis.stats import wilson_ci
+
+COLUMNS = ["figure", "problem", "depth", "fourier", "epsilon", "epochs", "paper", "n", "median", "p025", "p975",
+           "agrees", "exact_share", "exact_ci_low", "exact_ci_high"]
+
+
+def reproduction(ok: pd.DataFrame) -> pd.DataFrame:
+    """One row per paper count whose setting is in `ok` (problem, depth, map, ε and epochs all equal)."""
+    out = []
+    for paper in PAPER:
+        same = (
+            (ok["problem"] == paper.problem)
+            & (ok["depth"] == paper.depth)
+            & (ok["fourier"].isna() if paper.fourier is None else ok["fourier"] == paper.fourier)
+            & np.isclose(ok["epsilon"].astype("float64"), paper.epsilon, rtol=1e-9, atol=1e-12)
+            & (ok["epochs"] == paper.epochs)
+        )
+        counts = ok.loc[same.fillna(False).astype(bool), "transitions"].astype("float64").dropna().to_numpy()
+        if counts.size == 0:
+            continue
+        low, high = np.quantile(counts, [0.025, 0.975])
+        exact = int((counts == paper.transitions).sum())
+        share_low, share_high = wilson_ci(exact, counts.size)
+        out.append(
+            {
+                "figure": paper.figure,
+                "problem": paper.problem,
+                "depth": paper.depth,
+                "fourier": "none" if paper.fourier is None else paper.fourier,
+                "epsilon": paper.epsilon,
+                "epochs": paper.epochs,
+                "paper": paper.transitions,
+                "n": counts.size,
+                "median": float(np.median(counts)),
+                "p025": float(low),
+                "p975": float(high),
+                "agrees": bool(low <= paper.transitions <= high),
+                "exact_share": exact / counts.size,
+                "exact_ci_low": share_low,
+                "exact_ci_high": share_high,
+            }
+        )
+    return pd.DataFrame(out, columns=COLUMNS)
+
+
+def missing_settings(ok: pd.DataFrame) -> list[str]:
+    """The paper's figures with no matching setting in these results (said in the report)."""
+    found = set(reproduction(ok)["figure"])
+    return sorted({p.figure for p in PAPER} - found, key=lambda f: (len(f), f))

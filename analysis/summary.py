@@ -1,0 +1,85 @@
+"""Per-configuration summary: counts of what ran and what is kept, the count statistics with bootstrap
+intervals, energies, and, for P2, energies against the zig-zag reference of their own transition count."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from analysis.data import FACTORS, varying
+from analysis.stats import bootstrap_ci
+
+KEY = ["problem", "depth", "fourier_label", "epsilon", "epochs"]
+
+
+def p2_reference(transitions: np.ndarray) -> np.ndarray:
+    """Energy of the best zig-zag with T kinks for P2, 1/(12 T²); T = 0 is u ≈ 0, energy 1.
+
+    A reference, not a bound: a trained network may beat it slightly.
+    """
+    t = np.asarray(transitions, dtype=float)
+    with np.errstate(divide="ignore"):
+        return np.where(t > 0, 1.0 / (12.0 * np.maximum(t, 1.0) ** 2), 1.0)
+
+
+def with_reference(rows: pd.DataFrame) -> pd.DataFrame:
+    """Adds energy_reference and energy_over_reference (P2 rows only; NaN elsewhere)."""
+    rows = rows.copy()
+    p2 = (rows["problem"] == "double_well_u2").to_numpy() & rows["transitions"].notna().to_numpy()
+    reference = np.full(len(rows), np.nan)
+    reference[p2] = p2_reference(rows.loc[p2, "transitions"].astype("float64").to_numpy())
+    rows["energy_reference"] = reference
+    rows["energy_over_reference"] = rows["energy"].astype("float64") / reference
+    return rows
+
+
+def configuration_key(rows: pd.DataFrame) -> list[str]:
+    """The columns that name a configuration: the usual factors, and any other factor that varies."""
+    return KEY + [c for c in varying(rows, FACTORS) if c not in KEY and c not in ("fourier", "dim")]
+
+
+def summarise(rows: pd.DataFrame) -> pd.DataFrame:
+    """One row per configuration; statistics over its `ok` seeds only."""
+    rows = with_reference(rows)
+    key = configuration_key(rows)
+    out = []
+    for values, group in rows.groupby(key, dropna=False, sort=True):
+        ok = group[group["status"] == "ok"]
+        t = ok["transitions"].astype("float64").to_numpy()
+        e = ok["energy"].astype("float64").to_numpy()
+        entry = dict(zip(key, values))
+        entry.update(
+            n=len(group),
+            n_ok=len(ok),
+            diverged=int((group["status"] == "diverged").sum()),
+            stopped=int((group["status"] == "stopped").sum()),
+            failed=int((group["status"] == "failed").sum()),
+            diverged_share=float((group["status"] == "diverged").mean()),
+        )
+        if len(ok):
+            q25, q75 = np.quantile(t, [0.25, 0.75])
+            mean_ci = bootstrap_ci(t, np.mean)
+            median_ci = bootstrap_ci(t, np.median)
+            energy_ci = bootstrap_ci(e, np.median)
+            entry.update(
+                transitions_median=float(np.median(t)),
+                transitions_mean=float(t.mean()),
+                transitions_q25=float(q25),
+                transitions_q75=float(q75),
+                transitions_iqr=float(q75 - q25),
+                transitions_mean_ci_low=mean_ci[0],
+                transitions_mean_ci_high=mean_ci[1],
+                transitions_median_ci_low=median_ci[0],
+                transitions_median_ci_high=median_ci[1],
+                transitions_p025=float(np.quantile(t, 0.025)),
+                transitions_p975=float(np.quantile(t, 0.975)),
+                energy_median=float(np.median(e)),
+                energy_median_ci_low=energy_ci[0],
+                energy_median_ci_high=energy_ci[1],
+            )
+            for extra in ("transitions_per_period", "bands", "transitions_wall", "energy_over_reference"):
+                values_ = ok[extra].astype("float64").to_numpy()
+                if np.isfinite(values_).any():
+                    entry[f"{extra}_median"] = float(np.nanmedian(values_))
+        out.append(entry)
+    return pd.DataFrame(out)

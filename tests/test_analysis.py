@@ -1,0 +1,240 @@
+"""The analysis on synthetic tables with known truths: planted effects, known dispersion, known means."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from analysis import figures
+from analysis.data import load
+from analysis.effects import effects, fit_counts
+from analysis.reproduction import reproduction
+from analysis.stats import bootstrap_ci, holm, wilson_ci
+from analysis.summary import configuration_key, p2_reference, summarise
+from pipeline.storage import Storage
+from pipeline.tables import CURVES, PROFILES, REPLICATES, TrialTables, write_trial
+from tests.test_cli import drmfm
+
+
+def frame(counts: dict[tuple[int, int | None], np.ndarray], problem: str = "double_well", epochs: int = 10_000, epsilon: float = 0.0) -> pd.DataFrame:
+    """Rows as `load` gives them: one per (depth, i) configuration and seed."""
+    rows = []
+    for (depth, i), values in counts.items():
+        for seed, t in enumerate(values):
+            rows.append({"problem": problem, "depth": depth, "fourier": i, "epsilon": epsilon, "epochs": epochs, "width": 128,
+                         "activation": "relu", "transitions": int(t), "bands": None, "transitions_per_period": None,
+                         "energy": 0.01, "status": "ok", "seed": seed, "trial_id": f"d{depth}i{i}", "source": "",
+                         "config_hash": f"d{depth}i{i}e{epsilon}n{epochs}"})
+    out = pd.DataFrame(rows)
+    out["fourier"] = out["fourier"].astype("Int64")
+    out["fourier_label"] = out["fourier"].map(lambda i: "none" if pd.isna(i) else str(int(i)))
+    for name in ("dim", "rho", "fourier_map", "lr", "penalty", "batch", "boundary_batch", "dtype"):
+        out[name] = {"dim": 1, "rho": 0.1, "fourier_map": "sincos", "lr": 1e-4, "penalty": 500.0, "batch": 128, "boundary_batch": 2, "dtype": "float32"}[name]
+    return out
+
+
+def planted(rng: np.random.Generator, draw, seeds: int = 12, a: float = 0.6) -> pd.DataFrame:
+    """Counts with mean a·2^i at every depth (no depth effect)."""
+    return frame({(d, i): draw(rng, a * 2.0**i, seeds) for d in (3, 5, 7) for i in (1, 2, 3, 4)})
+
+
+def poisson(rng, mean, n):
+    return rng.poisson(mean, n)
+
+
+def over_dispersed(rng, mean, n):  # negative binomial, variance mean + mean²/2
+    return rng.negative_binomial(2, 2 / (2 + mean), n)
+
+
+def under_dispersed(rng, mean, n):  # binomial, variance mean/2
+    return rng.binomial(np.round(2 * mean).astype(int), 0.5, n)
+
+
+def term(rows: list[dict], name: str) -> dict:
+    return next(r for r in rows if r["term"] == name)
+
+
+def test_a_planted_frequency_effect_is_recovered_and_depth_shows_none():
+    data = planted(np.random.default_rng(1), poisson)
+    linear = fit_counts(data, "transitions")
+    i = term(linear, "fourier_i")
+    assert i["ci_low"] <= math.log(2) <= i["ci_high"]
+    assert i["ci_high"] - i["ci_low"] < 0.3
+    contrasts = fit_counts(data, "transitions", depth="contrasts")
+    for r in [term(linear, "depth"), term(contrasts, "depth=5"), term(contrasts, "depth=7")]:
+        assert r["ci_low"] <= 0 <= r["ci_high"], r
+
+
+def test_over_dispersed_counts_choose_the_negative_binomial_and_poisson_ones_do_not():
+    over = fit_counts(planted(np.random.default_rng(2), over_dispersed), "transitions")
+    assert term(over, "fourier_i")["model"].startswith("negative_binomial")
+    plain = fit_counts(planted(np.random.default_rng(3), poisson), "transitions")
+    assert term(plain, "fourier_i")["model"].startswith("quasi_poisson")
+
+
+@pytest.mark.parametrize("draw", [under_dispersed, over_dispersed, poisson])
+def test_intervals_keep_their_coverage_over_repeated_draws(draw):
+    rng = np.random.default_rng(4)
+    hits = []
+    for _ in range(150):
+        r = term(fit_counts(planted(rng, draw, seeds=6), "transitions"), "fourier_i")
+        hits.append(r["ci_low"] <= math.log(2) <= r["ci_high"])
+    coverage = np.mean(hits)
+    assert 0.89 <= coverage <= 0.99, coverage  # nominal 0.95; 150 draws give ±0.035 (2 s.e.)
+
+
+def test_under_dispersed_counts_get_narrower_intervals_than_poisson_would_give():
+    data = planted(np.random.default_rng(5), under_dispersed)
+    r = term(fit_counts(data, "transitions"), "fourier_i")
+    import statsmodels.api as sm
+
+    from analysis.effects import design
+
+    x = sm.add_constant(design(data).to_numpy())
+    plain = sm.GLM(data["transitions"].astype(float).to_numpy(), x, family=sm.families.Poisson()).fit()
+    width_plain = 2 * 1.96 * plain.bse[list(design(data).columns).index("fourier_i") + 1]
+    assert "dispersion 0." in r["model"] and r["ci_high"] - r["ci_low"] < width_plain
+
+
+def test_bootstrap_intervals_cover_a_known_mean_at_their_level():
+    rng = np.random.default_rng(6)
+    hits = [lo <= 3.0 <= hi for lo, hi in (bootstrap_ci(rng.normal(3.0, 2.0, 40), np.mean, resamples=1000, seed=k) for k in range(300))]
+    assert 0.90 <= np.mean(hits) <= 0.98
+    low, high = bootstrap_ci(rng.normal(3.0, 2.0, 400), np.mean)
+    assert high - low == pytest.approx(2 * 1.96 * 2.0 / math.sqrt(400), rel=0.15)
+
+
+def test_wilson_and_holm_match_statsmodels():
+    from statsmodels.stats.multitest import multipletests
+    from statsmodels.stats.proportion import proportion_confint
+
+    for k, n in [(0, 10), (3, 8), (8, 8), (17, 40)]:
+        assert wilson_ci(k, n) == pytest.approx(proportion_confint(k, n, method="wilson"), abs=1e-9)
+    p = np.array([0.01, 0.04, 0.03, 0.5, np.nan, 0.001])
+    finite = np.isfinite(p)
+    assert holm(p)[finite] == pytest.approx(multipletests(p[finite], method="holm")[1])
+    assert np.isnan(holm(p)[4])
+
+
+def test_the_p2_reference_is_the_zigzag_energy():
+    assert p2_reference(np.array([0, 1, 2, 16])) == pytest.approx([1.0, 1 / 12, 1 / 48, 1 / 3072])
+
+
+def synthetic_folder(folder, statuses: dict[str, int] | None = None) -> Storage:
+    """A results folder as a sweep writes it: P1 over depth × i, with curves and profiles."""
+    rng = np.random.default_rng(7)
+    results = Storage(folder)
+    statuses = statuses or {}
+    x = np.linspace(0, 1, 201)
+    for depth in (3, 5):
+        for i in (None, 2, 3):
+            trial = f"d{depth}i{i}"
+            n = 6
+            t = rng.poisson(1 if i is None else 2.0**i, n)
+            status = ["ok"] * n
+            if depth == 3 and i == 2:
+                status = [name for name, count in statuses.items() for _ in range(count)] + ["ok"] * (n - sum(statuses.values()))
+            rows = []
+            for seed in range(n):
+                bad = status[seed] in ("diverged", "failed")
+                rows.append({"sweep": "syn", "trial_id": trial, "seed": seed, "problem": "double_well", "dim": 1, "depth": depth,
+                             "width": 128, "activation": "relu", "rho": 0.1, "fourier": i, "fourier_map": "sincos", "epsilon": 0.0,
+                             "penalty": 500.0, "lr": 1e-4, "epochs": 1000, "batch": 128, "boundary_batch": 2, "dtype": "float32",
+                             "energy": None if bad else float(rng.uniform(0.001, 0.01)),
+                             "transitions": None if bad else int(t[seed]) + (1000 if status[seed] == "stopped" else 0),
+                             "transitions_per_period": None if bad or i is None else t[seed] / 2 ** (i - 1),
+                             "status": status[seed], "config_hash": trial})
+            replicates = pa.Table.from_pylist(rows, schema=REPLICATES)
+            curves = pa.table({"sweep": ["syn"] * 20 * n, "trial_id": [trial] * 20 * n, "seed": np.repeat(np.arange(n), 20),
+                               "step": np.tile(np.arange(20) * 50, n), "loss": rng.uniform(0.01, 1, 20 * n),
+                               "energy_mc": rng.uniform(0.01, 1, 20 * n), "lr": np.full(20 * n, 1e-4)}).cast(CURVES)
+            u = np.abs(((x * (1 + (i or 0))) % 1) - 0.5)
+            profiles = pa.table({"sweep": ["syn"] * x.size * n, "trial_id": [trial] * x.size * n, "seed": np.repeat(np.arange(n), x.size),
+                                 "x": np.tile(x, n).astype(np.float32), "y": pa.nulls(x.size * n, pa.float32()),
+                                 "u": np.tile(u + depth, n).astype(np.float32), "du": np.tile(np.gradient(u, x), n).astype(np.float32)}).cast(PROFILES)
+            write_trial(results, TrialTables(trial, replicates, curves, profiles, b""))
+    return results
+
+
+def test_rows_that_did_not_finish_are_counted_and_kept_out_of_every_statistic(tmp_path):
+    results = load([str(synthetic_folder(tmp_path / "r", {"diverged": 2, "failed": 1, "stopped": 1}).location)])
+    assert results.status_counts() == {"ok": 32, "diverged": 2, "stopped": 1, "failed": 1}
+    summary = summarise(results.rows)
+    row = summary[(summary["depth"] == 3) & (summary["fourier_label"] == "2")].iloc[0]
+    assert (row["n"], row["n_ok"], row["diverged"], row["failed"], row["stopped"]) == (6, 2, 2, 1, 1)
+    assert row["transitions_median"] < 1000  # the stopped seed's count (planted at +1000) is not in it
+    assert row["diverged_share"] == pytest.approx(2 / 6)
+    assert effects(results.ok)["n"].max() == 32
+
+
+def test_every_figure_is_drawn_from_the_rows(tmp_path):
+    results = load([synthetic_folder(tmp_path / "r").location])
+    ok = results.ok
+    key = configuration_key(ok)
+    heat = figures.heatmap(ok, "double_well")
+    shown = sorted(float(t.get_text()) for t in heat.axes[0].texts)
+    medians = sorted(ok.groupby(["depth", "fourier_label"])["transitions"].median().astype(float))
+    assert shown == pytest.approx(medians)
+    strip = figures.transitions_vs_i(ok, "double_well")
+    points = np.concatenate([c.get_offsets()[:, 1] for c in strip.axes[0].collections if len(c.get_offsets())])
+    assert sorted(points) == sorted(ok["transitions"].astype(float))  # every seed is a point
+    scatter = figures.energy_vs_transitions(ok, "double_well")
+    energies = np.concatenate([c.get_offsets()[:, 1] for c in scatter.axes[0].collections])
+    assert sorted(energies) == pytest.approx(sorted(ok["energy"].astype(float)))
+    panels = figures.profiles(ok, "double_well", key)
+    x = np.linspace(0, 1, 201)
+    stored = [(np.abs(((x * (1 + (i or 0))) % 1) - 0.5) + d).astype(np.float32) for d in (3, 5) for i in (None, 2, 3)]
+    drawn = [np.asarray(ln.get_ydata()) for ax in panels.axes for ln in ax.lines if len(ln.get_ydata()) == 201 and min(ln.get_ydata()) >= 3]
+    assert len(drawn) == 6 and all(any(np.allclose(y, u) for u in stored) for y in drawn)  # u of each configuration
+    curves = figures.learning_curves(ok, "double_well", key)
+    assert len([ln for ln in curves.axes[0].lines if len(ln.get_xdata()) == 20]) == 6
+
+
+def test_analyze_writes_every_output_and_a_report_that_names_what_it_left_out(tmp_path):
+    folder = synthetic_folder(tmp_path / "r", {"diverged": 1})
+    result = drmfm("analyze", folder.location, "--out", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    out = tmp_path / "out"
+    for name in ("summary.csv", "effects.csv", "reproduction.csv", "report.md"):
+        assert (out / name).stat().st_size > 0
+    pngs = sorted((out / "figures").glob("*.png"))
+    assert len(pngs) == 5 and all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5000 for p in pngs)
+    effects_csv = pd.read_csv(out / "effects.csv")
+    assert {"problem", "term", "estimate", "ci_low", "ci_high", "p_value", "p_holm", "model"} <= set(effects_csv.columns)
+    assert {"fourier_i", "fourier_on", "depth", "depth=5"} <= set(effects_csv["term"])
+    report = (out / "report.md").read_text()
+    assert "1 diverged" in report and all(f"figures/{p.name}" in report for p in pngs)
+    assert not list(out.rglob("*.tmp"))
+
+
+@pytest.mark.parametrize(
+    "args, field",
+    [(["/nonexistent/results"], "results"), ([], "results")],
+)
+def test_analyze_refuses_bad_input_with_one_line(args, field):
+    result = drmfm("analyze", *args)
+    assert result.returncode == 2 and field in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_table_without_a_needed_column_is_refused(tmp_path):
+    import pyarrow.parquet as pq
+
+    (tmp_path / "r" / "replicates").mkdir(parents=True)
+    pq.write_table(pa.table({"sweep": ["s"], "seed": [0]}), tmp_path / "r" / "replicates" / "t.parquet")
+    result = drmfm("analyze", str(tmp_path / "r"))
+    assert result.returncode == 2 and "lack column" in result.stderr and "transitions" in result.stderr
+
+
+def test_the_reproduction_table_places_the_paper_in_our_range():
+    counts = np.array([4, 4, 4, 3, 5, 4, 8, 4])
+    ok = frame({(5, 2): counts, (9, 4): np.array([30, 31, 32, 30, 29, 33, 31, 30])}, epochs=100_000)
+    table = reproduction(ok).set_index(["depth", "fourier"])
+    fig4 = table.loc[(5, 2)]
+    assert fig4["figure"] == "4" and fig4["paper"] == 4 and bool(fig4["agrees"])
+    assert fig4["exact_share"] == pytest.approx(5 / 8)
+    assert (fig4["exact_ci_low"], fig4["exact_ci_high"]) == pytest.approx(wilson_ci(5, 8))
+    assert not bool(table.loc[(9, 4)]["agrees"])  # the paper's 16 lies below every seed's count
