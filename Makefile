@@ -17,11 +17,17 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PIP) -e '.[sweep,analysis,dev]'
 	touch $(STAMP)
 
-# The quickstart sweep (a few minutes on 2 cores). Run again, it resumes the same sweep: finished
-# trials are kept, nothing is redone, and it ends with the same summary.
+# The quickstart sweep (a few minutes on 2 cores), then its analysis. Run again, the sweep resumes:
+# finished trials are kept, nothing is redone, and the analysis is redrawn from the same tables.
+HOME_DIR := drmfm-home
 run: $(STAMP)
-	$(VENV)/bin/drmfm sweep sweeps/quickstart.yaml \
-		$$(test -f drmfm-home/ray/quickstart/drmfm-spec.json && echo --resume)
+	$(VENV)/bin/drmfm sweep sweeps/quickstart.yaml --home $(HOME_DIR) \
+		$$(test -f $(HOME_DIR)/ray/quickstart/drmfm-spec.json && echo --resume)
+	$(VENV)/bin/drmfm analyze $(HOME_DIR)/results/quickstart
+	@echo
+	@echo "tables:  $(HOME_DIR)/results/quickstart/ (Parquet: replicates, curves, profiles, weights)"
+	@echo "report:  $(HOME_DIR)/results/quickstart/analysis/report.md (figures/ beside it)"
+	@echo "mlflow:  $(HOME_DIR)/mlflow.db; open the UI with: .venv/bin/drmfm ui --home $(HOME_DIR)"
 
 test: $(STAMP)
 	$(PY) -m pytest -q

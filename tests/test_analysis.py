@@ -238,3 +238,33 @@ def test_the_reproduction_table_places_the_paper_in_our_range():
     assert fig4["exact_share"] == pytest.approx(5 / 8)
     assert (fig4["exact_ci_low"], fig4["exact_ci_high"]) == pytest.approx(wilson_ci(5, 8))
     assert not bool(table.loc[(9, 4)]["agrees"])  # the paper's 16 lies below every seed's count
+
+
+def test_in_2d_the_epsilon_effect_is_a_log_log_slope():
+    rng = np.random.default_rng(0)  # one draw; coverage over many draws is tested above
+    rows = []
+    for eps in (0.1 / 64, 0.1 / 16, 0.1 / 4, 0.1):
+        part = frame({(3, i): rng.poisson(3 * 2.0 ** (i / 2) * (eps / 0.1) ** -0.5, 10) for i in (1, 2, 3)}, problem="twin_branching", epsilon=eps)
+        part["bands"] = part["transitions"] + 1
+        rows.append(part)
+    data = pd.concat(rows, ignore_index=True)
+    slope = term(fit_counts(data, "transitions"), "log_epsilon")
+    assert slope["ci_low"] <= -0.5 <= slope["ci_high"] and slope["ci_high"] < 0
+    found = effects(data)
+    assert {"transitions", "bands"} <= set(found["response"]) and "trend epsilon (fourier=2)" in set(found["term"])
+
+
+def test_2d_profiles_are_drawn_as_u_y_fields(tmp_path):
+    results = Storage(tmp_path / "r")
+    g = np.linspace(0, 1, 17)
+    yy, xx = np.meshgrid(g, g, indexing="ij")
+    field = np.sign(np.sin(4 * np.pi * yy)).reshape(-1).astype(np.float32)
+    profiles = pa.table({"sweep": ["s"] * field.size, "trial_id": ["t"] * field.size, "seed": [0] * field.size,
+                         "x": xx.reshape(-1).astype(np.float32), "y": yy.reshape(-1).astype(np.float32),
+                         "u": field, "du": field}).cast(PROFILES)
+    write_trial(results, TrialTables("t", REPLICATES.empty_table(), CURVES.empty_table(), profiles, b""))
+    rows = frame({(3, 2): np.array([4])}, problem="twin_branching")
+    rows["source"], rows["trial_id"] = results.location, "t"
+    drawn = figures.profiles(rows, "twin_branching", ["problem", "depth"])
+    (image,) = drawn.axes[0].images
+    assert np.array_equal(np.asarray(image.get_array()), field.reshape(17, 17))
