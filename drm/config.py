@@ -134,3 +134,27 @@ def _require_float(name: str, value: Any, positive: bool) -> None:
     ok = ok and (value > 0 if positive else value >= 0)
     if not ok:
         raise ConfigError(name, f"{value!r} is not allowed; allowed: a finite number {'> 0' if positive else '>= 0'}")
+
+
+# What may differ between the members of one packed model: the map's frequency (with the map on:
+# no map means another input width) and ε (the u_2 stream is carried for all once one needs it).
+PACKABLE = ("fourier", "epsilon")
+
+
+def pack_key(config: TrainConfig) -> tuple:
+    """Members whose configurations have the same key can train as one packed model."""
+    c = config.resolve()
+    return (dataclasses.replace(c, fourier=None, epsilon=0.0), c.fourier is None)
+
+
+def check_pack(configs: list[TrainConfig]) -> list[TrainConfig]:
+    """The resolved configurations of a pack's members, or a ConfigError naming what differs."""
+    resolved = [c.resolve() for c in configs]
+    first = resolved[0].as_dict()
+    for c in resolved[1:]:
+        if pack_key(c) != pack_key(resolved[0]):
+            differ = [k for k, v in c.as_dict().items() if v != first[k] and k not in PACKABLE]
+            if (c.fourier is None) != (resolved[0].fourier is None):
+                differ.append("fourier (none with a map)")
+            raise ConfigError("pack", f"members differ in {', '.join(differ)}; allowed to differ in one pack: fourier (all with a map) and epsilon")
+    return resolved

@@ -8,6 +8,7 @@ with B = 2^i π · I_d (frequency "2^i π"). No map (plain DRM) is δ(x) = x.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -18,13 +19,21 @@ class FourierMap(nn.Module):
 
     B: Tensor
 
-    def __init__(self, dim: int, fourier: int | None, kind: str = "sincos"):
+    def __init__(self, dim: int, fourier: int | None | Sequence[int], kind: str = "sincos"):
+        """`fourier`: i (frequency 2^i·π), None (no map), or one i per member of a packed model."""
         super().__init__()
+        per_member = not isinstance(fourier, int) and fourier is not None
+        if per_member and len(set(fourier)) == 1:
+            fourier, per_member = fourier[0], False
         self.dim = dim
-        self.fourier = fourier
+        self.fourier = list(fourier) if per_member else fourier
         self.kind = kind if fourier is not None else "identity"
-        omega = 0.0 if fourier is None else (2.0**fourier) * math.pi
-        self.register_buffer("B", omega * torch.eye(dim, dtype=torch.float64))
+        eye = torch.eye(dim, dtype=torch.float64)
+        if per_member:  # B (K, d, d): member k's frequencies
+            omega = torch.tensor([2.0**i * math.pi for i in fourier], dtype=torch.float64)
+            self.register_buffer("B", omega[:, None, None] * eye)
+        else:  # B (d, d), shared by every member
+            self.register_buffer("B", (0.0 if fourier is None else 2.0**fourier * math.pi) * eye)
         self.out_features = {"identity": dim, "sincos": 2 * dim, "x_sincos": 3 * dim}[self.kind]
 
     def forward(self, x: Tensor) -> Tensor:
@@ -49,13 +58,13 @@ class FourierMap(nn.Module):
         B = self.B.to(x.dtype)
         xb = x @ B  # (K, N, d)
         sin, cos = torch.sin(xb), torch.cos(xb)
-        # ∂(x B)/∂x_j = B[j]: (d, 1, 1, d)
-        b_j = B[:, None, None, :]
+        # ∂(x B)/∂x_j = row j of B: (d, 1, 1, d), or (d, K, 1, d) per member
+        b_j = B[:, None, None, :] if B.dim() == 2 else B.transpose(0, 1)[:, :, None, :]
         tangent = [cos * b_j, -sin * b_j]  # each (d, K, N, d)
         value = [sin, cos]
         second = None
         if second_axis is not None:
-            b_a2 = B[second_axis].square()  # (d,)
+            b_a2 = B[second_axis].square() if B.dim() == 2 else B[:, second_axis, None, :].square()  # (d,) or (K, 1, d)
             second = [-sin * b_a2, -cos * b_a2]
         if self.kind == "x_sincos":
             value.insert(0, x)

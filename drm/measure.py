@@ -72,7 +72,7 @@ def _rms_on_boundary(model: PackedMLP, dim: int, like: Tensor) -> np.ndarray:
 Fields = Callable[[Tensor], tuple[Tensor, Tensor, "Tensor | None"]]
 
 
-def quadrature_energy(problem: Problem, epsilon: float, fields: Fields, dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu") -> Tensor:
+def quadrature_energy(problem: Problem, epsilon: float | Tensor, fields: Fields, dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu") -> Tensor:
     """I(u) = ∫_D W(x, u, ∇u, u_2) dx by the composite trapezoid rule on the measurement grid.
 
     `fields(points (n, d))` returns u (K, n), ∇u (K, n, d) and u_2 (K, n) (None when ε = 0) of K
@@ -89,12 +89,20 @@ def quadrature_energy(problem: Problem, epsilon: float, fields: Fields, dtype: t
     return (problem.density(u, grad, u_2, epsilon) * weights).sum(dim=1)
 
 
-def measure(model: PackedMLP, config: TrainConfig) -> Measurements:
-    """Energy, boundary RMS, transitions (and in 2D wall transitions and bands) of every member."""
-    config = config.resolve()
+def measure(model: PackedMLP, config: TrainConfig | list[TrainConfig]) -> Measurements:
+    """Energy, boundary RMS, transitions (and in 2D wall transitions and bands) of every member.
+
+    `config` may be one configuration per member (a mixed pack: each its own frequency and ε).
+    """
+    configs = [config.resolve()] * model.K if isinstance(config, TrainConfig) else [c.resolve() for c in config]
+    config = configs[0]
     problem = get_problem(config.problem)
     p = next(model.parameters())
-    second_axis = problem.oscillation_axis if config.epsilon > 0 else None
+    epsilons = sorted({c.epsilon for c in configs})
+    epsilon: float | Tensor = epsilons[0]
+    if len(epsilons) > 1:
+        epsilon = torch.tensor([c.epsilon for c in configs], dtype=p.dtype, device=p.device)[:, None]
+    second_axis = problem.oscillation_axis if epsilons[-1] > 0 else None
     tau = config.transition_threshold
     on_grid: dict[str, Tensor] = {}
 
@@ -102,7 +110,7 @@ def measure(model: PackedMLP, config: TrainConfig) -> Measurements:
         on_grid["u"], on_grid["grad"], u_2 = _evaluate(model, points, second_axis)
         return on_grid["u"], on_grid["grad"], u_2
 
-    energy = quadrature_energy(problem, config.epsilon, fields, p.dtype, p.device).cpu().numpy()
+    energy = quadrature_energy(problem, epsilon, fields, p.dtype, p.device).cpu().numpy()
     u, grad = on_grid["u"].cpu().numpy(), on_grid["grad"].cpu().numpy()  # on the quadrature grid
     boundary_l2 = _rms_on_boundary(model, problem.dim, p)
     if problem.dim == 1:
@@ -111,7 +119,7 @@ def measure(model: PackedMLP, config: TrainConfig) -> Measurements:
         per_period = None
         if config.fourier is not None and config.fourier_map == "sincos":
             # sin(2^i π x) has 2^(i-1) periods on [0, 1]; u inherits them.
-            per_period = transitions / 2.0 ** (config.fourier - 1)
+            per_period = transitions / 2.0 ** (np.array([c.fourier for c in configs]) - 1.0)
         return Measurements(
             energy=energy,
             boundary_l2=boundary_l2,

@@ -30,15 +30,17 @@ class Problem(ABC):
     default_boundary_batch: ClassVar[int]
 
     @abstractmethod
-    def density(self, u: Tensor, grad: Tensor, u_2: Tensor | None, epsilon: float) -> Tensor:
+    def density(self, u: Tensor, grad: Tensor, u_2: Tensor | None, epsilon: float | Tensor) -> Tensor:
         """W at N points of K members: u (K, N), grad (K, N, d), u_2 (K, N) or None -> (K, N)."""
 
     @staticmethod
-    def _regularised(w: Tensor, u_2: Tensor | None, epsilon: float) -> Tensor:
-        if epsilon == 0:
+    def _regularised(w: Tensor, u_2: Tensor | None, epsilon: float | Tensor) -> Tensor:
+        """w + ε² u_2²; ε is a number, or a (K, 1) tensor with one ε per member of a mixed pack."""
+        scalar = isinstance(epsilon, (int, float))  # torch is not imported here: a tensor is what is not a number
+        if scalar and epsilon == 0:
             return w
         assert u_2 is not None, "epsilon > 0 needs the second-derivative stream"
-        return w + epsilon**2 * u_2.square()
+        return w + (epsilon**2 if scalar else epsilon.square()) * u_2.square()
 
 
 class _OneDimensional(Problem):
@@ -60,7 +62,7 @@ class DoubleWell(_OneDimensional):
     equation = "(15)  I(u) = ∫ (u_x² − 1)² dx [+ ε² u_xx²],  u(0) = u(1) = 0"
     default_epochs = 100_000
 
-    def density(self, u: Tensor, grad: Tensor, u_2: Tensor | None, epsilon: float) -> Tensor:
+    def density(self, u: Tensor, grad: Tensor, u_2: Tensor | None, epsilon: float | Tensor) -> Tensor:
         u_x = grad[..., 0]
         return self._regularised((u_x.square() - 1).square(), u_2, epsilon)
 
@@ -75,7 +77,7 @@ class DoubleWellU2(_OneDimensional):
     equation = "(17)  I(u) = ∫ (u_x² − 1)² + u² dx [+ ε² u_xx²],  u(0) = u(1) = 0"
     default_epochs = 200_000
 
-    def density(self, u: Tensor, grad: Tensor, u_2: Tensor | None, epsilon: float) -> Tensor:
+    def density(self, u: Tensor, grad: Tensor, u_2: Tensor | None, epsilon: float | Tensor) -> Tensor:
         u_x = grad[..., 0]
         return self._regularised((u_x.square() - 1).square() + u.square(), u_2, epsilon)
 
@@ -96,7 +98,7 @@ class TwinBranching(Problem):
     default_batch = 600
     default_boundary_batch = 400
 
-    def density(self, u: Tensor, grad: Tensor, u_2: Tensor | None, epsilon: float) -> Tensor:
+    def density(self, u: Tensor, grad: Tensor, u_2: Tensor | None, epsilon: float | Tensor) -> Tensor:
         u_x, u_y = grad[..., 0], grad[..., 1]
         return self._regularised(u_x.square() + (u_y.square() - 1).square(), u_2, epsilon)
 

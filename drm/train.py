@@ -18,7 +18,7 @@ from torch import Tensor
 
 from drm._allocator import keep_freed_memory
 from drm.activations import Activation
-from drm.config import TrainConfig
+from drm.config import TrainConfig, check_pack
 from drm.features import FourierMap
 from drm.network import PackedMLP
 from drm.optim import PackedAdam, cosine_lr
@@ -27,10 +27,15 @@ from drm.sampling import boundary_points, interior_points
 from drm.streams import StreamLayout
 
 
-def build_model(config: TrainConfig, seeds: list[int], device: torch.device | str, dtype: torch.dtype) -> PackedMLP:
-    """The packed model of `config` (resolved) with one member per seed, initialised from its seed."""
+def build_model(
+    config: TrainConfig, seeds: list[int], device: torch.device | str, dtype: torch.dtype, fourier: list[int] | None = None
+) -> PackedMLP:
+    """The packed model of `config` (resolved) with one member per seed, initialised from its seed.
+
+    `fourier`: one frequency per member (a mixed pack), instead of config.fourier for all.
+    """
     problem = get_problem(config.problem)
-    features = FourierMap(problem.dim, config.fourier, config.fourier_map)
+    features = FourierMap(problem.dim, fourier if fourier is not None else config.fourier, config.fourier_map)
     model = PackedMLP(seeds, problem.dim, config.depth, config.width, Activation(config.activation, config.rho), features)
     return model.to(device=device, dtype=dtype)
 
@@ -42,14 +47,17 @@ def member_loss(
     x: Tensor,
     x_boundary: Tensor,
     params: tuple[list[Tensor], list[Tensor]] | None = None,
+    epsilon: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Each member's Deep Ritz loss and its energy part: (K,), (K,).
 
     energy_mc = mean_N W(x, u, ∇u, u_2);  loss = energy_mc + penalty · mean_Nb u(x_b)².
+    `epsilon` (K, 1): one ε per member (a mixed pack), instead of config.epsilon for all.
     """
-    second_axis = problem.oscillation_axis if config.epsilon > 0 else None
+    eps = config.epsilon if epsilon is None else epsilon
+    second_axis = problem.oscillation_axis if config.epsilon > 0 or epsilon is not None else None
     jet = model.jet(x, x_boundary, second_axis, params)
-    energy_mc = problem.density(jet.u, jet.grad, jet.u_2, config.epsilon).mean(dim=1)  # (K,)
+    energy_mc = problem.density(jet.u, jet.grad, jet.u_2, eps).mean(dim=1)  # (K,)
     loss = energy_mc + config.penalty * jet.u_boundary.square().mean(dim=1)
     return loss, energy_mc
 
@@ -68,7 +76,7 @@ _WARMUP_STEPS = 3  # eager steps before a CUDA graph is captured
 _CPU_CHUNK_BYTES = 12 << 20  # a (members, T, H) activation a CPU chunk may hold (about an L3's share)
 
 
-def _member_chunks(config: TrainConfig, K: int, device: torch.device, dtype: torch.dtype) -> list[slice]:
+def _member_chunks(config: TrainConfig, K: int, device: torch.device, dtype: torch.dtype, second: bool) -> list[slice]:
     """Groups of members whose forward and backward run together.
 
     One group on a GPU (the bigger the batched products, the better). On a CPU, a group's
@@ -78,7 +86,7 @@ def _member_chunks(config: TrainConfig, K: int, device: torch.device, dtype: tor
     if device.type != "cpu":
         return [slice(0, K)]
     problem = get_problem(config.problem)
-    layout = StreamLayout(config.batch, config.batch + config.boundary_batch, problem.dim, 0 if config.epsilon > 0 else None)
+    layout = StreamLayout(config.batch, config.batch + config.boundary_batch, problem.dim, 0 if second else None)
     per_member = layout.rows * config.width * torch.empty((), dtype=dtype).element_size()
     size = max(1, _CPU_CHUNK_BYTES // per_member)
     return [slice(k, min(k + size, K)) for k in range(0, K, size)]
@@ -87,12 +95,24 @@ def _member_chunks(config: TrainConfig, K: int, device: torch.device, dtype: tor
 class PackedTrainer:
     """Trains the seeds of one resolved configuration together; `train_step()` reads top to bottom.
 
+    `config` may also be one configuration per seed (a mixed pack): members may then differ in
+    their map's frequency and in ε (`drm.config.check_pack`), each training as it would alone.
+
     With `graphed=True` on CUDA, one step is captured once as a CUDA graph and replayed: a small
     network's step is a few hundred short kernels, and replaying them skips their launch cost.
     """
 
-    def __init__(self, config: TrainConfig, seeds: list[int], device: str | torch.device = "cpu", graphed: bool = False):
-        self.config = config.resolve()
+    def __init__(
+        self, config: TrainConfig | list[TrainConfig], seeds: list[int], device: str | torch.device = "cpu", graphed: bool = False
+    ):
+        if isinstance(config, TrainConfig):
+            self.configs = [config.resolve()] * len(seeds)
+        else:
+            if len(config) != len(seeds):
+                raise ValueError(f"{len(config)} configurations for {len(seeds)} seeds: one per member")
+            self.configs = check_pack(list(config))
+        self.config = self.configs[0]  # what every member shares (all but fourier and ε in a mixed pack)
+        self.mixed = len({c.config_hash() for c in self.configs}) > 1
         self.problem = get_problem(self.config.problem)
         self.device = torch.device(device)
         if graphed and self.device.type != "cuda":
@@ -101,7 +121,11 @@ class PackedTrainer:
         if self.device.type == "cpu":
             keep_freed_memory()
         self.dtype = getattr(torch, self.config.dtype)
-        self.model = build_model(self.config, seeds, self.device, self.dtype)
+        fourier = [c.fourier for c in self.configs] if self.mixed and self.config.fourier is not None else None
+        self.model = build_model(self.config, seeds, self.device, self.dtype, fourier)
+        epsilons = [c.epsilon for c in self.configs]
+        # One ε per member only when they differ: else the scalar, as an unmixed pack has it.
+        self.epsilon = torch.tensor(epsilons, dtype=self.dtype, device=self.device)[:, None] if len(set(epsilons)) > 1 else None
         self._params = list(self.model.parameters())
         for p in self._params:
             p.grad = torch.zeros_like(p)  # written in place each step (static for CUDA graphs)
@@ -123,7 +147,8 @@ class PackedTrainer:
         self._curve_lr: list[float] = []
         self._graph: torch.cuda.CUDAGraph | None = None
         self._warm_steps = 0
-        self._chunks = _member_chunks(self.config, K, self.device, self.dtype)
+        second = self.epsilon is not None or self.config.epsilon > 0
+        self._chunks = _member_chunks(self.config, K, self.device, self.dtype, second)
         self._fixed_points = None if self.config.resample else self._sample(torch.zeros_like(self.t))
 
     def _sample(self, t: Tensor) -> tuple[Tensor, Tensor]:
@@ -143,7 +168,8 @@ class PackedTrainer:
         x, x_boundary = self.points(self.t)
         for members in self._chunks:
             weights, biases = self.model.member_params(members)
-            loss, energy_mc = member_loss(self.model, self.problem, c, x[members], x_boundary[members], (weights, biases))
+            epsilon = self.epsilon[members] if self.epsilon is not None else None
+            loss, energy_mc = member_loss(self.model, self.problem, c, x[members], x_boundary[members], (weights, biases), epsilon)
             active = self.active[members] & torch.isfinite(loss)  # (k,)
             grads = torch.autograd.grad(torch.where(active, loss, 0.0).sum(), weights + biases)
             for p, g in zip(self._params, grads):
@@ -207,10 +233,13 @@ class PackedTrainer:
     def status(self) -> list[str]:
         return ["ok" if a else "diverged" for a in self.active.cpu().tolist()]
 
+    def _config_record(self) -> dict | list[dict]:
+        return [c.as_dict() for c in self.configs] if self.mixed else self.config.as_dict()
+
     def state_dict(self) -> dict:
         """Everything a resumed run needs to continue exactly (the points need no state: they are (seed, step))."""
         return {
-            "config": self.config.as_dict(),
+            "config": self._config_record(),
             "seeds": self.model.seeds,
             "model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
             "optimizer": self.optimizer.state_dict(),
@@ -227,7 +256,7 @@ class PackedTrainer:
 
     def load_state_dict(self, state: dict) -> None:
         """Continue from `state_dict()` of a trainer of the same configuration and seeds."""
-        if state["config"] != self.config.as_dict() or list(state["seeds"]) != self.model.seeds:
+        if state["config"] != self._config_record() or list(state["seeds"]) != self.model.seeds:
             raise ValueError("the checkpoint belongs to another configuration or other seeds")
         with torch.no_grad():
             for name, value in state["model"].items():

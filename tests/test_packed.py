@@ -111,3 +111,68 @@ def test_a_run_resumed_from_a_checkpoint_equals_an_uninterrupted_run(tmp_path):
         assert torch.equal(a, b)
     assert whole.curves().steps.tolist() == resumed.curves().steps.tolist()
     torch.testing.assert_close(torch.tensor(whole.curves().loss), torch.tensor(resumed.curves().loss), rtol=0, atol=0)
+
+
+MIXED = {
+    "1d-frequencies": [small("double_well", fourier=i, epochs=150) for i in (1, 2, 3)],
+    "1d-frequencies-and-eps": [small("double_well_u2", activation="tanh", fourier=i, epsilon=e, epochs=120) for i in (1, 3) for e in (0.0, 0.05)],
+    "2d-frequencies-and-eps": [small("twin_branching", fourier=i, epsilon=e, epochs=60) for i in (1, 2) for e in (0.0, 0.1 / 16)],
+    "2d-eps-no-map": [small("twin_branching", epsilon=e, epochs=60) for e in (0.1 / 16, 0.1 / 4)],
+}
+
+
+@pytest.mark.parametrize("name", list(MIXED))
+def test_a_mixed_pack_gives_each_member_what_it_gets_alone(name):
+    """Members of one pack with their own frequency and ε train and measure as separate runs do."""
+    from drm.measure import measure
+
+    configs = MIXED[name]
+    seeds = [3, 1, 4, 1][: len(configs)]
+    mixed = PackedTrainer(configs, seeds)
+    assert mixed.mixed
+    mixed.run()
+    together = measure(mixed.model, configs)
+    for k, (config, seed) in enumerate(zip(configs, seeds)):
+        alone = PackedTrainer(config, [seed])
+        alone.run()
+        for got, want in zip(_member_params(mixed, k), _member_params(alone, 0)):
+            torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(mixed.last_loss[k], alone.last_loss[0], rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(torch.tensor(mixed.curves().loss[:, k]), torch.tensor(alone.curves().loss[:, 0]), rtol=1e-10, atol=1e-12)
+        single = measure(alone.model, config)
+        assert together.energy[k] == pytest.approx(single.energy[0], rel=1e-10)
+        assert together.transitions[k] == single.transitions[0]
+        if single.transitions_per_period is not None:
+            assert together.transitions_per_period[k] == single.transitions_per_period[0]
+
+
+def test_a_mixed_pack_resumes_exactly_and_refuses_a_checkpoint_of_another_pack(tmp_path):
+    configs = MIXED["2d-frequencies-and-eps"]
+    whole = PackedTrainer(configs, [0, 1, 2, 3])
+    whole.run()
+    first = PackedTrainer(configs, [0, 1, 2, 3])
+    first.run(steps=25)
+    torch.save(first.state_dict(), tmp_path / "state.pt")
+    resumed = PackedTrainer(configs, [0, 1, 2, 3])
+    resumed.load_state_dict(torch.load(tmp_path / "state.pt"))
+    resumed.run()
+    for a, b in zip(whole.model.parameters(), resumed.model.parameters()):
+        assert torch.equal(a, b)
+    other = PackedTrainer(list(reversed(configs)), [0, 1, 2, 3])
+    with pytest.raises(ValueError, match="another configuration"):
+        other.load_state_dict(torch.load(tmp_path / "state.pt"))
+
+
+@pytest.mark.parametrize(
+    "configs, differ",
+    [
+        ([small("double_well", fourier=2), small("double_well")], "none with a map"),
+        ([small("double_well", fourier=2), small("double_well", fourier=2, depth=4)], "depth"),
+        ([small("twin_branching", fourier=1), small("twin_branching", fourier=1, lr=1e-3)], "lr"),
+    ],
+)
+def test_a_pack_of_configurations_that_differ_in_shape_or_schedule_is_refused(configs, differ):
+    from drm.config import ConfigError
+
+    with pytest.raises(ConfigError, match=differ):
+        PackedTrainer(configs, [0, 1])
