@@ -98,12 +98,14 @@ class PackedTrainer:
     `config` may also be one configuration per seed (a mixed pack): members may then differ in
     their map's frequency and in ε (`drm.config.check_pack`), each training as it would alone.
 
-    With `graphed=True` on CUDA, one step is captured once as a CUDA graph and replayed: a small
-    network's step is a few hundred short kernels, and replaying them skips their launch cost.
+    On CUDA (`graphed` None, the default, or True) one step is captured once as a CUDA graph and
+    replayed: a small network's step is a few hundred short kernels, and replaying them skips their
+    launch cost. The graph and the eager path run the same `_device_step`. On a CPU, or if the
+    capture fails, steps run eagerly; `step_mode` says which, and why.
     """
 
     def __init__(
-        self, config: TrainConfig | list[TrainConfig], seeds: list[int], device: str | torch.device = "cpu", graphed: bool = False
+        self, config: TrainConfig | list[TrainConfig], seeds: list[int], device: str | torch.device = "cpu", graphed: bool | None = None
     ):
         if isinstance(config, TrainConfig):
             self.configs = [config.resolve()] * len(seeds)
@@ -117,7 +119,8 @@ class PackedTrainer:
         self.device = torch.device(device)
         if graphed and self.device.type != "cuda":
             raise ValueError("graphed=True needs a CUDA device")
-        self.graphed = graphed
+        self.graphed = self.device.type == "cuda" if graphed is None else graphed
+        self.step_mode = "graphed (one CUDA graph per step)" if self.graphed else f"eager ({self.device.type})"
         if self.device.type == "cpu":
             keep_freed_memory()
         self.dtype = getattr(torch, self.config.dtype)
@@ -205,13 +208,24 @@ class PackedTrainer:
                     self._warm_steps += 1
                     self._device_step()
                 else:
-                    self._graph = torch.cuda.CUDAGraph()
-                    with torch.cuda.graph(self._graph, stream=side):
-                        self._device_step()
+                    self._capture(side)
             torch.cuda.current_stream(self.device).wait_stream(side)
             if self._graph is None:
                 return
         self._graph.replay()
+
+    def _capture(self, side: torch.cuda.Stream) -> None:
+        """Capture one step as a CUDA graph; where that is impossible, take this and every later step eagerly."""
+        graph = torch.cuda.CUDAGraph()
+        try:
+            with torch.cuda.graph(graph, stream=side):
+                self._device_step()
+        except RuntimeError as e:  # a kernel or an allocation that cannot be captured: say so, go on eagerly
+            self.graphed = False
+            self.step_mode = f"eager (CUDA graph capture failed: {str(e).splitlines()[0][:200]})"
+            self._device_step()
+            return
+        self._graph = graph
 
     def run(self, steps: int | None = None, progress: Callable[[int, int], None] | None = None, every_s: float = 1.0) -> None:
         """Train up to `steps` more steps (default: to the end); call progress(step, total) about every `every_s`."""

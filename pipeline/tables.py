@@ -59,6 +59,7 @@ REPLICATES = pa.schema(
         ("transition_threshold", pa.float64()),
         ("diverged_step", pa.int64()),  # null unless status = diverged
         ("steps_done", pa.int64()),
+        ("step_mode", pa.string()),  # graphed (CUDA graph) or eager, and why
     ]
 )
 

@@ -79,7 +79,7 @@ def run_train(config: TrainConfig, seeds: list[int], *, device: str, home: Path,
             config, seeds, device=device, sweep=name, trial_id=config.config_hash(), results_dir=results_dir,
             progress=report, tracking_uri=uri,
         )
-    table = Table(title=f"{name}  ({rows['device'][0].as_py()}, {rows['wall_seconds'][0].as_py():.1f} s)")
+    table = Table(title=f"{name}  ({rows['device'][0].as_py()}, {rows['step_mode'][0].as_py()}, {rows['wall_seconds'][0].as_py():.1f} s)")
     two_d = config.dim == 2
     columns = ["seed", "status", "energy", "transitions"] + (["transitions_wall", "bands"] if two_d else []) + ["boundary_l2", "seconds"]
     for c in columns:

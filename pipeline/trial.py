@@ -136,6 +136,7 @@ def replicate_rows(
                 "finished_at": finished,
                 "diverged_step": diverged_step[k] if diverged_step[k] >= 0 else None,
                 "steps_done": trainer.step,
+                "step_mode": trainer.step_mode,
             }
         )
     return pa.Table.from_pylist(rows, schema=REPLICATES)
@@ -234,8 +235,8 @@ def run_trial(
 
     config = config.resolve()
     where = resolve_device(device)
-    # On CUDA a step is replayed from a CUDA graph: a small network's step is launch-bound.
-    trainer = PackedTrainer(config, seeds, where, graphed=where.type == "cuda")
+    # On CUDA a step is replayed from a CUDA graph (a small network's step is launch-bound).
+    trainer = PackedTrainer(config, seeds, where)
     recorder = Recorder(Storage(results_dir), tracking_uri, experiment, sweep)
     runs = recorder.open_runs(trial_id, config.as_dict(), config.config_hash(), seeds)
     start = time.perf_counter()

@@ -67,7 +67,7 @@ def run_tune_trial(params: dict[str, Any], ctx: TrialContext) -> None:
     trial_id = tune.get_context().get_trial_id()
     torch.set_num_threads(max(1, int(spec.resources.cpu)))
     device = "cuda" if torch.cuda.is_available() and ray.get_gpu_ids() else "cpu"
-    trainer = PackedTrainer(config, list(range(spec.seeds)), device, graphed=device == "cuda")
+    trainer = PackedTrainer(config, list(range(spec.seeds)), device)  # graphed on CUDA
     trained_seconds = 0.0
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:

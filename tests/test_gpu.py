@@ -31,7 +31,7 @@ def test_cuda_training_equals_cpu_training(problem, kw):
 
 def test_graphed_steps_equal_eager_steps():
     config = small("twin_branching", epochs=60, epsilon=0.01, dtype="float32")
-    eager = PackedTrainer(config, [0, 1], device="cuda")
+    eager = PackedTrainer(config, [0, 1], device="cuda", graphed=False)
     eager.run()
     graphed = PackedTrainer(config, [0, 1], device="cuda", graphed=True)
     graphed.run()
@@ -64,3 +64,31 @@ def test_measure_on_cuda_equals_measure_on_cpu():
     assert on_gpu.energy == pytest.approx(on_cpu.energy, rel=1e-9)
     assert on_gpu.transitions.tolist() == on_cpu.transitions.tolist()
     assert on_gpu.bands.tolist() == on_cpu.bands.tolist()
+
+
+def test_a_step_that_cannot_be_captured_runs_eagerly_and_says_so(monkeypatch):
+    config = small("double_well", fourier=2, epochs=40, dtype="float32")
+    eager = PackedTrainer(config, [0, 1], device="cuda", graphed=False)
+    eager.run()
+    trainer = PackedTrainer(config, [0, 1], device="cuda")
+    assert trainer.graphed and trainer.step_mode.startswith("graphed")
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+    monkeypatch.setattr(torch.cuda, "graph", refuse)
+    trainer.run()
+    assert not trainer.graphed and "capture failed" in trainer.step_mode
+    for a, b in zip(_params(eager), _params(trainer)):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)
+
+
+def test_a_mixed_pack_is_graphed_and_equals_its_eager_run():
+    configs = [small("twin_branching", fourier=i, epsilon=e, epochs=40, dtype="float32") for i in (1, 2) for e in (0.0, 0.01)]
+    eager = PackedTrainer(configs, [0, 1, 2, 3], device="cuda", graphed=False)
+    eager.run()
+    graphed = PackedTrainer(configs, [0, 1, 2, 3], device="cuda")
+    graphed.run()
+    assert graphed.graphed
+    for a, b in zip(_params(eager), _params(graphed)):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)
