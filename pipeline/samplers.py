@@ -24,7 +24,7 @@ class TuneGridSampler(optuna.samplers.GridSampler):
 def search_space(spec: SweepSpec) -> dict[str, distributions.BaseDistribution]:
     """Lists are categorical; {low, high[, step][, log]} are int or float ranges by the parameter's type."""
     space: dict[str, distributions.BaseDistribution] = {}
-    for name, dim in spec.space.items():
+    for name, dim in spec.searched.items():
         if not isinstance(dim, Range):
             space[name] = distributions.CategoricalDistribution(list(dim))
         elif dim.integer:
@@ -38,7 +38,7 @@ def sampler(spec: SweepSpec) -> optuna.samplers.BaseSampler:
     seed = spec.search.seed
     kind = spec.search.sampler
     if kind == "grid":
-        return TuneGridSampler({k: list(v) for k, v in spec.space.items()}, seed=seed)
+        return TuneGridSampler({k: list(v) for k, v in spec.searched.items()}, seed=seed)
     if kind == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if kind == "tpe":

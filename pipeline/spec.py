@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from drm.config import ConfigError, TrainConfig
+from drm.config import PACKABLE, ConfigError, TrainConfig
 from drm.problems import PROBLEMS
 
 SAMPLERS = ("grid", "random", "tpe", "qmc", "gp")
@@ -27,7 +27,8 @@ AGGREGATES = ("median", "mean", "min", "max")
 METRICS = ("energy", "transitions", "bands", "transitions_wall", "transitions_per_period", "boundary_l2", "loss_final")
 # Fields a sweep may fix or vary: the configuration of a trial, less the problem (one per sweep).
 PARAMS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name != "problem")
-_TOP = ("name", "problem", "fixed", "space", "seeds", "search", "objective", "resources", "quick", "scheduler", "checkpoint_every", "max_failures")
+_TOP = ("name", "problem", "fixed", "space", "seeds", "search", "objective", "resources", "quick", "scheduler", "checkpoint_every",
+        "max_failures", "pack")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -92,23 +93,35 @@ class SweepSpec:
     checkpoint_every: int | None = None  # steps between checkpoints (default: every 30 s of training)
     max_failures: int = 2
     quick: dict[str, Any] | None = None
+    # Dimensions a trial carries whole: every value of them trains in the trial's packed models
+    # (members differ in frequency and ε), so the search runs over the other dimensions only.
+    pack: tuple[str, ...] = ()
 
     @property
     def is_grid(self) -> bool:
         return all(isinstance(d, tuple) for d in self.space.values())
 
-    def grid_points(self) -> list[dict[str, Any]]:
-        """Every point of a grid space, in a stable order."""
-        names = list(self.space)
+    @property
+    def searched(self) -> dict[str, Dimension]:
+        """The dimensions the sampler picks (the space less the packed ones)."""
+        return {k: d for k, d in self.space.items() if k not in self.pack}
+
+    def grid_points(self, names: list[str] | None = None) -> list[dict[str, Any]]:
+        """Every point of a grid space (or of the dimensions `names`), in a stable order."""
+        names = list(self.space) if names is None else names
         return [dict(zip(names, values)) for values in itertools.product(*(self.space[n] for n in names))]
 
     @property
     def num_trials(self) -> int:
-        return len(self.grid_points()) if self.search.sampler == "grid" else int(self.search.num_samples or 0)
+        return len(self.grid_points(list(self.searched))) if self.search.sampler == "grid" else int(self.search.num_samples or 0)
 
     def trial_config(self, point: dict[str, Any]) -> TrainConfig:
         """The resolved configuration of one point of the space."""
         return TrainConfig(problem=self.problem, **{**self.fixed, **point}).resolve()
+
+    def trial_configs(self, point: dict[str, Any]) -> list[TrainConfig]:
+        """The configurations one trial trains: its searched point × every value of the packed dimensions."""
+        return [self.trial_config({**point, **packed}) for packed in self.grid_points(list(self.pack))]
 
     def trial_steps(self) -> tuple[int, bool]:
         """(trials × seeds × epochs summed over trials, exact?). Sampled epochs count at their mean."""
@@ -121,7 +134,8 @@ class SweepSpec:
             mean = sum(epochs) / len(epochs)
         else:
             mean = self.trial_config(self._corners()[0]).epochs
-        return int(round(self.num_trials * self.seeds * mean)), False
+        per_trial = len(self.grid_points(list(self.pack)))
+        return int(round(self.num_trials * per_trial * self.seeds * mean)), False
 
     def _corners(self) -> list[dict[str, Any]]:
         """Every categorical choice × both ends of every range: what a sampled space can reach."""
@@ -226,9 +240,31 @@ def parse_spec(raw: Any) -> SweepSpec:
         checkpoint_every=_int("checkpoint_every", raw["checkpoint_every"], low=1) if "checkpoint_every" in raw else None,
         max_failures=_int("max_failures", raw.get("max_failures", 2), low=0),
         quick=_quick(raw.get("quick"), space),
+        pack=_pack(raw.get("pack"), space, search, raw.get("scheduler")),
     )
     spec._check_points()
     return spec
+
+
+def _pack(raw: Any, space: dict[str, Dimension], search: Search, scheduler: Any) -> tuple[str, ...]:
+    """`pack: [fourier, epsilon]`: which listed dimensions each trial carries whole."""
+    if raw is None:
+        return ()
+    names = _as_tuple(raw)
+    for name in names:
+        if name not in PACKABLE:
+            raise SpecError("pack", f"{name!r} cannot be packed (members of one model share it); allowed: {', '.join(PACKABLE)}")
+        if name not in space or isinstance(space[name], Range):
+            raise SpecError("pack", f"{name!r} is not a list in space; allowed: dimensions of space given as lists")
+    if len(set(names)) != len(names):
+        raise SpecError("pack", f"repeats a dimension in {list(names)!r}; allowed: distinct dimensions")
+    if search.sampler not in ("grid", "random"):
+        raise SpecError("pack", f"sampler {search.sampler} learns from each configuration's result: it keeps one per trial; allowed with pack: grid, random")
+    if scheduler is not None:
+        raise SpecError("pack", "a scheduler stops trials one configuration at a time; allowed: pack or scheduler, not both")
+    if all(name in names for name in space):
+        raise SpecError("pack", "packs every dimension of space: nothing is left to search; allowed: leave one dimension (a one-value list will do) unpacked")
+    return names
 
 
 def _search(raw: Any, space: dict[str, Dimension]) -> Search:

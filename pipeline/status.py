@@ -19,12 +19,13 @@ def sweep_status(root: Storage, name: str | None = None) -> list[dict]:
         spec = json.loads(root.read_bytes("ray", sweep, SPEC_FILE))["spec"]
         done = committed(root.sub("results", sweep))
         trials = [t for t in root.folders("ray", sweep) if t.startswith("run_tune_trial")]
-        failed = [t for t in trials if root.is_file("ray", sweep, t, "error.txt") and not any(d in t for d in done)]
+        landed = {d.split("-")[0] for d in done}  # a packed trial lands as <trial>-<j>
+        failed = [t for t in trials if root.is_file("ray", sweep, t, "error.txt") and t.split("_")[3] not in landed]
         out.append(
             {
                 "name": sweep,
                 "problem": spec["problem"],
-                "total": spec["search"]["num_samples"] or _grid_size(spec),
+                "total": _total(spec),
                 "done": len(done),
                 "failed": len(failed),
                 "started": len(trials),
@@ -34,8 +35,15 @@ def sweep_status(root: Storage, name: str | None = None) -> list[dict]:
     return out
 
 
-def _grid_size(spec: dict) -> int:
-    n = 1
-    for values in spec["space"].values():
-        n *= len(values) if isinstance(values, list) else 1
-    return n
+def _total(spec: dict) -> int:
+    """Configurations to land: the grid's points, or the samples times what each packs."""
+    def size(names) -> int:
+        n = 1
+        for name in names:
+            values = spec["space"][name]
+            n *= len(values) if isinstance(values, list) else 1
+        return n
+
+    packed = spec.get("pack") or []
+    samples = spec["search"]["num_samples"]
+    return samples * size(packed) if samples else size(spec["space"])

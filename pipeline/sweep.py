@@ -40,8 +40,12 @@ def storage_root(home: Path, storage: str | None) -> Storage:
 
 def describe(spec: SweepSpec) -> str:
     steps, exact = spec.trial_steps()
+    packed = ""
+    if spec.pack:
+        per_trial = len(spec.grid_points(list(spec.pack)))
+        packed = f" × {per_trial} packed configurations ({', '.join(spec.pack)})"
     return (
-        f"sweep {spec.name}: {spec.num_trials} trials × {spec.seeds} seeds, "
+        f"sweep {spec.name}: {spec.num_trials} trials{packed} × {spec.seeds} seeds, "
         f"{'' if exact else '≈ '}{steps:,} trial-steps ({spec.search.sampler})"
     )
 
@@ -102,7 +106,10 @@ def run_sweep(
 
     root = storage_root(home, storage)
     state, results = root.sub("ray", spec.name), root.sub("results", spec.name)
-    check_start(spec, state, results, resume)
+    try:
+        check_start(spec, state, results, resume)
+    except OSError as e:  # the first touch of --storage: an unreachable store is the user's input
+        raise SpecError("storage", f"{root.show()} cannot be reached ({str(e).splitlines()[0][:200]}); allowed: a folder, or a reachable bucket") from None
     home.mkdir(parents=True, exist_ok=True)
     uri = None
     if mlflow:
@@ -198,19 +205,20 @@ def _record_failures(spec: SweepSpec, grid, results: Storage, uri: str | None) -
     from pipeline.recorder import Recorder
     from pipeline.tables import committed
     from pipeline.trial import failed_rows
+    from pipeline.tune_trial import trial_labels
 
     done = committed(results)
     recorder = Recorder(results, uri, spec.name, spec.name)
     for result in grid:
         if result.error is None:
             continue
-        match = re.match(r"run_tune_trial_([0-9a-f]+)_", result.path.rstrip("/").rsplit("/", 1)[-1])
-        trial_id = match.group(1) if match else result.path.rstrip("/").rsplit("/", 1)[-1]
-        if trial_id in done:
-            continue
+        folder = result.path.rstrip("/").rsplit("/", 1)[-1]
+        match = re.match(r"run_tune_trial_([0-9a-f]+)_", folder)
+        configs = spec.trial_configs({k: result.config[k] for k in spec.searched})
         error = (str(result.error).strip().splitlines() or ["unknown error"])[-1][:500]
-        config = spec.trial_config({k: result.config[k] for k in spec.space})
-        recorder.record_failed(trial_id, failed_rows(config, list(range(spec.seeds)), sweep=spec.name, trial_id=trial_id, error=error))
+        for trial_id, config in zip(trial_labels(spec, match.group(1) if match else folder, len(configs)), configs):
+            if trial_id not in done:
+                recorder.record_failed(trial_id, failed_rows(config, list(range(spec.seeds)), sweep=spec.name, trial_id=trial_id, error=error))
 
 
 def _overhead(grid, wall: float, ray_seconds: float, slots: int) -> None:

@@ -52,12 +52,18 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def weights_bytes(trainer: PackedTrainer) -> bytes:
-    """Every member's final parameters (leading axis K), with its seed and the resolved config."""
+def weights_bytes(trainer: PackedTrainer, members: range | None = None) -> bytes:
+    """The final parameters of `members` (default all; leading axis K), with their seeds and configuration."""
+    members = members or range(trainer.model.K)
+    pick = slice(members.start, members.stop)
     state = {
-        "config": trainer.config.as_dict(),
-        "seeds": trainer.model.seeds,
-        "state_dict": {k: v.detach().cpu() for k, v in trainer.model.state_dict().items()},
+        "config": trainer.configs[members.start].as_dict(),
+        "seeds": trainer.model.seeds[pick],
+        # Weights and biases lead with the member axis; the map's B does only when it is per member.
+        "state_dict": {
+            k: (v[pick] if not k.startswith("features.") or v.dim() == 3 else v).detach().cpu()
+            for k, v in trainer.model.state_dict().items()
+        },
     }
     buffer = io.BytesIO()
     torch.save(state, buffer)
@@ -107,16 +113,22 @@ def replicate_rows(
     node: str,
     mlflow_runs: tuple[str, dict[int, str]] | None = None,
     stopped: bool = False,
+    members: range | None = None,
 ) -> pa.Table:
-    """One row per seed. `stopped`: the trial may end here (a scheduler's snapshot), not at its last step."""
-    c = trainer.config
+    """One row per seed of `members` (default all), which share one configuration.
+
+    `stopped`: the trial may end here (a scheduler's snapshot), not at its last step.
+    """
+    members = members or range(trainer.model.K)
+    c = trainer.configs[members.start]
     status = [("stopped" if stopped and s == "ok" else s) for s in trainer.status()]
     parent, children = mlflow_runs if mlflow_runs is not None else (None, {})
     diverged_step = trainer.diverged_step.cpu().tolist()
     loss_final = trainer.last_loss.cpu().numpy()
     finished = dt.datetime.now(dt.timezone.utc)
     rows = []
-    for k, seed in enumerate(trainer.model.seeds):
+    for k in members:
+        seed = trainer.model.seeds[k]
         rows.append(
             {
                 "sweep": sweep,
@@ -152,30 +164,36 @@ def failed_rows(config: TrainConfig, seeds: list[int], *, sweep: str, trial_id: 
     return pa.Table.from_pylist([{**base, "seed": seed} for seed in seeds], schema=REPLICATES)
 
 
-def curve_rows(trainer: PackedTrainer, *, sweep: str, trial_id: str) -> pa.Table:
+def curve_rows(trainer: PackedTrainer, *, sweep: str, trial_id: str, members: range | None = None) -> pa.Table:
+    members = members or range(trainer.model.K)
+    pick = slice(members.start, members.stop)
     curves = trainer.curves()
-    n, K = curves.loss.shape
+    loss, energy_mc = curves.loss[:, pick], curves.energy_mc[:, pick]
+    n, K = loss.shape
     return pa.table(
         {
             "sweep": [sweep] * (n * K),
             "trial_id": [trial_id] * (n * K),
-            "seed": np.repeat(np.array(trainer.model.seeds), n),
+            "seed": np.repeat(np.array(trainer.model.seeds[pick]), n),
             "step": np.tile(curves.steps, K),
-            "loss": curves.loss.T.reshape(-1).astype(np.float64),
-            "energy_mc": curves.energy_mc.T.reshape(-1).astype(np.float64),
+            "loss": loss.T.reshape(-1).astype(np.float64),
+            "energy_mc": energy_mc.T.reshape(-1).astype(np.float64),
             "lr": np.tile(curves.lr, K),
         }
     )
 
 
-def profile_rows(seeds: list[int], m: Measurements, *, sweep: str, trial_id: str) -> pa.Table:
+def profile_rows(seeds: list[int], m: Measurements, *, sweep: str, trial_id: str, members: range | None = None) -> pa.Table:
+    members = members or range(len(seeds))
+    pick = slice(members.start, members.stop)
+    seeds, profile_u, profile_du = seeds[pick], m.profile_u[pick], m.profile_du[pick]
     K = len(seeds)
     if "y" in m.grid:
         yy, xx = np.meshgrid(m.grid["y"], m.grid["x"], indexing="ij")  # (ny, nx) like the profiles
         x, y = np.tile(xx.reshape(-1), K), np.tile(yy.reshape(-1), K)
     else:
         x, y = np.tile(m.grid["x"], K), None
-    n = m.profile_u[0].size
+    n = profile_u[0].size
     return pa.table(
         {
             "sweep": [sweep] * (n * K),
@@ -183,8 +201,8 @@ def profile_rows(seeds: list[int], m: Measurements, *, sweep: str, trial_id: str
             "seed": np.repeat(np.array(seeds), n),
             "x": x.astype(np.float32),
             "y": y.astype(np.float32) if y is not None else pa.nulls(n * K, pa.float32()),
-            "u": m.profile_u.reshape(-1).astype(np.float32),
-            "du": m.profile_du.reshape(-1).astype(np.float32),
+            "u": profile_u.reshape(-1).astype(np.float32),
+            "du": profile_du.reshape(-1).astype(np.float32),
         }
     )
 
@@ -199,18 +217,21 @@ def trial_tables(
     node: str,
     mlflow_runs: tuple[str, dict[int, str]] | None = None,
     stopped: bool = False,
+    members: range | None = None,
 ) -> TrialTables:
-    """A trial's rows, curves, profiles and weights (and, when it has MLflow runs, its figures)."""
+    """The rows, curves, profiles and weights of `members` (default all; one configuration), and,
+    when they have MLflow runs, their figures."""
     replicates = replicate_rows(
-        trainer, m, sweep=sweep, trial_id=trial_id, wall_seconds=wall_seconds, node=node, mlflow_runs=mlflow_runs, stopped=stopped
+        trainer, m, sweep=sweep, trial_id=trial_id, wall_seconds=wall_seconds, node=node, mlflow_runs=mlflow_runs,
+        stopped=stopped, members=members,
     )
-    profiles = profile_rows(trainer.model.seeds, m, sweep=sweep, trial_id=trial_id)
+    profiles = profile_rows(trainer.model.seeds, m, sweep=sweep, trial_id=trial_id, members=members)
     return TrialTables(
         trial_id=trial_id,
         replicates=replicates,
-        curves=curve_rows(trainer, sweep=sweep, trial_id=trial_id),
+        curves=curve_rows(trainer, sweep=sweep, trial_id=trial_id, members=members),
         profiles=profiles,
-        weights=weights_bytes(trainer),
+        weights=weights_bytes(trainer, members),
         figures=profile_pngs(profiles, f"{sweep} {trial_id}") if mlflow_runs is not None and not stopped else {},
     )
 

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from drm.config import TrainConfig, pack_key
 from drm.measure import Measurements, measure
 from drm.train import PackedTrainer
 from pipeline.spec import METRICS, SweepSpec
@@ -37,24 +38,39 @@ class TrialContext:
     tracking: bool  # whether MLflow records the sweep (figures are drawn only then)
 
 
-def objective_metrics(m: Measurements, trainer: PackedTrainer, agg: str) -> dict[str, float]:
+def objective_metrics(done: list[tuple[Measurements, PackedTrainer]], agg: str) -> dict[str, float]:
     """Every result metric aggregated over the seeds that did not diverge (NaN when none is left)."""
-    ok = np.array([s == "ok" for s in trainer.status()])
-    columns = {
-        "energy": m.energy,
-        "transitions": m.transitions,
-        "bands": m.bands,
-        "transitions_wall": m.transitions_wall,
-        "transitions_per_period": m.transitions_per_period,
-        "boundary_l2": m.boundary_l2,
-        "loss_final": trainer.last_loss.detach().cpu().numpy(),
-    }
+    ok = np.concatenate([[s == "ok" for s in trainer.status()] for _, trainer in done])
+    columns: dict[str, list] = {name: [] for name in METRICS}
+    for m, trainer in done:
+        per_member = {
+            "energy": m.energy, "transitions": m.transitions, "bands": m.bands, "transitions_wall": m.transitions_wall,
+            "transitions_per_period": m.transitions_per_period, "boundary_l2": m.boundary_l2,
+            "loss_final": trainer.last_loss.detach().cpu().numpy(),
+        }
+        for name in METRICS:
+            values = per_member[name]
+            columns[name].append(np.full(trainer.model.K, np.nan) if values is None else np.asarray(values, dtype=float))
     out = {}
     for name in METRICS:
-        values = columns[name]
-        out[name] = float(_AGG[agg](np.asarray(values, dtype=float)[ok])) if values is not None and ok.any() else float("nan")
-    out.update(step=trainer.step, n_ok=int(ok.sum()), diverged=int((~ok).sum()))
+        values = np.concatenate(columns[name])[ok]
+        values = values[np.isfinite(values)]
+        out[name] = float(_AGG[agg](values)) if values.size else float("nan")
+    out.update(step=done[-1][1].step, n_ok=int(ok.sum()), diverged=int((~ok).sum()))
     return out
+
+
+def pack_groups(configs: list[TrainConfig]) -> list[list[int]]:
+    """Indices of the configurations that train as one packed model, groups in order of first appearance."""
+    groups: dict[tuple, list[int]] = {}
+    for j, c in enumerate(configs):
+        groups.setdefault(pack_key(c), []).append(j)
+    return list(groups.values())
+
+
+def trial_labels(spec: SweepSpec, trial_id: str, n: int) -> list[str]:
+    """The trial ids the configurations of one Tune trial land under: its own, or `<trial>-<j>` when packed."""
+    return [f"{trial_id}-{j}" for j in range(n)] if spec.pack else [trial_id]
 
 
 def run_tune_trial(params: dict[str, Any], ctx: TrialContext) -> None:
@@ -63,62 +79,92 @@ def run_tune_trial(params: dict[str, Any], ctx: TrialContext) -> None:
     from ray import tune
 
     spec = ctx.spec
-    config = spec.trial_config({k: params[k] for k in spec.space})
-    trial_id = tune.get_context().get_trial_id()
+    configs = spec.trial_configs({k: params[k] for k in spec.searched})
+    labels = trial_labels(spec, tune.get_context().get_trial_id(), len(configs))
     torch.set_num_threads(max(1, int(spec.resources.cpu)))
     device = "cuda" if torch.cuda.is_available() and ray.get_gpu_ids() else "cpu"
-    trainer = PackedTrainer(config, list(range(spec.seeds)), device)  # graphed on CUDA
-    trained_seconds = 0.0
+    seeds = list(range(spec.seeds))
+    groups = pack_groups(configs)
+    # Member order in a pack: configuration by configuration, each with all its seeds.
+    trainers = [PackedTrainer([configs[j] for j in group for _ in seeds], seeds * len(group), device) for group in groups]
+    trained_seconds = [0.0] * len(groups)
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
-            state = torch.load(Path(folder) / "state.pt", map_location=trainer.device)
-        trainer.load_state_dict(state["trainer"])
-        trained_seconds = float(state["trained_seconds"])
+            state = torch.load(Path(folder) / "state.pt", map_location=trainers[0].device)
+        for trainer, saved in zip(trainers, state["trainers"]):
+            trainer.load_state_dict(saved)
+        trained_seconds = list(state["trained_seconds"])
     node = ray.get_runtime_context().get_node_id() or socket.gethostname()
-    seeds = list(range(spec.seeds))
-    runs = ray.get(ctx.recorder.open_runs.remote(trial_id, config.as_dict(), config.config_hash(), seeds)) if ctx.tracking else None
+    runs = {
+        label: ray.get(ctx.recorder.open_runs.remote(label, c.as_dict(), c.config_hash(), seeds)) if ctx.tracking else None
+        for label, c in zip(labels, configs)
+    }
     try:
-        _train_and_land(trainer, config, spec, trial_id, node, ctx.recorder, runs, trained_seconds)
+        _train_and_land(Packs(spec, groups, labels, trainers, trained_seconds), node, ctx.recorder, runs)
     except Exception:
         # Tune may retry it: the retry finds these runs by their tags and reopens them.
-        ray.get(ctx.recorder.fail_runs.remote(runs), timeout=60)
+        ray.get([ctx.recorder.fail_runs.remote(r) for r in runs.values()], timeout=60)
         raise
 
 
-def _train_and_land(trainer, config, spec: SweepSpec, trial_id: str, node: str, recorder, runs, trained_seconds: float) -> None:
+@dataclass
+class Packs:
+    """A trial's packed models: trainers[g] trains configurations groups[g] (landing as labels[j])."""
+
+    spec: SweepSpec
+    groups: list[list[int]]
+    labels: list[str]
+    trainers: list[PackedTrainer]
+    trained_seconds: list[float]
+
+    def state(self) -> dict:
+        return {"trainers": [t.state_dict() for t in self.trainers], "trained_seconds": list(self.trained_seconds)}
+
+    def tables(self, g: int, m: Measurements, node: str, runs: dict, stopped: bool = False) -> list:
+        """Each configuration of pack g as its own trial's tables."""
+        S = self.spec.seeds
+        return [
+            trial_tables(self.trainers[g], m, sweep=self.spec.name, trial_id=self.labels[j], wall_seconds=self.trained_seconds[g],
+                         node=node, mlflow_runs=runs[self.labels[j]], stopped=stopped, members=range(i * S, (i + 1) * S))
+            for i, j in enumerate(self.groups[g])
+        ]
+
+
+def _train_and_land(packs: Packs, node: str, recorder, runs: dict) -> None:
     import ray
     from ray import tune
 
-    def tables(m: Measurements, stopped: bool = False):
-        return trial_tables(trainer, m, sweep=spec.name, trial_id=trial_id, wall_seconds=trained_seconds, node=node,
-                            mlflow_runs=runs, stopped=stopped)
-
+    spec = packs.spec
     # A checkpoint (with a report of the objective) every `checkpoint_every` steps when the spec
     # says so, else after every _CHECKPOINT_SECONDS of training: resuming is exact either way.
     every = spec.checkpoint_every or _SLICE_STEPS
     since_checkpoint = 0.0
-    while trainer.step < config.epochs:
-        start = time.perf_counter()
-        trainer.run(steps=every - trainer.step % every)
-        if trainer.device.type == "cuda":
-            torch.cuda.synchronize(trainer.device)
-        elapsed = time.perf_counter() - start
-        trained_seconds += elapsed
-        since_checkpoint += elapsed
-        if trainer.step >= config.epochs:
-            break
-        if spec.checkpoint_every is None and since_checkpoint < _CHECKPOINT_SECONDS:
-            continue
-        since_checkpoint = 0.0
-        m = measure(trainer.model, config)
-        if spec.scheduler is not None:
-            # The scheduler may end the trial after this report. Its state here is staged as
-            # `stopped`; the driver promotes it to the tables only if the trial does end here.
-            ray.get(recorder.stage.remote(tables(m, stopped=True)))
-        with tempfile.TemporaryDirectory() as folder:
-            torch.save({"trainer": trainer.state_dict(), "trained_seconds": trained_seconds}, Path(folder) / "state.pt")
-            tune.report(objective_metrics(m, trainer, spec.objective.agg), checkpoint=tune.Checkpoint.from_directory(folder))
-    m = measure(trainer.model, config)
-    ray.get(recorder.land.remote(tables(m), runs))
-    tune.report({**objective_metrics(m, trainer, spec.objective.agg), "trained_seconds": trained_seconds})
+    done = []
+    for g, trainer in enumerate(packs.trainers):
+        epochs = trainer.config.epochs
+        while trainer.step < epochs:
+            start = time.perf_counter()
+            trainer.run(steps=every - trainer.step % every)
+            if trainer.device.type == "cuda":
+                torch.cuda.synchronize(trainer.device)
+            elapsed = time.perf_counter() - start
+            packs.trained_seconds[g] += elapsed
+            since_checkpoint += elapsed
+            if trainer.step >= epochs:
+                break
+            if spec.checkpoint_every is None and since_checkpoint < _CHECKPOINT_SECONDS:
+                continue
+            since_checkpoint = 0.0
+            m = measure(trainer.model, trainer.configs)
+            if spec.scheduler is not None:
+                # The scheduler may end the trial after this report. Its state here is staged as
+                # `stopped`; the driver promotes it to the tables only if the trial does end here.
+                ray.get([recorder.stage.remote(t) for t in packs.tables(g, m, node, runs, stopped=True)])
+            with tempfile.TemporaryDirectory() as folder:
+                torch.save(packs.state(), Path(folder) / "state.pt")
+                tune.report(objective_metrics([*done, (m, trainer)], spec.objective.agg), checkpoint=tune.Checkpoint.from_directory(folder))
+        m = measure(trainer.model, trainer.configs)
+        ray.get([recorder.land.remote(t, runs[t.trial_id]) for t in packs.tables(g, m, node, runs)])
+        done.append((m, trainer))
+    tune.report({**objective_metrics(done, spec.objective.agg), "trained_seconds": sum(packs.trained_seconds)})

@@ -35,7 +35,7 @@ def test_every_shipped_spec_passes_dry_run(path):
         spec = load_spec(path)
         spec = spec.with_quick() if extra else spec
         steps, _ = spec.trial_steps()
-        assert f"{spec.num_trials} trials × {spec.seeds} seeds" in result.stdout
+        assert f"{spec.num_trials} trials" in result.stdout and f"× {spec.seeds} seeds" in result.stdout
         assert f"{steps:,}" in result.stdout
 
 
@@ -52,6 +52,11 @@ def _with(change):
 
 
 MALFORMED = {
+    "pack a shape": (lambda r: r.update(pack=["depth"]), "pack"),
+    "pack a range": (lambda r: (r["space"].update(epsilon={"low": 0.0, "high": 0.1}), r.update(pack=["epsilon"], search={"sampler": "random", "num_samples": 2})), "pack"),
+    "pack with tpe": (lambda r: r.update(pack=["fourier"], search={"sampler": "tpe", "num_samples": 4}), "pack"),
+    "pack with a scheduler": (lambda r: r.update(pack=["fourier"], scheduler={"type": "asha"}), "pack"),
+    "pack everything": (lambda r: (r["space"].pop("depth"), r.update(pack=["fourier"])), "pack"),
     "unknown top key": (lambda r: r.update(bogus=1), "bogus"),
     "unknown fixed key": (lambda r: r["fixed"].update(widht=128), "fixed.widht"),
     "wrong type": (lambda r: r.update(seeds="eight"), "seeds"),
@@ -114,9 +119,21 @@ def test_parse_errors_name_the_field():
     assert info.value.field == "space.depth"
 
 
-def test_an_object_store_is_refused_before_anything_starts(tmp_path):
+@pytest.mark.parametrize("storage", ["nope://bucket/drmfm", "s3://bucket/drmfm?endpoint_override=127.0.0.1:9&scheme=http"])
+def test_a_storage_that_cannot_be_opened_or_reached_is_refused_before_anything_starts(tmp_path, storage):
     spec = tmp_path / "s.yaml"
     spec.write_text(yaml.safe_dump(BASE))
-    result = drmfm("sweep", str(spec), "--storage", "s3://bucket/drmfm", home=tmp_path)
-    assert result.returncode == 2 and result.stderr.startswith("drmfm: error: storage:")
+    result = drmfm("sweep", str(spec), "--storage", storage, home=tmp_path, timeout=120)
+    assert result.returncode == 2 and result.stderr.startswith("drmfm: error: storage:"), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "ray").exists()
+
+
+def test_packed_dimensions_leave_the_search_and_ride_in_every_trial():
+    spec = parse_spec(_with(lambda r: (r["space"].update(fourier=[1, 2, 3]), r.update(pack=["fourier"]))))
+    assert spec.num_trials == 2 and list(spec.searched) == ["depth"]
+    assert [c.fourier for c in spec.trial_configs({"depth": 2})] == [1, 2, 3]
+    assert spec.trial_steps() == (2 * 3 * 2 * 10, True)
+    from pipeline.samplers import search_space
+
+    assert list(search_space(spec)) == ["depth"]

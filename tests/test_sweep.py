@@ -292,3 +292,57 @@ def test_every_sampler_runs_its_samples_within_the_space(tmp_path, sampler):
     rows = read_replicates(tmp_path / "results" / f"s-{sampler}").to_pylist()
     assert len(rows) == 3 * 2 and len({r["trial_id"] for r in rows}) == 3
     assert all(2 <= r["depth"] <= 4 and 1e-4 <= r["lr"] <= 1e-2 and r["fourier"] in (None, 1, 2) for r in rows)
+
+
+def test_a_packed_sweep_lands_the_rows_an_unpacked_one_does(tmp_path):
+    """Frequencies packed into one trial (two packed models: without the map, and every i with it)."""
+    fields = dict(fixed={"width": 16, "epochs": 300, "dtype": "float64"}, space={"depth": [2], "fourier": ["none", 1, 2]}, seeds=2)
+    loose = drmfm("sweep", str(write_spec(tmp_path, name="loose", **fields)), home=tmp_path, timeout=600)
+    packed = drmfm("sweep", str(write_spec(tmp_path, name="packed", pack=["fourier"], **fields)), home=tmp_path, timeout=600)
+    assert loose.returncode == 0 and packed.returncode == 0, loose.stderr + packed.stderr
+    assert "1 trials × 3 packed configurations" in packed.stderr
+    want = {(r["config_hash"], r["seed"]): r for r in read_replicates(tmp_path / "results" / "loose").to_pylist()}
+    got = {(r["config_hash"], r["seed"]): r for r in read_replicates(tmp_path / "results" / "packed").to_pylist()}
+    assert set(got) == set(want) and len(got) == 6
+    for key, row in got.items():
+        assert row["status"] == "ok" and row["transitions"] == want[key]["transitions"]
+        assert row["energy"] == pytest.approx(want[key]["energy"], rel=1e-8)
+    assert {r["pack_size"] for r in got.values()} == {2, 4}  # the unmapped pack, and i = 1, 2 together
+    assert len({r["trial_id"] for r in got.values()}) == 3 and all("-" in r["trial_id"] for r in got.values())
+    runs = mlflow_runs(tmp_path, "packed")
+    assert len(runs) == 3 + 6 and all(r.info.status == "FINISHED" for r in runs)
+
+
+def test_a_killed_packed_trial_resumes_every_pack_where_it_was(tmp_path):
+    """Killed while its second packed model trains (the first has landed): the retry lands the first
+    again (replacing, not adding) and continues the second from its checkpoint."""
+    spec_path = write_spec(
+        tmp_path, name="crashpack", fixed={"width": 48, "epochs": 5000, "dtype": "float64", "depth": 3},
+        space={"lr": [1e-4], "fourier": ["none", 1, 2]}, pack=["fourier"], seeds=2, checkpoint_every=1000,
+    )
+    trial_dirs = tmp_path / "ray" / "crashpack"
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "sweep", str(spec_path), "--home", str(tmp_path), "--no-mlflow"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )
+    # Checkpoints 0-3 are the unmapped pack's; 4 and on the mapped pack's (i = 1 and 2 together).
+    _wait_for(lambda: any(trial_dirs.glob("run_tune_trial*/checkpoint_000005")), 300, "a checkpoint of the second pack")
+    for pid in subprocess.run(["pgrep", "-f", "ray::ImplicitFunc"], capture_output=True, text=True).stdout.split():
+        os.kill(int(pid), signal.SIGKILL)
+    out, err = driver.communicate(timeout=900)
+    assert driver.returncode == 0, err
+    assert any(trial_dirs.glob("run_tune_trial*/error.txt"))
+    rows = read_replicates(tmp_path / "results" / "crashpack").to_pylist()
+    assert len(rows) == 6 and len({(r["trial_id"], r["seed"]) for r in rows}) == 6
+    spec = parse_spec(yaml.safe_load(spec_path.read_text()))
+    torch.set_num_threads(1)
+    try:
+        for config in spec.trial_configs({"lr": 1e-4}):
+            alone = PackedTrainer(config, [0, 1])
+            alone.run()
+            expected = measure(alone.model, config)
+            mine = sorted((r for r in rows if r["config_hash"] == config.config_hash()), key=lambda r: r["seed"])
+            np.testing.assert_allclose([r["energy"] for r in mine], expected.energy, rtol=1e-9)
+            assert [r["transitions"] for r in mine] == expected.transitions.tolist()
+    finally:
+        torch.set_num_threads(os.cpu_count() or 1)
