@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU checks, as one script for a lent CUDA machine (DEVELOPERS.md): install without
 # dependencies (the machine has torch, numpy, pyarrow, typer, rich, pytest; no network), the CUDA
-# tests, the throughput benchmark, a short 2D training (and, with RUN_SUITE=1, the whole suite).
+# tests, the throughput benchmark, a short 2D training, the TF32 study (and, with RUN_SUITE=1,
+# the whole suite).
 # Everything it prints is also written under $OUT (default ./gpu-out) for BENCHMARKS.md.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +26,9 @@ $PY -m pipeline.cli bench --device cuda --json --seconds "${BENCH_SECONDS:-1}" 2
 step "drmfm train (2D, P4, i = 3, 64 seeds packed)"
 $PY -m pipeline.cli train --device cuda --problem twin_branching --fourier 3 --epsilon 0.00625 \
     --epochs "${TRAIN_EPOCHS:-3000}" --seeds 64 --no-mlflow --home "$OUT/home" 2>&1 | tee "$OUT/train.txt"
+
+step "TF32 off and on: energies, transition counts, u_yy (benchmarks/precision.py)"
+$PY benchmarks/precision.py --device cuda --epochs "${PRECISION_EPOCHS:-3000}" --seeds 8 2>"$OUT/precision.log" | tee "$OUT/precision.json"
 
 if [[ -n ${RUN_SUITE:-} ]]; then  # optional: the CPU suite under this machine's Python and torch
     step "pytest (whole suite)"

@@ -70,9 +70,11 @@ def _forward_streams(z: Tensor, activation: Activation, layout: StreamLayout) ->
     out = torch.empty_like(z)
     z_value, z_first, z_second = layout.split(z)
     o_value, o_first, o_second = layout.split(out)
-    if activation.name == "relu":
+    if activation.name == "relu":  # σ'' = 0 almost everywhere: every derivative stream is masked
         torch.clamp_min(z_value, 0.0, out=o_value)
         _mask_positive(z_first, z_value[:, :N][:, None], out=o_first)
+        if o_second is not None:
+            _mask_positive(z_second, z_value[:, :N], out=o_second)
         return out, ()
     sigma = activation.derivatives(z_value[:, :N], 2 if a is None else 3)  # each (K, N, H)
     o_value[:, :N].copy_(sigma[0])
@@ -98,6 +100,8 @@ def _backward_streams(g: Tensor, z: Tensor, saved: Saved, activation: Activation
     if activation.name == "relu":  # σ' is piecewise constant: only the masks act
         _mask_positive(g_value, z_value, out=d_value)
         _mask_positive(g_first, z_value[:, :N][:, None], out=d_first)
+        if d_second is not None:
+            _mask_positive(g_second, z_value[:, :N], out=d_second)
         return grad
     s1, s2, s3, s1_boundary = saved
     torch.mul(g_value[:, :N], s1, out=d_value[:, :N])

@@ -50,15 +50,27 @@ def test_jet_equals_autograd(problem, activation, epsilon, fourier, fmap):
             assert jet.u_2 is None
 
 
-LAYER_CASES = [
-    (activation, dim, axis)
-    for activation, (dim, axis) in itertools.product(ACTIVATIONS, [(1, None), (1, 0), (2, None), (2, 1)])
-    if not (activation == "relu" and axis is not None)  # rejected by the configuration: no u_2 for ReLU
-]
+LAYER_CASES = list(itertools.product(ACTIVATIONS, [1, 2], [None, "last"]))
+
+
+@pytest.mark.parametrize("problem,fourier", [("double_well", 2), ("twin_branching", 1), ("double_well", None)])
+def test_a_relu_net_carries_its_second_derivative_stream_too(problem, fourier):
+    """ε > 0 with ReLU is refused for training, but u_2 is still what autograd gives when asked for."""
+    config = small(problem, activation="relu", fourier=fourier)
+    p = get_problem(problem)
+    model = build_model(config, [5], "cpu", torch.float64)
+    x = torch.rand(1, 11, p.dim, dtype=torch.float64)
+    jet = model.jet(x, None, p.oscillation_axis)
+    net = ReferenceNet(config, 5)
+    xk = x[0].clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(net(xk).sum(), xk, create_graph=True)
+    (hessian_row,) = torch.autograd.grad(grad[:, p.oscillation_axis].sum(), xk)
+    torch.testing.assert_close(jet.u_2[0], hessian_row[:, p.oscillation_axis], rtol=1e-10, atol=1e-10)
 
 
 @pytest.mark.parametrize("activation,dim,second_axis", LAYER_CASES)
 def test_hidden_layer_backward_is_the_gradient(activation, dim, second_axis):
+    second_axis = dim - 1 if second_axis == "last" else None
     layout = StreamLayout(n_interior=3, n_value=5, dim=dim, second_axis=second_axis)
     h = torch.randn(2, layout.rows, 3, dtype=torch.float64, requires_grad=True)
     w = torch.randn(2, 3, 4, dtype=torch.float64, requires_grad=True)
