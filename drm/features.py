@@ -36,18 +36,23 @@ class FourierMap(nn.Module):
             self.register_buffer("B", (0.0 if fourier is None else 2.0**fourier * math.pi) * eye)
         self.out_features = {"identity": dim, "sincos": 2 * dim, "x_sincos": 3 * dim}[self.kind]
 
-    def forward(self, x: Tensor) -> Tensor:
-        """x (..., d) -> δ(x) (..., F)."""
+    def _frequencies(self, dtype: torch.dtype, members: slice | None) -> Tensor:
+        """B (d, d), or the (k, d, d) rows of `members` when each member has its own."""
+        B = self.B if self.B.dim() == 2 or members is None else self.B[members]
+        return B.to(dtype)
+
+    def forward(self, x: Tensor, members: slice | None = None) -> Tensor:
+        """x (..., d) -> δ(x) (..., F); `members`: which members' frequencies x (k, N, d) belongs to."""
         if self.kind == "identity":
             return x
-        xb = x @ self.B.to(x.dtype)  # (..., d)
+        xb = x @ self._frequencies(x.dtype, members)  # (..., d)
         parts = [torch.sin(xb), torch.cos(xb)]
         return torch.cat(([x] if self.kind == "x_sincos" else []) + parts, dim=-1)
 
-    def jet(self, x: Tensor, second_axis: int | None) -> tuple[Tensor, Tensor, Tensor | None]:
+    def jet(self, x: Tensor, second_axis: int | None, members: slice | None = None) -> tuple[Tensor, Tensor, Tensor | None]:
         """δ(x), ∂δ/∂x_j for every j, and ∂²δ/∂x_a² for a = second_axis (or None).
 
-        x (K, N, d) -> (K, N, F), (d, K, N, F), (K, N, F) | None.
+        x (K, N, d) -> (K, N, F), (d, K, N, F), (K, N, F) | None; `members` as in forward.
         """
         d = self.dim
         eye = torch.eye(d, dtype=x.dtype, device=x.device)  # row j = ∂x/∂x_j
@@ -55,7 +60,7 @@ class FourierMap(nn.Module):
             tangent = eye[:, None, None, :].expand(d, *x.shape)  # (d, K, N, d)
             second = torch.zeros_like(x) if second_axis is not None else None
             return x, tangent, second
-        B = self.B.to(x.dtype)
+        B = self._frequencies(x.dtype, members)
         xb = x @ B  # (K, N, d)
         sin, cos = torch.sin(xb), torch.cos(xb)
         # ∂(x B)/∂x_j = row j of B: (d, 1, 1, d), or (d, K, 1, d) per member

@@ -96,17 +96,18 @@ class PackedMLP(nn.Module):
         boundary: Tensor | None = None,
         second_axis: int | None = None,
         params: tuple[list[Tensor], list[Tensor]] | None = None,
+        members: slice | None = None,
     ) -> Jet:
         """u, ∇u (and u_2 along `second_axis`) at x (K, N, d); u alone at boundary (K, Nb, d).
 
-        `params` (from `member_params`) evaluates a subset of the members; default: all of them.
+        `params` (from `member_params(members)`) evaluates the subset `members`; default: all of them.
         """
         weights, biases = params if params is not None else (list(self.weights), list(self.biases))
         K, N, d = x.shape
-        phi, dphi, d2phi = self.features.jet(x, second_axis)  # (K,N,F), (d,K,N,F), (K,N,F)|None
+        phi, dphi, d2phi = self.features.jet(x, second_axis, members)  # (K,N,F), (d,K,N,F), (K,N,F)|None
         parts = [phi]
         if boundary is not None:
-            parts.append(self.features(boundary))
+            parts.append(self.features(boundary, members))
         n_value = N + (0 if boundary is None else boundary.shape[1])
         parts.extend(dphi.unbind(0))
         if d2phi is not None:

@@ -48,15 +48,17 @@ def member_loss(
     x_boundary: Tensor,
     params: tuple[list[Tensor], list[Tensor]] | None = None,
     epsilon: Tensor | None = None,
+    members: slice | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Each member's Deep Ritz loss and its energy part: (K,), (K,).
 
     energy_mc = mean_N W(x, u, ∇u, u_2);  loss = energy_mc + penalty · mean_Nb u(x_b)².
     `epsilon` (K, 1): one ε per member (a mixed pack), instead of config.epsilon for all.
+    `params` and `members`: evaluate only these members (`model.member_params(members)`).
     """
     eps = config.epsilon if epsilon is None else epsilon
     second_axis = problem.oscillation_axis if config.epsilon > 0 or epsilon is not None else None
-    jet = model.jet(x, x_boundary, second_axis, params)
+    jet = model.jet(x, x_boundary, second_axis, params, members)
     energy_mc = problem.density(jet.u, jet.grad, jet.u_2, eps).mean(dim=1)  # (K,)
     loss = energy_mc + config.penalty * jet.u_boundary.square().mean(dim=1)
     return loss, energy_mc
@@ -172,7 +174,9 @@ class PackedTrainer:
         for members in self._chunks:
             weights, biases = self.model.member_params(members)
             epsilon = self.epsilon[members] if self.epsilon is not None else None
-            loss, energy_mc = member_loss(self.model, self.problem, c, x[members], x_boundary[members], (weights, biases), epsilon)
+            loss, energy_mc = member_loss(
+                self.model, self.problem, c, x[members], x_boundary[members], (weights, biases), epsilon, members
+            )
             active = self.active[members] & torch.isfinite(loss)  # (k,)
             grads = torch.autograd.grad(torch.where(active, loss, 0.0).sum(), weights + biases)
             for p, g in zip(self._params, grads):

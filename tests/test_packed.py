@@ -176,3 +176,18 @@ def test_a_pack_of_configurations_that_differ_in_shape_or_schedule_is_refused(co
 
     with pytest.raises(ConfigError, match=differ):
         PackedTrainer(configs, [0, 1])
+
+
+def test_a_mixed_pack_trained_in_member_chunks_equals_one_trained_whole(monkeypatch):
+    """On a CPU members train in cache-sized chunks: each chunk must see its own members' frequencies."""
+    import drm.train
+
+    configs = [small("twin_branching", fourier=i, epsilon=e, epochs=30) for i in (1, 2, 3) for e in (0.0, 0.01)]
+    whole = PackedTrainer(configs, [0] * 6)
+    whole.run()
+    monkeypatch.setattr(drm.train, "_CPU_CHUNK_BYTES", 1)  # one member per chunk
+    chunked = PackedTrainer(configs, [0] * 6)
+    assert len(chunked._chunks) == 6 and len(whole._chunks) == 1
+    chunked.run()
+    for a, b in zip(whole.model.parameters(), chunked.model.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
