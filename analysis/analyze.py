@@ -33,7 +33,8 @@ class Analysis:
 
 
 def default_out(first: str) -> str:
-    return Storage(first).show("analysis")
+    """<first>/analysis, on the same storage (an object store's endpoint and options kept)."""
+    return Storage(first).sub("analysis").location
 
 
 def analyze(folders: list[str], out: str | None = None, progress: Callable[[str], None] | None = None) -> Analysis:

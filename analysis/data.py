@@ -54,7 +54,10 @@ def load(folders: list[str]) -> Results:
             storage = Storage(folder)
         except (OSError, ValueError, pa.ArrowException) as e:
             raise AnalysisError("results", f"{folder} cannot be opened ({e})") from None
-        names = storage.names("replicates", suffix=".parquet")
+        try:
+            names = storage.names("replicates", suffix=".parquet")
+        except OSError as e:
+            raise AnalysisError("results", f"{folder} cannot be read ({str(e).splitlines()[0][:200]})") from None
         if not names:
             raise AnalysisError("results", f"{folder} holds no replicates/*.parquet; allowed: a results/<sweep> folder of a sweep or train run")
         table = ds.dataset([storage.path("replicates", n) for n in names], filesystem=storage.fs, format="parquet").to_table()
@@ -64,8 +67,20 @@ def load(folders: list[str]) -> Results:
     if missing:
         raise AnalysisError("results", f"the replicates lack column(s) {', '.join(missing)}; allowed: tables written by drmfm (see INTERFACE.md)")
     rows = table.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
+    # Without a map the map's type is unused: plain DRM under either type is one computation.
+    rows.loc[rows["fourier"].isna(), "fourier_map"] = None
+    # A run read twice (two folders, a folder given twice, plain DRM under both map types) counts
+    # once, and a finished copy wins over one that failed.
+    same = [c for c in [*FACTORS, "resample", "transition_threshold", "seed"] if c in rows.columns]
     before = len(rows)
-    rows = rows.drop_duplicates(subset=["config_hash", "seed"], keep="first").reset_index(drop=True)
+    rows = (
+        rows.assign(_rank=(rows["status"] != "ok").astype(int))
+        .sort_values("_rank", kind="stable")
+        .drop_duplicates(subset=same, keep="first")
+        .sort_index()
+        .drop(columns="_rank")
+        .reset_index(drop=True)
+    )
     rows["fourier_label"] = rows["fourier"].map(lambda i: "none" if pd.isna(i) else str(int(i)))
     return Results(rows=rows, folders=list(folders), duplicates=before - len(rows))
 

@@ -3,15 +3,16 @@
 A count regression with a log link, per problem and response, so each `estimate` is a log rate
 ratio: exp(estimate) multiplies the expected count. The error model follows the data:
 
-- over-dispersed counts (the Cameron-Trivedi test, one-sided, p < 0.05): negative binomial (NB2);
+- over-dispersed counts (the Cameron-Trivedi test, one-sided, p < 0.05): negative binomial (NB2)
+  estimates with robust (sandwich) errors;
 - otherwise quasi-Poisson: Poisson estimates with the variance scaled by the Pearson dispersion,
   which keeps the intervals honest for under-dispersed counts too (a Poisson fit alone would make
   them too wide there, and too narrow when over-dispersed).
 
 Terms (INTERFACE.md): `fourier_on` (map at the lowest i vs none), `fourier_i` (per unit of i among
 runs with a map), `depth` (per hidden layer) or `depth=<d>` (contrasts to the shallowest, a second
-fit), `epsilon_on` and `log_epsilon` (among ε > 0: a log-log slope), `log_epochs`, and
-`<factor>=<value>` for any other factor that varies. Trend tests are Spearman correlations within
+fit), `epsilon_on` and `log_epsilon` (among ε > 0: a log-log slope), `log_epochs`,
+`fourier_map=<type>` (among runs with a map), and `<factor>=<value>` for any other factor that varies. Trend tests are Spearman correlations within
 each group of the other factors.
 """
 
@@ -56,7 +57,10 @@ def design(frame: pd.DataFrame, depth: str = "linear") -> pd.DataFrame:
     epochs = frame["epochs"].astype("float64").to_numpy()
     if np.unique(epochs).size > 1:
         cols["log_epochs"] = np.log(epochs) - np.log(epochs.min())
-    for name in varying(frame, OTHER):
+    maps = frame["fourier_map"].astype("object").to_numpy()
+    for level in sorted({m for m, on in zip(maps, mapped) if on and m is not None})[1:]:
+        cols[f"fourier_map={level}"] = (mapped & (maps == level)).astype(float)  # among runs with a map
+    for name in varying(frame, [f for f in OTHER if f != "fourier_map"]):
         values = frame[name].astype("object").where(frame[name].notna(), "none").astype(str).to_numpy()
         for level in sorted(set(values))[1:]:
             cols[f"{name}={level}"] = (values == level).astype(float)
@@ -96,9 +100,10 @@ def fit_counts(frame: pd.DataFrame, response: str, *, depth: str = "linear", off
         aux = sm.OLS(((y - mu) ** 2 - y) / mu, mu).fit()
         p_over = float(stats.norm.sf(aux.tvalues[0])) if np.isfinite(aux.tvalues[0]) else 1.0
         if p_over < 0.05 and dispersion > 1:
-            nb = sm.NegativeBinomial(y, exog, offset=offset, loglike_method="nb2").fit(disp=0, maxiter=500)
+            # NB2 estimates, sandwich (HC0) errors: honest even where the NB variance is not quite right.
+            nb = sm.NegativeBinomial(y, exog, offset=offset, loglike_method="nb2").fit(disp=0, maxiter=500, cov_type="HC0")
             params, bse, pvalues = nb.params[1 : 1 + len(terms)], nb.bse[1 : 1 + len(terms)], nb.pvalues[1 : 1 + len(terms)]
-            model = f"negative_binomial (alpha {nb.params[-1]:.3g}, dispersion {dispersion:.2f})"
+            model = f"negative_binomial, robust errors (alpha {nb.params[-1]:.3g}, dispersion {dispersion:.2f})"
         else:
             quasi = sm.GLM(y, exog, family=sm.families.Poisson(), offset=offset).fit(scale="X2")
             params, bse, pvalues = quasi.params[1:], quasi.bse[1:], quasi.pvalues[1:]

@@ -17,13 +17,16 @@ ORDER = ["none", "1", "2", "3", "4", "5", "6", "7", "8"]
 
 
 def _panels(rows: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
-    """One panel per (ε, epochs) present: the factors a depth × i figure does not show."""
-    if rows["epsilon"].nunique() == 1 and rows["epochs"].nunique() == 1:
-        return [(f"ε = {rows['epsilon'].iloc[0]:g}, {int(rows['epochs'].iloc[0]):,} epochs", rows)]
-    return [
-        (f"ε = {eps:g}, {int(epochs):,} epochs", group)
-        for (eps, epochs), group in rows.groupby(["epsilon", "epochs"], sort=True)
-    ]
+    """One panel per (ε, epochs) present, and per map type when more than one was used (plain-DRM
+    runs, which have no map type, appear in each): the factors a depth × i figure does not show."""
+    maps = sorted(rows.loc[rows["fourier"].notna(), "fourier_map"].dropna().unique())
+    out = []
+    for (eps, epochs), group in rows.groupby(["epsilon", "epochs"], sort=True):
+        for kind in maps if len(maps) > 1 else [None]:
+            part = group if kind is None else group[group["fourier"].isna() | (group["fourier_map"] == kind)]
+            title = f"ε = {eps:g}, {int(epochs):,} epochs" + (f", map {kind}" if kind else "")
+            out.append((title, part))
+    return out
 
 
 def _order(rows: pd.DataFrame) -> list[str]:

@@ -9,6 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+PAPER_WIDTH, PAPER_LR, PAPER_PENALTY = 128, 1.0e-4, 500.0  # every run of section 4
+
+
 @dataclass(frozen=True)
 class PaperCount:
     figure: str

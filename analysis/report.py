@@ -124,7 +124,7 @@ def render(results: Results, summary: pd.DataFrame, effects: pd.DataFrame, repro
     parts.append("## Fitted effects\n")
     parts.append(
         "A count regression with a log link per problem (`effects.csv`): exp(estimate) multiplies the expected count. "
-        "Errors are quasi-Poisson, or negative binomial when the counts are over-dispersed (the `model` column says which and "
+        "Errors are quasi-Poisson, or negative binomial with robust errors when the counts are over-dispersed (the `model` column says which and "
         "gives the dispersion). p-values are Holm-adjusted within each problem, over the regression terms and the Spearman trend tests.\n"
     )
     for problem in sorted(results.ok["problem"].unique()):
@@ -146,6 +146,7 @@ def render(results: Results, summary: pd.DataFrame, effects: pd.DataFrame, repro
             parts.append(table(p2, {"depth": "depth", "fourier_label": "i", "epochs": "epochs", "transitions_median": "transitions median",
                                     "energy_median": "energy median", "energy_over_reference_median": "energy / reference (median)"}))
     parts.append("## Figures\n")
+    parts.append("Profiles show the median seed of each configuration (the first 8 configurations); learning curves, the first 12.\n")
     for problem, names in figures.items():
         parts.append(f"### {problem}\n")
         parts.extend(f"![{name}](figures/{name})\n" for name in names)

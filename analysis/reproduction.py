@@ -7,7 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from analysis.paper import PAPER
+from analysis.paper import PAPER, PAPER_LR, PAPER_PENALTY, PAPER_WIDTH
+from drm.problems import get_problem
 from analysis.stats import wilson_ci
 
 COLUMNS = ["figure", "problem", "depth", "fourier", "epsilon", "epochs", "paper", "n", "median", "p025", "p975",
@@ -15,11 +16,20 @@ COLUMNS = ["figure", "problem", "depth", "fourier", "epsilon", "epochs", "paper"
 
 
 def reproduction(ok: pd.DataFrame) -> pd.DataFrame:
-    """One row per paper count whose setting is in `ok` (problem, depth, map, ε and epochs all equal)."""
+    """One row per paper count whose setting is in `ok`: problem, depth, map (frequency and type), ε and
+    epochs equal, and everything else at the paper's settings (width 128, lr 1e-4, λ = 500, the
+    problem's activation and batch)."""
     out = []
     for paper in PAPER:
+        problem = get_problem(paper.problem)
         same = (
             (ok["problem"] == paper.problem)
+            & (ok["width"] == PAPER_WIDTH)
+            & np.isclose(ok["lr"].astype("float64"), PAPER_LR)
+            & np.isclose(ok["penalty"].astype("float64"), PAPER_PENALTY)
+            & (ok["activation"] == problem.default_activation)
+            & (ok["batch"] == problem.default_batch)
+            & (ok["fourier_map"].isna() if paper.fourier is None else ok["fourier_map"] == problem.default_fourier_map)
             & (ok["depth"] == paper.depth)
             & (ok["fourier"].isna() if paper.fourier is None else ok["fourier"] == paper.fourier)
             & np.isclose(ok["epsilon"].astype("float64"), paper.epsilon, rtol=1e-9, atol=1e-12)

@@ -222,12 +222,23 @@ def status(
     from pipeline.sweep import storage_root
 
     root = storage_root(home_dir(home), storage)
-    rows = sweep_status(root, name)
+    try:
+        rows = sweep_status(root, name)
+    except OSError as e:
+        raise BadInput(f"storage: {root.show()} cannot be read ({str(e).splitlines()[0][:200]})") from None
     if not rows:
         field = "storage" if storage else "home"
         raise BadInput(f"name: no sweep {name!r} in {root.show()}" if name else f"{field}: no sweeps in {root.show()}")
     for r in rows:
         print(f"{r['name']}: {r['done']}/{r['total']} trials done, {r['failed']} failed, {r['started']} started ({r['problem']}, {r['seeds']} seeds each)")
+
+
+def _need_analysis_extra() -> None:
+    from importlib.util import find_spec
+
+    missing = [m for m in ("pandas", "scipy", "statsmodels", "seaborn") if find_spec(m) is None]
+    if missing:
+        raise BadInput(f"install: the analysis needs {', '.join(missing)}; allowed: pip install 'drmfm[analysis]'")
 
 
 @app.command()
@@ -236,6 +247,7 @@ def analyze(
     out: Annotated[str | None, typer.Option(help="Where the report goes [default: <first>/analysis].")] = None,
 ) -> None:
     """Statistics of band counts: summary.csv, effects.csv, reproduction.csv, figures/ and report.md."""
+    _need_analysis_extra()
     from analysis.analyze import analyze as run_analysis
 
     def say(line: str) -> None:
@@ -270,6 +282,7 @@ def ntk(
     last = fit_to if fit_to is not None else max(fit_from + 1, points // 8)
     if not fit_from < last <= points:
         raise BadInput(f"fit-to: {last} is not allowed; allowed: fit-from < fit-to <= points ({points})")
+    _need_analysis_extra()
     from analysis.ntk import decay_table, spectra, spectrum_png, spectrum_table
     from pipeline.storage import Storage
 

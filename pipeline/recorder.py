@@ -12,6 +12,8 @@ MLflow is a view of the tables: a tracking failure costs a warning, never a row.
 from __future__ import annotations
 
 import sys
+import threading
+from collections import defaultdict
 from typing import Any
 
 import pyarrow as pa
@@ -31,6 +33,10 @@ class Recorder:
         self.experiment = experiment
         self.sweep = sweep
         self._tracker = None
+        self.failure: str | None = None
+        # Calls may run concurrently (a tracking server takes them): one trial's are taken in turn, so
+        # a retry can never interleave with what its predecessor still has in flight.
+        self._locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
 
     def tracker(self):
         """The MLflow tracker, or None when tracking is off or has failed (said once)."""
@@ -44,7 +50,17 @@ class Recorder:
         return self._tracker
 
     def _off(self, error: Exception, what: str) -> None:
-        print(f"drmfm: warning: MLflow at {self.tracking_uri}: {what} ({type(error).__name__}: {error})", file=sys.stderr)
+        """Say once that tracking failed, and record nothing more in MLflow: the tables go on."""
+        self.failure = (
+            f"MLflow at {self.tracking_uri}: {what} ({type(error).__name__}: {str(error).splitlines()[0][:200]}); "
+            "tracking is off for the rest of this sweep, the tables are complete"
+        )
+        print(f"drmfm: warning: {self.failure}", file=sys.stderr)
+        self.tracking_uri, self._tracker = None, None
+
+    def tracking_failure(self) -> str | None:
+        """Why tracking stopped, if it did (the driver says it once at the end)."""
+        return self.failure
 
     def open_runs(self, trial_id: str, params: dict[str, Any], config_hash: str, seeds: list[int]):
         """(parent, {seed: child}) run ids of a trial, found by their tags or created; None without MLflow."""
@@ -60,6 +76,10 @@ class Recorder:
 
     def land(self, tables: TrialTables, runs=None) -> None:
         """A finished trial: its tables (replicates last), then its runs' results, ended."""
+        with self._locks[tables.trial_id]:
+            self._land(tables, runs)
+
+    def _land(self, tables: TrialTables, runs) -> None:
         write_trial(self.results, tables)
         self.results.remove(STAGING, tables.trial_id)
         if runs is not None and self.tracker() is not None:
@@ -72,11 +92,13 @@ class Recorder:
 
     def stage(self, tables: TrialTables) -> None:
         """A snapshot the trial may end at (a scheduler decides after this report)."""
-        write_trial(self.results, tables, STAGING, tables.trial_id)
+        with self._locks[tables.trial_id]:
+            write_trial(self.results, tables, STAGING, tables.trial_id)
 
     def promote(self, trial_id: str) -> bool:
         """A trial the scheduler stopped: its last snapshot becomes its rows, its runs end KILLED."""
-        landed = promote(self.results, trial_id, STAGING, trial_id)
+        with self._locks[trial_id]:
+            landed = promote(self.results, trial_id, STAGING, trial_id)
         self.end_runs(trial_id, "KILLED")
         return landed
 

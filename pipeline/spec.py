@@ -165,10 +165,10 @@ class SweepSpec:
         spec = dataclasses.replace(
             self, name=f"{self.name}-quick", fixed=fixed, space=space, seeds=q.get("seeds", self.seeds), search=search, quick=None
         )
-        if search.sampler == "grid":
-            ranged = [k for k, d in space.items() if isinstance(d, Range)]
-            if ranged:
-                raise SpecError(f"quick.space.{ranged[0]}", "a grid needs lists, not ranges; allowed: a list")
+        ranged = [k for k, d in space.items() if isinstance(d, Range) and (search.sampler == "grid" or k in self.pack)]
+        if ranged:
+            why = "a packed dimension" if ranged[0] in self.pack else "a grid"
+            raise SpecError(f"quick.space.{ranged[0]}", f"{why} needs a list, not a range; allowed: a list")
         spec._check_points()
         return spec
 

@@ -93,12 +93,14 @@ class Storage:
                 f.write(data)
             return
         folder, name = target.rsplit("/", 1)
-        self.fs.create_dir(folder, recursive=True)
+        os.makedirs(folder, exist_ok=True)
         tmp = f"{folder}/.{name}.{uuid.uuid4().hex[:8]}.tmp"
         try:
-            with self.fs.open_output_stream(tmp) as f:
+            with open(tmp, "wb") as f:
                 f.write(data)
-            self.fs.move(tmp, target)  # a rename on one filesystem: atomic
+                f.flush()
+                os.fsync(f.fileno())  # on disk before it gets its name: a crash leaves the old file or the new
+            os.replace(tmp, target)  # a rename on one filesystem: atomic
         except BaseException:
             if os.path.exists(tmp):
                 os.unlink(tmp)

@@ -191,6 +191,9 @@ def run_sweep(
         start = time.perf_counter()
         grid = tuner.fit()
         wall = time.perf_counter() - start
+        failure = ray.get(recorder.tracking_failure.remote())  # a tracking store lost mid-sweep, said once
+        if failure is not None:
+            print(f"drmfm: warning: {failure}", file=sys.stderr)
     finally:
         if local:
             ray.shutdown()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import socket
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -100,11 +100,13 @@ def run_tune_trial(params: dict[str, Any], ctx: TrialContext) -> None:
         label: ray.get(ctx.recorder.open_runs.remote(label, c.as_dict(), c.config_hash(), seeds)) if ctx.tracking else None
         for label, c in zip(labels, configs)
     }
+    packs = Packs(spec, groups, labels, trainers, trained_seconds)
     try:
-        _train_and_land(Packs(spec, groups, labels, trainers, trained_seconds), node, ctx.recorder, runs)
+        _train_and_land(packs, node, ctx.recorder, runs)
     except Exception:
-        # Tune may retry it: the retry finds these runs by their tags and reopens them.
-        ray.get([ctx.recorder.fail_runs.remote(r) for r in runs.values()], timeout=60)
+        # Tune may retry it: the retry finds these runs by their tags and reopens them. The runs of
+        # configurations that have landed stay as they are (FINISHED, beside their rows).
+        ray.get([ctx.recorder.fail_runs.remote(r) for label, r in runs.items() if label not in packs.landed], timeout=60)
         raise
 
 
@@ -117,6 +119,7 @@ class Packs:
     labels: list[str]
     trainers: list[PackedTrainer]
     trained_seconds: list[float]
+    landed: set[str] = field(default_factory=set)
 
     def state(self) -> dict:
         return {"trainers": [t.state_dict() for t in self.trainers], "trained_seconds": list(self.trained_seconds)}
@@ -165,6 +168,8 @@ def _train_and_land(packs: Packs, node: str, recorder, runs: dict) -> None:
                 torch.save(packs.state(), Path(folder) / "state.pt")
                 tune.report(objective_metrics([*done, (m, trainer)], spec.objective.agg), checkpoint=tune.Checkpoint.from_directory(folder))
         m = measure(trainer.model, trainer.configs)
-        ray.get([recorder.land.remote(t, runs[t.trial_id]) for t in packs.tables(g, m, node, runs)])
+        tables = packs.tables(g, m, node, runs)
+        ray.get([recorder.land.remote(t, runs[t.trial_id]) for t in tables])
+        packs.landed.update(t.trial_id for t in tables)
         done.append((m, trainer))
     tune.report({**objective_metrics(done, spec.objective.agg), "trained_seconds": sum(packs.trained_seconds)})

@@ -268,3 +268,11 @@ def test_2d_profiles_are_drawn_as_u_y_fields(tmp_path):
     drawn = figures.profiles(rows, "twin_branching", ["problem", "depth"])
     (image,) = drawn.axes[0].images
     assert np.array_equal(np.asarray(image.get_array()), field.reshape(17, 17))
+
+
+def test_a_run_read_twice_counts_once_and_a_finished_copy_wins(tmp_path):
+    failed_first = synthetic_folder(tmp_path / "b", {"failed": 6})
+    finished = synthetic_folder(tmp_path / "a")
+    results = load([failed_first.location, finished.location])
+    assert results.duplicates == 36 and len(results.rows) == 36
+    assert results.status_counts()["ok"] == 36
