@@ -30,6 +30,7 @@ class SweepProgress(Callback):
         self.running: set[str] = set()
         self.done = 0
         self.failed = 0
+        self.trial_steps = 0
         self.best: tuple[float, str] | None = None
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -38,6 +39,11 @@ class SweepProgress(Callback):
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.running.discard(trial.trial_id)
         self.done += 1
+        try:  # what the trial trained: its configurations' epochs × seeds (for trial-steps per second)
+            configs = self.spec.trial_configs({k: trial.config[k] for k in self.spec.searched})
+            self.trial_steps += sum(c.epochs for c in configs) * self.spec.seeds
+        except (KeyError, TypeError):
+            pass
         if self.results is not None and "trained_seconds" not in (trial.last_result or {}):
             self._stopped(trial.trial_id)  # ended before its last step: by the scheduler
         value = (trial.last_result or {}).get(self.metric)
@@ -63,9 +69,10 @@ class SweepProgress(Callback):
         elapsed = time.time() - self.started
         eta = f"ETA {_duration(elapsed / finished * max(self.total - finished, 0))}" if finished else "ETA ?"
         best = f"best {self.metric} {self.best[0]:.4g} ({self.best[1]})" if self.best else f"best {self.metric} —"
+        rate = f"{self.trial_steps / elapsed:,.0f} trial-steps/s" if elapsed > 0 and self.trial_steps else "— trial-steps/s"
         print(
             f"[{finished:>{len(str(self.total))}}/{self.total}] running {len(self.running)}, failed {self.failed}, "
-            f"{best}, {_duration(elapsed)} elapsed, {eta}",
+            f"{best}, {rate}, {_duration(elapsed)} elapsed, {eta}",
             file=sys.stderr,
             flush=True,
         )

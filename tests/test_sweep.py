@@ -63,6 +63,10 @@ def two_trials(tmp_path_factory):
 def test_a_two_trial_sweep_lands_every_row_and_run(two_trials):
     home, _, result = two_trials
     assert result.returncode == 0, result.stderr
+    last = [line for line in result.stderr.splitlines() if line.startswith("[2/2]")]
+    assert last and "failed 0" in last[0] and "trial-steps/s" in last[0] and "ETA" in last[0]  # progress
+    rate = float(last[0].split(" trial-steps/s")[0].rsplit(", ", 1)[1].replace(",", ""))
+    assert rate > 0  # 2 trials × 3 seeds × 300 steps over the elapsed time
     table = read_replicates(home / "results" / "two")
     assert table.num_rows == 2 * 3
     assert not [c.strip() for c in REQUIRED.split(",") if c.strip() not in table.column_names]
