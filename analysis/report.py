@@ -62,8 +62,9 @@ def effect_sentences(effects: pd.DataFrame, problem: str) -> list[str]:
         covers = r["ci_low"] <= 0 <= r["ci_high"]
         out.append(
             f"**Depth.** Each extra hidden layer multiplies the expected count by {_ratio(r)}; {_p(r)}. "
-            + ("The interval includes no effect: these runs do not support the hypothesis that depth adds bands."
-               if covers else "The interval excludes no effect.")
+            + ("The interval includes no effect (×1): these runs do not support the hypothesis that depth adds bands."
+               if covers else "The 95% interval excludes no effect (×1)"
+               + ("." if not r["p_holm"] > 0.05 else ", though not after Holm's adjustment for the other tests."))
         )
     if "log_epsilon" in rows.index:
         r = rows.loc["log_epsilon"]
@@ -118,7 +119,10 @@ def render(results: Results, summary: pd.DataFrame, effects: pd.DataFrame, repro
     ]
     missing = missing_settings(results.ok)
     if missing:
-        parts.append(f"Figures with no matching setting in these results (problem, depth, i, ε and epochs must all match): {', '.join(missing)}.\n")
+        parts.append(
+            f"Figures with no matching setting in these results: {', '.join(missing)} (problem, depth, i and map type, ε and "
+            "epochs must match, and width 128, lr 1e-4, λ = 500 and the problem's activation and batch, as in the paper).\n"
+        )
     if len(repro):
         parts.append(f"{int(repro['agrees'].sum())} of {len(repro)} paper counts agree with our seeds.\n")
     parts.append("## Fitted effects\n")
