@@ -70,11 +70,11 @@ def load(folders: list[str]) -> Results:
     # Without a map the map's type is unused: plain DRM under either type is one computation.
     rows.loc[rows["fourier"].isna(), "fourier_map"] = None
     # A run read twice (two folders, a folder given twice, plain DRM under both map types) counts
-    # once, and a finished copy wins over one that failed.
+    # once: a finished copy (ok or diverged) wins over a stopped one, which wins over a failed one.
     same = [c for c in [*FACTORS, "resample", "transition_threshold", "seed"] if c in rows.columns]
     before = len(rows)
     rows = (
-        rows.assign(_rank=(rows["status"] != "ok").astype(int))
+        rows.assign(_rank=rows["status"].map({"ok": 0, "diverged": 0, "stopped": 1}).fillna(2))
         .sort_values("_rank", kind="stable")
         .drop_duplicates(subset=same, keep="first")
         .sort_index()
@@ -86,8 +86,16 @@ def load(folders: list[str]) -> Results:
 
 
 def varying(frame: pd.DataFrame, columns: list[str]) -> list[str]:
-    """The columns that take more than one value in `frame` (a missing value counts as one)."""
-    return [c for c in columns if frame[c].astype("object").where(frame[c].notna(), "∅").nunique() > 1]
+    """The columns that take more than one value in `frame` (a missing value counts as one).
+
+    The map type varies only if runs with a map use more than one (plain DRM has none).
+    """
+    out = []
+    for c in columns:
+        values = frame[c] if c != "fourier_map" or "fourier" not in frame else frame.loc[frame["fourier"].notna(), c]
+        if values.astype("object").where(values.notna(), "∅").nunique() > 1:
+            out.append(c)
+    return out
 
 
 def read_trial_table(source: str, table: str, trial_id: str) -> pd.DataFrame | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
-PAPER_WIDTH, PAPER_LR, PAPER_PENALTY = 128, 1.0e-4, 500.0  # every run of section 4
+PAPER_WIDTH, PAPER_LR, PAPER_PENALTY, PAPER_RHO = 128, 1.0e-4, 500.0, 0.1  # every run of section 4
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from analysis.paper import PAPER, PAPER_LR, PAPER_PENALTY, PAPER_WIDTH
+from analysis.paper import PAPER, PAPER_LR, PAPER_PENALTY, PAPER_RHO, PAPER_WIDTH
 from drm.problems import get_problem
 from analysis.stats import wilson_ci
 
@@ -29,7 +29,10 @@ def reproduction(ok: pd.DataFrame) -> pd.DataFrame:
             & np.isclose(ok["penalty"].astype("float64"), PAPER_PENALTY)
             & (ok["activation"] == problem.default_activation)
             & (ok["batch"] == problem.default_batch)
-            & (ok["fourier_map"].isna() if paper.fourier is None else ok["fourier_map"] == problem.default_fourier_map)
+            & (ok["boundary_batch"] == problem.default_boundary_batch)
+            & (np.isclose(ok["rho"].astype("float64"), PAPER_RHO) | (ok["activation"] == "relu"))
+            & ok["resample"].fillna(True).astype(bool)
+            & (True if paper.fourier is None else ok["fourier_map"] == problem.default_fourier_map)
             & (ok["depth"] == paper.depth)
             & (ok["fourier"].isna() if paper.fourier is None else ok["fourier"] == paper.fourier)
             & np.isclose(ok["epsilon"].astype("float64"), paper.epsilon, rtol=1e-9, atol=1e-12)

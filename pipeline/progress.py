@@ -39,10 +39,12 @@ class SweepProgress(Callback):
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.running.discard(trial.trial_id)
         self.done += 1
-        try:  # what the trial trained: its configurations' epochs × seeds (for trial-steps per second)
+        try:  # what the trial trained: its configurations' steps × seeds (for trial-steps per second)
             configs = self.spec.trial_configs({k: trial.config[k] for k in self.spec.searched})
-            self.trial_steps += sum(c.epochs for c in configs) * self.spec.seeds
-        except (KeyError, TypeError):
+            last = trial.last_result or {}
+            steps = sum(c.epochs for c in configs) if "trained_seconds" in last else int(last.get("step", 0)) * len(configs)
+            self.trial_steps += steps * self.spec.seeds
+        except Exception:  # noqa: BLE001 - a progress line must never end a sweep
             pass
         if self.results is not None and "trained_seconds" not in (trial.last_result or {}):
             self._stopped(trial.trial_id)  # ended before its last step: by the scheduler

@@ -37,26 +37,33 @@ class Recorder:
         # Calls may run concurrently (a tracking server takes them): one trial's are taken in turn, so
         # a retry can never interleave with what its predecessor still has in flight.
         self._locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
+        self._tracking_lock = threading.Lock()
 
     def tracker(self):
         """The MLflow tracker, or None when tracking is off or has failed (said once)."""
-        if self._tracker is None and self.tracking_uri is not None:
-            from pipeline.tracking import Tracker
+        with self._tracking_lock:
+            if self._tracker is None and self.tracking_uri is not None and self.failure is None:
+                from pipeline.tracking import Tracker
 
-            try:
-                self._tracker = Tracker(self.tracking_uri, self.experiment, self.sweep)
-            except Exception as e:  # noqa: BLE001 - tracking must never cost a trial its rows
-                self._off(e, "no runs are recorded")
-        return self._tracker
+                try:
+                    self._tracker = Tracker(self.tracking_uri, self.experiment, self.sweep)
+                except Exception as e:  # noqa: BLE001 - tracking must never cost a trial its rows
+                    self._off_locked(e, "no runs are recorded")
+            return self._tracker
 
     def _off(self, error: Exception, what: str) -> None:
         """Say once that tracking failed, and record nothing more in MLflow: the tables go on."""
-        self.failure = (
-            f"MLflow at {self.tracking_uri}: {what} ({type(error).__name__}: {str(error).splitlines()[0][:200]}); "
-            "tracking is off for the rest of this sweep, the tables are complete"
-        )
-        print(f"drmfm: warning: {self.failure}", file=sys.stderr)
-        self.tracking_uri, self._tracker = None, None
+        with self._tracking_lock:
+            self._off_locked(error, what)
+
+    def _off_locked(self, error: Exception, what: str) -> None:
+        if self.failure is None:  # the first failure is the cause; later ones only echo it
+            self.failure = (
+                f"MLflow at {self.tracking_uri}: {what} ({type(error).__name__}: {str(error).splitlines()[0][:200]}); "
+                "tracking is off for the rest of this sweep, the tables are complete"
+            )
+            print(f"drmfm: warning: {self.failure}", file=sys.stderr)
+        self._tracker = None
 
     def tracking_failure(self) -> str | None:
         """Why tracking stopped, if it did (the driver says it once at the end)."""
@@ -82,11 +89,12 @@ class Recorder:
     def _land(self, tables: TrialTables, runs) -> None:
         write_trial(self.results, tables)
         self.results.remove(STAGING, tables.trial_id)
-        if runs is not None and self.tracker() is not None:
+        tracker = self.tracker() if runs is not None else None
+        if tracker is not None:
             from pipeline.tracking import TrialRuns
 
             try:
-                self._tracker.finish(TrialRuns(*runs), tables)
+                tracker.finish(TrialRuns(*runs), tables)
             except Exception as e:  # noqa: BLE001
                 self._off(e, f"trial {tables.trial_id} is recorded in the tables only")
 
@@ -104,12 +112,13 @@ class Recorder:
 
     def fail_runs(self, runs) -> None:
         """A trial that raised: its runs end FAILED (a retry finds them by their tags and reopens them)."""
-        if runs is None or self.tracker() is None:
+        tracker = self.tracker() if runs is not None else None
+        if tracker is None:
             return
         from pipeline.tracking import TrialRuns
 
         try:
-            self._tracker.fail(TrialRuns(*runs))
+            tracker.fail(TrialRuns(*runs))
         except Exception as e:  # noqa: BLE001
             self._off(e, "runs not marked failed")
 
@@ -119,10 +128,11 @@ class Recorder:
         self.end_runs(trial_id, "FAILED")
 
     def end_runs(self, trial_id: str, status: str) -> None:
-        if self.tracker() is None:
+        tracker = self.tracker()
+        if tracker is None:
             return
         try:
-            self._tracker.end(trial_id, status)
+            tracker.end(trial_id, status)
         except Exception as e:  # noqa: BLE001
             self._off(e, f"runs of trial {trial_id} not ended")
 

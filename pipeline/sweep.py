@@ -191,7 +191,10 @@ def run_sweep(
         start = time.perf_counter()
         grid = tuner.fit()
         wall = time.perf_counter() - start
-        failure = ray.get(recorder.tracking_failure.remote())  # a tracking store lost mid-sweep, said once
+        try:  # a tracking store lost mid-sweep, said once
+            failure = ray.get(recorder.tracking_failure.remote(), timeout=30)
+        except Exception as e:  # noqa: BLE001 - the recorder died: the tables hold what landed
+            failure = f"the sweep's recorder ended early ({type(e).__name__}); trials that did not land are recorded failed"
         if failure is not None:
             print(f"drmfm: warning: {failure}", file=sys.stderr)
     finally:

@@ -96,7 +96,7 @@ class Tracker:
         if parent is None:
             parent = self.client.create_run(self.experiment_id, run_name=trial_id, tags={**tags, "role": "parent"}).info.run_id
             self.client.log_batch(parent, params=plain)
-        else:
+        elif self.client.get_run(parent).info.status != "FINISHED":  # a finished trial's runs stay finished
             self.client.update_run(parent, status="RUNNING")
         children = {}
         for seed in seeds:
@@ -105,7 +105,7 @@ class Tracker:
                 child_tags = {**tags, "role": "child", "seed": str(seed), "mlflow.parentRunId": parent}
                 child = self.client.create_run(self.experiment_id, run_name=f"{trial_id}-s{seed}", tags=child_tags).info.run_id
                 self.client.log_batch(child, params=plain + [Param("seed", str(seed))], tags=[RunTag("seed", str(seed))])
-            else:
+            elif self.client.get_run(child).info.status != "FINISHED":
                 self.client.update_run(child, status="RUNNING")
             children[seed] = child
         return TrialRuns(parent, children)
@@ -151,8 +151,10 @@ class Tracker:
         self.client.set_terminated(runs.parent, "FINISHED")
 
     def fail(self, runs: TrialRuns) -> None:
+        """End a trial's unfinished runs FAILED (runs whose results were logged stay FINISHED)."""
         for run in [runs.parent, *runs.children.values()]:
-            self.client.set_terminated(run, "FAILED")
+            if self.client.get_run(run).info.status != "FINISHED":
+                self.client.set_terminated(run, "FAILED")
 
     def end(self, trial_id: str, status: str) -> None:
         """End every run of a trial (found by its tags) as FAILED or KILLED (stopped by a scheduler)."""

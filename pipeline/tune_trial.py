@@ -168,8 +168,8 @@ def _train_and_land(packs: Packs, node: str, recorder, runs: dict) -> None:
                 torch.save(packs.state(), Path(folder) / "state.pt")
                 tune.report(objective_metrics([*done, (m, trainer)], spec.objective.agg), checkpoint=tune.Checkpoint.from_directory(folder))
         m = measure(trainer.model, trainer.configs)
-        tables = packs.tables(g, m, node, runs)
-        ray.get([recorder.land.remote(t, runs[t.trial_id]) for t in tables])
-        packs.landed.update(t.trial_id for t in tables)
+        for t in packs.tables(g, m, node, runs):
+            ray.get(recorder.land.remote(t, runs[t.trial_id]))
+            packs.landed.add(t.trial_id)
         done.append((m, trainer))
     tune.report({**objective_metrics(done, spec.objective.agg), "trained_seconds": sum(packs.trained_seconds)})

@@ -1,0 +1,51 @@
+"""MLflow runs of a trial across retries (real MLflow on SQLite): finished runs stay finished."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from pipeline.recorder import Recorder
+from pipeline.tables import CURVES, PROFILES, REPLICATES, TrialTables
+from pipeline.tracking import Tracker, TrialRuns, ensure_experiment
+
+
+def _tables(trial_id: str, runs: tuple[str, dict[int, str]]) -> TrialTables:
+    parent, children = runs
+    rows = [{"sweep": "s", "trial_id": trial_id, "seed": seed, "status": "ok", "energy": 0.5 + seed, "transitions": 4,
+             "mlflow_run_id": run, "mlflow_parent_run_id": parent} for seed, run in children.items()]
+    curves = pa.table({"sweep": ["s"] * 4, "trial_id": [trial_id] * 4, "seed": [0, 0, 1, 1], "step": [0, 10, 0, 10],
+                       "loss": [1.0, 0.5, 1.0, 0.4], "energy_mc": [0.9, 0.4, 0.9, 0.3], "lr": [1e-4] * 4}).cast(CURVES)
+    return TrialTables(trial_id, pa.Table.from_pylist(rows, schema=REPLICATES), curves, PROFILES.empty_table(), b"w")
+
+
+def test_a_retry_neither_reopens_nor_fails_the_runs_of_a_landed_trial(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    ensure_experiment(uri, "s", tmp_path / "artifacts")
+    recorder = Recorder(tmp_path / "results", uri, "s", "s")
+    runs = recorder.open_runs("t-0", {"depth": 3}, "hash", [0, 1])
+    recorder.land(_tables("t-0", runs), runs)
+    tracker = Tracker(uri, "s", "s")
+    statuses = lambda: {tracker.client.get_run(r).info.status for r in [runs[0], *runs[1].values()]}  # noqa: E731
+    assert statuses() == {"FINISHED"}
+    again = recorder.open_runs("t-0", {"depth": 3}, "hash", [0, 1])  # the retry of a multi-pack trial
+    assert again == runs and statuses() == {"FINISHED"}
+    recorder.fail_runs(again)  # …which then fails in another pack
+    assert statuses() == {"FINISHED"}
+    history = tracker.client.get_metric_history(runs[1][0], "loss")
+    recorder.land(_tables("t-0", runs), runs)  # landed again: the history is not logged twice
+    assert len(tracker.client.get_metric_history(runs[1][0], "loss")) == len(history) == 2
+    other = recorder.open_runs("t-1", {"depth": 5}, "hash2", [0])
+    recorder.fail_runs(other)
+    assert tracker.client.get_run(other[0]).info.status == "FAILED"
+    assert np.isclose(tracker.client.get_run(runs[1][1]).data.metrics["energy"], 1.5)
+    assert recorder.tracking_failure() is None
+
+
+def test_a_tracking_failure_is_said_once_and_turns_tracking_off(tmp_path, capsys):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    recorder = Recorder(tmp_path / "results", uri, "missing-experiment", "s")  # the driver never created it
+    assert recorder.open_runs("t", {}, "h", [0]) is None
+    assert recorder.open_runs("u", {}, "h", [0]) is None
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "MLflow" in line]
+    assert len(warnings) == 1 and "does not exist" in recorder.tracking_failure()
