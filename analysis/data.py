@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.dataset as ds
 
 from drm.config import ConfigError
 from pipeline.storage import Storage
@@ -60,8 +59,9 @@ def load(folders: list[str]) -> Results:
             raise AnalysisError("results", f"{folder} cannot be read ({str(e).splitlines()[0][:200]})") from None
         if not names:
             raise AnalysisError("results", f"{folder} holds no replicates/*.parquet; allowed: a results/<sweep> folder of a sweep or train run")
-        table = ds.dataset([storage.path("replicates", n) for n in names], filesystem=storage.fs, format="parquet").to_table()
-        tables.append(table.append_column("source", pa.array([storage.location] * table.num_rows, pa.string())))
+        for name in names:
+            table = _read(storage, name)
+            tables.append(table.append_column("source", pa.array([storage.location] * table.num_rows, pa.string())))
     table = pa.concat_tables(tables, promote_options="default")
     missing = [c for c in NEEDED if c not in table.column_names]
     if missing:
@@ -83,6 +83,16 @@ def load(folders: list[str]) -> Results:
     )
     rows["fourier_label"] = rows["fourier"].map(lambda i: "none" if pd.isna(i) else str(int(i)))
     return Results(rows=rows, folders=list(folders), duplicates=before - len(rows))
+
+
+def _read(storage: Storage, name: str) -> pa.Table:
+    """One replicates file; one that is not Parquet is named (a --resume of its sweep quarantines it)."""
+    try:
+        return storage.read_table("replicates", name)
+    except (OSError, pa.ArrowException) as e:
+        why = (str(e).splitlines() or [type(e).__name__])[0][:160]
+        raise AnalysisError("results", f"{storage.show('replicates', name)} is not a readable Parquet file ({why}); "
+                            "allowed: tables drmfm wrote (`drmfm sweep --resume` moves an unreadable one to quarantine/)") from None
 
 
 def varying(frame: pd.DataFrame, columns: list[str]) -> list[str]:

@@ -20,6 +20,10 @@ ACTIVATIONS = ("relu", "smooth_abs", "smooth_relu", "tanh")
 FOURIER_MAPS = ("sincos", "x_sincos")
 DTYPES = ("float32", "float64")
 DEVICES = ("auto", "cpu", "cuda")
+# Past 2^12·π the map's features mean nothing: in float32 the phase 2^i·π·x on [0, 1] is off by
+# 2^i·π·2^-24 > 1e-3 rad, and the 20,001-node counting grid holds fewer than 9 nodes per period.
+MAX_FOURIER = 12
+_WHY_MAX_FOURIER = "past 2^12·π the float32 phase is off by more than 1e-3 rad and the counting grid cannot resolve a period"
 
 
 class ConfigError(ValueError):
@@ -27,6 +31,7 @@ class ConfigError(ValueError):
 
     def __init__(self, field_name: str, message: str):
         self.field = field_name
+        self.message = message
         super().__init__(f"{field_name}: {message}")
 
 
@@ -86,6 +91,8 @@ class TrainConfig:
             raise ConfigError("fourier_map", f"unknown {self.fourier_map!r}; allowed: {', '.join(FOURIER_MAPS)}")
         if self.fourier is not None:
             _require_int("fourier", self.fourier, low=0, allowed="an integer >= 0 or 'none'")
+            if self.fourier > MAX_FOURIER:
+                raise ConfigError("fourier", f"{self.fourier} is not allowed; allowed: 0..{MAX_FOURIER} or 'none' ({_WHY_MAX_FOURIER})")
         if self.dtype not in DTYPES:
             raise ConfigError("dtype", f"unknown {self.dtype!r}; allowed: {', '.join(DTYPES)}")
         _require_float("rho", self.rho, positive=True)

@@ -14,6 +14,11 @@ import torch
 from torch import Tensor, nn
 
 
+def feature_count(dim: int, kind: str) -> int:
+    """F: the map's outputs for d inputs ('identity' is no map)."""
+    return {"identity": dim, "sincos": 2 * dim, "x_sincos": 3 * dim}[kind]
+
+
 class FourierMap(nn.Module):
     """δ: R^d -> R^F. B is a buffer (moves with the module, is not trained); forward has no side effects."""
 
@@ -34,7 +39,7 @@ class FourierMap(nn.Module):
             self.register_buffer("B", omega[:, None, None] * eye)
         else:  # B (d, d), shared by every member
             self.register_buffer("B", (0.0 if fourier is None else 2.0**fourier * math.pi) * eye)
-        self.out_features = {"identity": dim, "sincos": 2 * dim, "x_sincos": 3 * dim}[self.kind]
+        self.out_features = feature_count(dim, self.kind)
 
     def _frequencies(self, dtype: torch.dtype, members: slice | None) -> Tensor:
         """B (d, d), or the (k, d, d) rows of `members` when each member has its own."""

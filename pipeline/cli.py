@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -39,9 +40,18 @@ class BadInput(Exception):
 def home_dir(home: Path | None) -> Path:
     """--home, else $DRMFM_HOME, else ./drmfm-home (a folder, or nothing yet)."""
     path = Path(home or os.environ.get("DRMFM_HOME") or "drmfm-home")
-    if path.exists() and not path.is_dir():
-        raise BadInput(f"home: {str(path)!r} is a file; allowed: a folder (made if missing)")
+    _check_folder("home", path)
     return path
+
+
+def _check_folder(field: str, path: Path) -> None:
+    """A folder, or a path whose nearest existing ancestor is a folder (it is made when written)."""
+    for place in (path, *path.absolute().parents):
+        if place.exists():
+            if not place.is_dir():
+                where = "is a file" if place == path else f"is under {str(place)!r}, a file"
+                raise BadInput(f"{field}: {str(path)!r} {where}; allowed: a folder (made if missing)")
+            return
 
 
 def _parse_fourier(value: str) -> int | None:
@@ -81,6 +91,16 @@ def _check_device(device: str) -> None:
 
         if not torch.cuda.is_available():
             raise BadInput("device: cuda is not available on this machine; allowed here: auto, cpu")
+
+
+def _check_train_memory(config: TrainConfig, members: int, device: str) -> None:
+    from pipeline.resources import check_step_memory
+
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    check_step_memory(config, members, device, "width/seeds")
 
 
 @app.command()
@@ -145,6 +165,7 @@ def train(
     ).resolve()
     seed_values = _parse_seeds(seeds, seed_list)
     _check_device(device)
+    _check_train_memory(config, len(seed_values), device)
     from pipeline.train_command import run_train
 
     code = run_train(config, seed_values, device=device, home=home_dir(home), mlflow=not no_mlflow)
@@ -230,7 +251,12 @@ def status(
         field = "storage" if storage else "home"
         raise BadInput(f"name: no sweep {name!r} in {root.show()}" if name else f"{field}: no sweeps in {root.show()}")
     for r in rows:
-        print(f"{r['name']}: {r['done']}/{r['total']} trials done, {r['failed']} failed, {r['started']} started ({r['problem']}, {r['seeds']} seeds each)")
+        invalid = f", {r['invalid']} unreadable (quarantined by the next --resume)" if r["invalid"] else ""
+        running = f"; running: {r['running']}" if r["running"] else ""
+        print(
+            f"{r['name']}: {r['done']}/{r['total']} trials done, {r['failed']} failed{invalid}, {r['started']} started "
+            f"({r['problem']}, {r['seeds']} seeds each){running}"
+        )
 
 
 def _need_analysis_extra() -> None:
@@ -248,6 +274,8 @@ def analyze(
 ) -> None:
     """Statistics of band counts: summary.csv, effects.csv, reproduction.csv, figures/ and report.md."""
     _need_analysis_extra()
+    if out is not None and "://" not in out:
+        _check_folder("out", Path(out))
     from analysis.analyze import analyze as run_analysis
 
     def say(line: str) -> None:
@@ -279,14 +307,19 @@ def ntk(
     for name, value, low in (("depth", depth, 1), ("width", width, 1), ("points", points, 8), ("fit-from", fit_from, 1)):
         if value < low:
             raise BadInput(f"{name}: {value} is not allowed; allowed: an integer >= {low}")
+    if points > NTK_MAX_POINTS:
+        raise BadInput(f"points: {points} is not allowed; allowed: 8..{NTK_MAX_POINTS} (the block kernel is 2N × 2N, eigendecomposed in float64)")
     last = fit_to if fit_to is not None else max(fit_from + 1, points // 8)
     if not fit_from < last <= points:
         raise BadInput(f"fit-to: {last} is not allowed; allowed: fit-from < fit-to <= points ({points})")
+    target_dir = out or home_dir(home) / "ntk" / f"{problem}-d{depth}-i{'none' if i is None else i}"
+    _check_folder("out", target_dir)
+    _check_ntk_memory(problem, depth, width, i, points)
     _need_analysis_extra()
     from analysis.ntk import decay_table, spectra, spectrum_png, spectrum_table
     from pipeline.storage import Storage
 
-    target = Storage(out or home_dir(home) / "ntk" / f"{problem}-d{depth}-i{'none' if i is None else i}")
+    target = Storage(target_dir)
     found = spectra(problem, depth, width, i, points, seed, fit=(fit_from, last))
     decay = decay_table(found)
     target.write_text(spectrum_table(found).to_csv(index=False), "eigenvalues.csv")
@@ -296,6 +329,24 @@ def ntk(
     for row in decay.itertuples():
         print(f"kernel ({row.kernel}), map {row.fourier}: λ_k ~ k^-{row.alpha:.2f} over k = {row.fit_from}..{row.fit_to} (λ_1 = {row.lambda_1:.4g})")
     print(f"written: {target.show()}/eigenvalues.csv, decay.csv, spectrum.png")
+
+
+NTK_MAX_POINTS = 4096  # 8192² Gram: 0.5 GiB, and an eigendecomposition of minutes on 2 cores
+
+
+def _check_ntk_memory(problem: str, depth: int, width: int, fourier: int | None, points: int) -> None:
+    """The Jacobians (2N × P) and the Gram matrix (2N × 2N), float64, against free memory."""
+    from drm.memory import parameters
+    from pipeline.resources import free_memory
+
+    P = parameters(TrainConfig(problem=problem, depth=depth, width=width, fourier=fourier))
+    need = 8 * (2 * points * P * 2 + 3 * (2 * points) ** 2)
+    free = free_memory("cpu")
+    if free is not None and need > free:
+        raise BadInput(
+            f"points: {points} points of a depth-{depth}, width-{width} net need ≈ {need / 1024**3:.1f} GiB; "
+            f"this machine has {free / 1024**3:.1f} GiB free; allowed: fewer points or a narrower net"
+        )
 
 
 @app.command()
@@ -309,6 +360,11 @@ def ui(
         raise BadInput(f"home: no MLflow store at {where / 'mlflow.db'}; run a sweep first")
     if not 0 < port < 65536:
         raise BadInput(f"port: {port} is not allowed; allowed: 1..65535")
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as e:
+            raise BadInput(f"port: {port} on 127.0.0.1 is taken ({e.strerror}); allowed: a free port (--port)") from None
     print(f"MLflow UI: http://127.0.0.1:{port}  (store {where / 'mlflow.db'})", flush=True)
     command = [
         sys.executable, "-m", "mlflow", "ui",

@@ -10,17 +10,14 @@ from typing import Any
 from ray.tune import Callback
 
 from pipeline.spec import SweepSpec
-from pipeline.storage import Storage
 
 
 class SweepProgress(Callback):
     """A Ray Tune callback (it runs in the driver, and is pickled with the experiment's state)."""
 
-    def __init__(self, spec: SweepSpec, results: Storage | None = None, tracking_uri: str | None = None):
+    def __init__(self, spec: SweepSpec, total: int | None = None):
         self.spec = spec
-        self.results = results
-        self.tracking_uri = tracking_uri
-        self.total = spec.num_trials
+        self.total = spec.num_trials if total is None else total
         self.metric = spec.objective.metric[0]
         self.mode = spec.objective.mode[0]
         self.setup()
@@ -40,13 +37,13 @@ class SweepProgress(Callback):
         self.running.discard(trial.trial_id)
         self.done += 1
         try:  # what the trial trained: its configurations' steps × seeds (for trial-steps per second)
-            configs = self.spec.trial_configs({k: trial.config[k] for k in self.spec.searched})
+            configs = self.spec.trial_configs(self.spec.searched_point(trial.config))
             last = trial.last_result or {}
             steps = sum(c.epochs for c in configs) if "trained_seconds" in last else int(last.get("step", 0)) * len(configs)
             self.trial_steps += steps * self.spec.seeds
         except Exception:  # noqa: BLE001 - a progress line must never end a sweep
             pass
-        if self.results is not None and "trained_seconds" not in (trial.last_result or {}):
+        if self.spec.scheduler is not None and "trained_seconds" not in (trial.last_result or {}):
             self._stopped(trial.trial_id)  # ended before its last step: by the scheduler
         value = (trial.last_result or {}).get(self.metric)
         if value is not None and math.isfinite(value):
@@ -55,16 +52,27 @@ class SweepProgress(Callback):
                 self.best = (value, trial.trial_id)
         self._line(trials)
 
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        print(f"drmfm: trial {trial.trial_id} failed ({_error(trial)}); it is retried from its last checkpoint", file=sys.stderr, flush=True)
+
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.running.discard(trial.trial_id)
         self.failed += 1
+        print(f"drmfm: trial {trial.trial_id} failed ({_error(trial)}); its retries are spent", file=sys.stderr, flush=True)
         self._line(trials)
 
     def _stopped(self, trial_id: str) -> None:
-        """A trial the scheduler stopped: its staged snapshot becomes its rows; its runs end KILLED."""
-        from pipeline.recorder import Recorder
+        """A trial the scheduler stopped: its staged snapshot becomes its rows; its runs end KILLED.
+        The sweep's recorder does it (it keeps the index of what has landed)."""
+        import ray
 
-        Recorder(self.results, self.tracking_uri, self.spec.name, self.spec.name).promote(trial_id)
+        from pipeline.tuning import session
+
+        recorder = session(self.spec.name)
+        try:
+            ray.get(recorder.promote.remote(trial_id), timeout=120)
+        except Exception as e:  # noqa: BLE001 - the snapshot is dropped; a resume trains the trial again
+            print(f"drmfm: warning: trial {trial_id} stopped by the scheduler was not recorded ({type(e).__name__})", file=sys.stderr)
 
     def _line(self, trials: list) -> None:
         finished = self.done + self.failed
@@ -78,6 +86,17 @@ class SweepProgress(Callback):
             file=sys.stderr,
             flush=True,
         )
+
+
+def _error(trial: Any) -> str:
+    """The trial's error in one line (Tune keeps the whole traceback in the trial's error.txt)."""
+    from pipeline.sweep_report import error_text
+
+    try:
+        error = trial.get_error()
+    except Exception:  # noqa: BLE001 - a progress line must never end a sweep
+        error = None
+    return error_text(error) if error else "its error could not be read back"
 
 
 def _duration(seconds: float) -> str:

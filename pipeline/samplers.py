@@ -34,15 +34,18 @@ def search_space(spec: SweepSpec) -> dict[str, distributions.BaseDistribution]:
     return space
 
 
-def sampler(spec: SweepSpec) -> optuna.samplers.BaseSampler:
-    seed = spec.search.seed
-    kind = spec.search.sampler
-    if kind == "grid":
+def sampler(spec: SweepSpec, offset: int = 0) -> optuna.samplers.BaseSampler:
+    """The spec's sampler, seeded; `offset` shifts the seed (a sampler rebuilt after `offset` samples
+    does not draw the first ones again)."""
+    seed = spec.search.seed + offset
+    if spec.search.sampler == "grid":
         return TuneGridSampler({k: list(v) for k, v in spec.searched.items()}, seed=seed)
-    if kind == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if kind == "tpe":
-        return optuna.samplers.TPESampler(seed=seed)
-    if kind == "qmc":
-        return optuna.samplers.QMCSampler(seed=seed)
-    return optuna.samplers.GPSampler(seed=seed)
+    return _SAMPLERS[spec.search.sampler](seed)
+
+
+_SAMPLERS = {
+    "random": lambda seed: optuna.samplers.RandomSampler(seed=seed),
+    "tpe": lambda seed: optuna.samplers.TPESampler(seed=seed),
+    "qmc": lambda seed: optuna.samplers.QMCSampler(seed=seed),
+    "gp": lambda seed: optuna.samplers.GPSampler(seed=seed),
+}

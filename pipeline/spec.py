@@ -29,7 +29,7 @@ METRICS = ("energy", "transitions", "bands", "transitions_wall", "transitions_pe
 PARAMS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name != "problem")
 _TOP = ("name", "problem", "fixed", "space", "seeds", "search", "objective", "resources", "quick", "scheduler", "checkpoint_every",
         "max_failures", "pack")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")  # fullmatch: no trailing newline, at most 100
 
 
 class SpecError(ConfigError):
@@ -119,6 +119,11 @@ class SweepSpec:
         """The resolved configuration of one point of the space."""
         return TrainConfig(problem=self.problem, **{**self.fixed, **point}).resolve()
 
+    def searched_point(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The searched point of a Tune trial's config: the sampler's parameters, or a repair's `point`."""
+        params = params.get("point", params)
+        return {k: params[k] for k in self.searched}
+
     def trial_configs(self, point: dict[str, Any]) -> list[TrainConfig]:
         """The configurations one trial trains: its searched point × every value of the packed dimensions."""
         return [self.trial_config({**point, **packed}) for packed in self.grid_points(list(self.pack))]
@@ -133,11 +138,11 @@ class SweepSpec:
         elif isinstance(epochs, tuple):
             mean = sum(epochs) / len(epochs)
         else:
-            mean = self.trial_config(self._corners()[0]).epochs
+            mean = self.trial_config(self.corners()[0]).epochs
         per_trial = len(self.grid_points(list(self.pack)))
         return int(round(self.num_trials * per_trial * self.seeds * mean)), False
 
-    def _corners(self) -> list[dict[str, Any]]:
+    def corners(self) -> list[dict[str, Any]]:
         """Every categorical choice × both ends of every range: what a sampled space can reach."""
         names = list(self.space)
         options = [d if isinstance(d, tuple) else (_cast(d, d.low), _cast(d, d.high)) for d in (self.space[n] for n in names)]
@@ -173,26 +178,35 @@ class SweepSpec:
         return spec
 
     def _check_points(self) -> None:
-        points = self.grid_points() if self.is_grid else self._corners()
+        points = self.grid_points() if self.is_grid else self.corners()
         for point in points:
             try:
                 self.trial_config(point)
             except ConfigError as e:
                 where = "fixed" if e.field in self.fixed else "space"
-                raise SpecError(f"{where}.{e.field}", f"{e} (at {_show(point)})") from None
+                raise SpecError(f"{where}.{e.field}", f"{e.message} (at {_show(point)})") from None
         if self.scheduler is not None:
             epochs = self.space.get("epochs")
             if isinstance(epochs, Range) or (isinstance(epochs, tuple) and len(set(epochs)) > 1):
                 raise SpecError("scheduler", "a scheduler needs one number of epochs across the space; allowed: fix epochs")
+            total = self.trial_config(points[0]).epochs
+            if self.scheduler.grace_period > total:
+                raise SpecError("scheduler.grace_period", f"{self.scheduler.grace_period} is past the {total} epochs; allowed: 1..{total}")
 
 
 def load_spec(path: str | Path) -> SweepSpec:
     """Read and validate a spec file (SpecError on any problem, naming the field)."""
+    from pipeline import yaml_strict
+
     path = Path(path)
     if not path.is_file():
         raise SpecError("spec", f"no such file {str(path)!r}")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml_strict.load(path.read_bytes())
+    except UnicodeDecodeError as e:
+        raise SpecError("spec", f"{str(path)!r} is not UTF-8 text (byte {e.object[e.start]:#04x} at offset {e.start}); allowed: a YAML file") from None
+    except yaml_strict.DuplicateKey as e:
+        raise SpecError("spec", f"{e}; allowed: each key once") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
@@ -208,8 +222,8 @@ def parse_spec(raw: Any) -> SweepSpec:
         if required not in raw:
             raise SpecError(required, "is required")
     name = raw["name"]
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise SpecError("name", f"{name!r} is not allowed; allowed: letters, digits, '_', '.', '-'")
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise SpecError("name", f"{name!r} is not allowed; allowed: 1 to 100 letters, digits, '_', '.', '-' (a letter or digit first)")
     problem = raw["problem"]
     if not isinstance(problem, str) or problem not in PROBLEMS:
         raise SpecError("problem", f"unknown {problem!r}; allowed: {', '.join(PROBLEMS)}")
@@ -369,6 +383,8 @@ def _dimension(field: str, param: str, raw: Any) -> Dimension:
         step = raw.get("step")
         if step is not None and (not _is_number(step) or step <= 0 or (integer and step != int(step))):
             raise SpecError(f"{field}.step", f"{step!r} is not allowed; allowed: {'an integer' if integer else 'a number'} > 0")
+        if step is not None and step > high - low:
+            raise SpecError(f"{field}.step", f"{step!r} is larger than the range {low}..{high}; allowed: a step <= high - low, or a one-value list")
         log = raw.get("log", False)
         if not isinstance(log, bool):
             raise SpecError(f"{field}.log", f"{log!r} is not allowed; allowed: true, false")

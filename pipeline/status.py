@@ -1,35 +1,40 @@
-"""`drmfm status`: the sweeps in a home (or a --storage root), with trials done / failed / started."""
+"""`drmfm status`: the sweeps in a home (or a --storage root), counted from what validates in their tables."""
 
 from __future__ import annotations
 
 import json
+import time
 
+from pipeline.lease import TTL_SECONDS, Lease
+from pipeline.reconcile import group_by_config, inspect, ledger
 from pipeline.storage import Storage
 from pipeline.sweep import SPEC_FILE
-from pipeline.tables import committed
 
 
 def sweep_status(root: Storage, name: str | None = None) -> list[dict]:
-    """One entry per sweep under `root` (or just `name`): counts from Ray Tune's folder and the tables."""
+    """One entry per sweep under `root` (or just `name`). Only valid committed trials count as done
+    or failed (a file that does not validate is counted apart: the next --resume quarantines it)."""
     names = [n for n in root.folders("ray") if root.is_file("ray", n, SPEC_FILE)]
     if name is not None:
         names = [n for n in names if n == name]
     out = []
     for sweep in names:
         spec = json.loads(root.read_bytes("ray", sweep, SPEC_FILE))["spec"]
-        done = committed(root.sub("results", sweep))
-        trials = [t for t in root.folders("ray", sweep) if t.startswith("run_tune_trial")]
-        landed = {d.split("-")[0] for d in done}  # a packed trial lands as <trial>-<j>
-        failed = [t for t in trials if root.is_file("ray", sweep, t, "error.txt") and t.split("_")[3] not in landed]
+        results = root.sub("results", sweep)
+        found = inspect(results, spec["seeds"])
+        landed = found.by_config().values()
+        holder = Lease(root, sweep).holder()
         out.append(
             {
                 "name": sweep,
                 "problem": spec["problem"],
                 "total": _total(spec),
-                "done": len(done),
-                "failed": len(failed),
-                "started": len(trials),
+                "done": sum(t.done for t in landed),
+                "failed": sum(not t.done for t in landed),
+                "invalid": len(found.invalid),
+                "started": len(group_by_config(ledger(results))),
                 "seeds": spec["seeds"],
+                "running": holder.describe() if holder is not None and not holder.stale(TTL_SECONDS, time.time()) else None,
             }
         )
     return out

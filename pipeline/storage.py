@@ -18,6 +18,15 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from drm.config import ConfigError
+
+
+def first_line(error: BaseException) -> str:
+    """An error in one line: an OSError's own words (strerror), else the first line of its text."""
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    return (str(error).splitlines() or [type(error).__name__])[0][:200] or type(error).__name__
+
 
 class Storage:
     """A root folder or bucket prefix; paths below it are '/'-joined relative parts."""
@@ -74,12 +83,28 @@ class Storage:
             if info.type == pafs.FileType.File and info.base_name.endswith(suffix) and not info.base_name.startswith(".")
         )
 
+    def temporaries(self, *parts: str) -> list[str]:
+        """Paths (relative, '/'-joined) of the temporary files a crashed write left anywhere below a folder."""
+        selector = pafs.FileSelector(self.path(*parts), allow_not_found=True, recursive=True)
+        base = self.path(*parts) + "/"
+        return sorted(
+            info.path.removeprefix(base)
+            for info in self.fs.get_file_info(selector)
+            if info.type == pafs.FileType.File and info.base_name.startswith(".") and info.base_name.endswith(".tmp")
+        )
+
     def folders(self, *parts: str) -> list[str]:
         selector = pafs.FileSelector(self.path(*parts), allow_not_found=True)
         return sorted(info.base_name for info in self.fs.get_file_info(selector) if info.type == pafs.FileType.Directory)
 
     def read_bytes(self, *parts: str) -> bytes:
         with self.fs.open_input_file(self.path(*parts)) as f:
+            return f.read()
+
+    def tail(self, *parts: str, n: int = 1024) -> bytes:
+        """The last n bytes of a file (or all of it, if shorter)."""
+        with self.fs.open_input_file(self.path(*parts)) as f:
+            f.seek(max(0, f.size() - n))
             return f.read()
 
     def read_table(self, *parts: str) -> pa.Table:
@@ -92,6 +117,31 @@ class Storage:
             with self.fs.open_output_stream(target) as f:
                 f.write(data)
             return
+        self._publish(data, target, os.replace)  # a rename on one filesystem: atomic
+
+    def create(self, data: bytes, *parts: str) -> bool:
+        """Write a file that does not exist yet, whole; False if it exists.
+
+        On a folder (local or NFS) the check and the write are one atomic step: the bytes go to a
+        temporary file that is then hard-linked to the name, which fails if the name is taken.
+        pyarrow's object-store filesystems offer no conditional write (S3's If-None-Match is not
+        exposed), so there the check and the write are two steps (README, "One driver per sweep").
+        """
+        if not self.local:
+            if self.exists(*parts):
+                return False
+            self.write_bytes(data, *parts)
+            return True
+        try:
+            self._publish(data, self.path(*parts), os.link)
+        except FileExistsError:
+            return False
+        return True
+
+    @staticmethod
+    def _publish(data: bytes, target: str, name_it) -> None:
+        """Write `data` to a temporary file beside `target`, on disk before it is named (a crash
+        leaves the old file or the new), then give it its name with `name_it(tmp, target)`."""
         folder, name = target.rsplit("/", 1)
         os.makedirs(folder, exist_ok=True)
         tmp = f"{folder}/.{name}.{uuid.uuid4().hex[:8]}.tmp"
@@ -99,12 +149,27 @@ class Storage:
             with open(tmp, "wb") as f:
                 f.write(data)
                 f.flush()
-                os.fsync(f.fileno())  # on disk before it gets its name: a crash leaves the old file or the new
-            os.replace(tmp, target)  # a rename on one filesystem: atomic
-        except BaseException:
+                os.fsync(f.fileno())
+            name_it(tmp, target)
+        finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
-            raise
+
+    def modified(self, *parts: str) -> float | None:
+        """The file's modification time (seconds since the epoch), None if it is not there."""
+        info = self.fs.get_file_info(self.path(*parts))
+        if info.type == pafs.FileType.NotFound or info.mtime is None:
+            return None
+        return info.mtime.timestamp()
+
+    def require_writable(self, field: str) -> None:
+        """ConfigError naming `field` unless the root takes writes: a small file created, fsynced, removed."""
+        name = f".drmfm-probe-{uuid.uuid4().hex[:8]}"
+        try:
+            self.write_bytes(b"probe", name)
+            self.remove(name)
+        except OSError as e:
+            raise ConfigError(field, f"{self.show()} does not take writes ({first_line(e)}); allowed: a writable folder or bucket") from None
 
     def write_table(self, table: pa.Table, *parts: str) -> None:
         buffer = io.BytesIO()

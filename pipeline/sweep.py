@@ -1,26 +1,37 @@
 """`drmfm sweep`: a spec → Optuna search space → Ray Tune → MLflow and Parquet tables.
 
-The driver validates everything first. It refuses a name that exists (unless --resume, which
-refuses a changed spec). It creates the MLflow store and experiment, then runs the Tuner with
-the packed trial of `pipeline.tune_trial`. Ray is local by default (a bounded object store), or
-the cluster at --address.
+The driver, top to bottom:
+1. checks that the home (or --storage) takes writes, and takes the sweep's lease (one driver per
+   sweep; a second exits 2 naming the holder);
+2. refuses a name that exists (unless --resume, which refuses a changed spec), a request this
+   machine cannot meet, a step that cannot fit in memory;
+3. on --resume, checks every committed table file, quarantines what is not valid and removes
+   what an interrupted write left (`pipeline.reconcile`);
+4. creates the MLflow store and experiment, and ends runs left RUNNING by dead processes;
+5. starts a local Ray on loopback (or joins --address), and runs the search, then the repair of
+   whatever configuration still has no rows (`pipeline.tuning`);
+6. checks the tables again, ends every run of the sweep that is still RUNNING, and counts the
+   rows against configurations × seeds: exit 0 when all landed, 1 when anything failed, diverged
+   or is missing.
 """
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import json
+import logging
 import os
-import re
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import pyarrow as pa
 
+from pipeline.lease import Lease
+from pipeline.reconcile import Inventory, group_by_config, inspect, ledger, repair
 from pipeline.spec import SpecError, SweepSpec
-from pipeline.storage import Storage
-from pipeline.tables import read_replicates
+from pipeline.storage import Storage, first_line
 
 SPEC_FILE = "drmfm-spec.json"
 
@@ -60,34 +71,52 @@ def check_start(spec: SweepSpec, state: Storage, results: Storage, resume: bool)
     if resume:
         if not state.is_file(SPEC_FILE):
             raise SweepRefused("--resume", f"no sweep {spec.name!r} in {where} to resume")
-        before = json.loads(state.read_bytes(SPEC_FILE))
+        try:
+            before = json.loads(state.read_bytes(SPEC_FILE))
+        except ValueError:
+            raise SweepRefused("--resume", f"{state.show(SPEC_FILE)} is not readable; allowed: a new name") from None
         if before.get("spec_hash") != spec.spec_hash():
             changed = sorted(k for k in spec.as_dict() if before.get("spec", {}).get(k) != spec.as_dict()[k])
             raise SweepRefused("--resume", f"the spec changed since the sweep started ({', '.join(changed) or 'content'}); allowed: the same spec, or a new name")
 
 
-def start_ray(address: str | None, cpus: int | None = None) -> bool:
-    """Join the cluster at `address`, or start a local Ray for this command. True if local."""
-    import ray
+def check_capacity(spec: SweepSpec, local: bool) -> None:
+    """This machine's CPUs and GPUs against a trial's request (local Ray), and a step's memory against this
+    machine's (every point of the space; a cluster's nodes are not known here)."""
+    from drm.config import ConfigError
+    from pipeline.resources import check_local_request, check_step_memory
+    from pipeline.tune_trial import pack_groups
 
-    if address:
-        try:
-            ray.init(address=address, log_to_driver=False, configure_logging=False)
-        except Exception as e:  # noqa: BLE001 - any failure to join is the user's address
-            raise SweepRefused("address", f"cannot join a Ray cluster at {address!r} ({type(e).__name__}); allowed: auto, or a running cluster's HOST:PORT") from None
-        return False
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a local Ray on loopback for this command only
-    # Checkpoints are small and frequent by design; Tune's advice about it is noise here.
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our own progress lines, not Tune's tables
-    ray.init(
-        num_cpus=cpus or os.cpu_count(),
-        object_store_memory=256 * 1024**2,
-        include_dashboard=False,
-        log_to_driver=False,
-        configure_logging=False,
-    )
-    return True
+    if not local:
+        return
+    check_local_request(spec.resources.cpu, spec.resources.gpu)
+    for point in spec.grid_points(list(spec.searched)) if spec.is_grid else spec.corners():
+        configs = spec.trial_configs({k: point[k] for k in spec.searched})
+        for group in pack_groups(configs):
+            largest = max((configs[j] for j in group), key=lambda c: c.epsilon > 0)  # ε > 0 carries one more stream
+            try:
+                check_step_memory(largest, spec.seeds * len(group), "cpu", "width/seeds")
+            except ConfigError as e:
+                raise SpecError(e.field, f"{e.message} (at {', '.join(f'{k}={v}' for k, v in point.items())})") from None
+
+
+def expected(spec: SweepSpec, results: Storage, landed: dict[str, object] | None = None) -> dict[str, dict | None]:
+    """config_hash -> searched point of every configuration the sweep must land: the whole grid, or the
+    configurations its sampled trials reported (the ledger) and any that have rows (point None)."""
+    if spec.search.sampler == "grid":
+        return {c.config_hash(): p for p in spec.grid_points(list(spec.searched)) for c in spec.trial_configs(p)}
+    return {**dict.fromkeys(landed or {}), **group_by_config(ledger(results))}
+
+
+def missing_points(spec: SweepSpec, results: Storage, landed: dict[str, bool], failed_now: set[str]) -> list[dict]:
+    """The searched points with a configuration that has no rows, or only the failed rows of an
+    earlier run (not those of trials that failed in this one: their retries are spent). Each point once.
+    `landed`: config_hash -> whether its rows stand (the recorder's index)."""
+    out: dict[str, dict] = {}
+    for config_hash, point in expected(spec, results, landed).items():
+        if point is not None and (config_hash not in landed or (not landed[config_hash] and config_hash not in failed_now)):
+            out.setdefault(json.dumps(point, sort_keys=True, default=str), point)
+    return list(out.values())
 
 
 def run_sweep(
@@ -100,170 +129,206 @@ def run_sweep(
     tracking_uri: str | None,
     mlflow: bool,
 ) -> int:
-    """Run (or resume) a sweep; 0 all done, 1 some trials or seeds failed."""
-    from pipeline.progress import SweepProgress
-    from pipeline.tracking import default_tracking_uri, ensure_experiment, probe
+    """Run (or resume) a sweep; 0 all landed, 1 some trials or seeds failed, diverged or are missing."""
+    from pipeline.ray_session import check_address
+    from pipeline.sweep_report import Outcome, report_repairs, summary
 
+    check_capacity(spec, local=address is None)
+    if address is not None:
+        check_address(address)
     root = storage_root(home, storage)
     state, results = root.sub("ray", spec.name), root.sub("results", spec.name)
+    lease = Lease(root, spec.name)
+    with _reaching(root):  # the first touches of the storage: failing here is the user's input (exit 2)
+        root.require_writable("storage" if storage else "home")
+        lease.acquire()
+    uri, outcome = None, Outcome()
     try:
-        check_start(spec, state, results, resume)
-    except OSError as e:  # the first touch of --storage: an unreachable store is the user's input
-        raise SpecError("storage", f"{root.show()} cannot be reached ({str(e).splitlines()[0][:200]}); allowed: a folder, or a reachable bucket") from None
-    home.mkdir(parents=True, exist_ok=True)
-    uri = None
-    if mlflow:
-        uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(home)
-        why = probe(uri)
-        if why is None:
-            try:
-                ensure_experiment(uri, spec.name, home / "mlartifacts" if uri.startswith("sqlite") else None)
-            except Exception as e:  # noqa: BLE001 - the tables are the record; MLflow is a view of them
-                why = f"{type(e).__name__}: {e}"
-        if why is not None:
-            print(f"drmfm: warning: MLflow at {uri} cannot be reached ({why}); the sweep goes on, the tables are complete", file=sys.stderr)
-            uri = None
+        if lease.took_over is not None:
+            print(f"drmfm: took over the lease of {lease.took_over.describe()}: it is gone", file=sys.stderr)
+        with _reaching(root):
+            check_start(spec, state, results, resume)
+        lease.keep_renewed()
+        by = f"{lease.token[:8]} ({os.getpid()})"
+        try:
+            found = repair(results, spec.seeds, by) if resume else Inventory()
+            report_repairs(found)
+            home.mkdir(parents=True, exist_ok=True)
+            uri = _tracking(spec, home, tracking_uri) if mlflow else None
+            outcome = _run(spec, root, state, results, uri, resume, address, lease, found)
+        except OSError as e:  # the storage failed mid-run: what committed stays, --resume finishes
+            outcome.stopped = outcome.stopped or f"the storage failed ({first_line(e)})"
+        lease.on_lost = None
+        outcome.stopped = outcome.stopped or lease.lost
+        try:
+            # Checked again now that nothing writes; a driver that lost its lease only reads (another holds the sweep).
+            final = inspect(results, spec.seeds) if lease.lost else _final_check(results, spec.seeds, by, outcome)
+            if uri is not None and not lease.lost:
+                _settle_runs(spec, uri, results, final)
+            return summary(spec, final, expected(spec, results, final.by_config()), outcome, state, results, uri, home)
+        except OSError as e:
+            print(f"drmfm: the storage failed ({first_line(e)}): {results.show()} cannot be counted now; "
+                  "what committed is kept, --resume finishes the rest", file=sys.stderr)
+            return 1
+    finally:
+        lease.release()
+
+
+@contextlib.contextmanager
+def _reaching(root: Storage):
+    """OSError on the first touches of --storage (unreachable, unwritable) as one line, exit 2."""
+    try:
+        yield
+    except OSError as e:
+        raise SpecError("storage", f"{root.show()} cannot be reached ({first_line(e)}); allowed: a folder, or a reachable bucket") from None
+
+
+def _final_check(results: Storage, seeds: int, by: str, outcome) -> Inventory:
+    """The tables checked once more at the end (nothing writes now); a storage that refuses the
+    repair still gets checked, read-only."""
+    from pipeline.sweep_report import report_repairs
+
+    if not results.exists():
+        return Inventory()
+    try:
+        final = repair(results, seeds, by)
+    except OSError as e:
+        outcome.stopped = outcome.stopped or f"the storage failed ({first_line(e)})"
+        return inspect(results, seeds)
+    report_repairs(final)
+    return final
+
+
+def _tracking(spec: SweepSpec, home: Path, tracking_uri: str | None) -> str | None:
+    """The MLflow store and the sweep's experiment, or None (said once) when it cannot be used."""
+    from pipeline.tracking import default_tracking_uri, prepare
+
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(home)
+    why = prepare(uri, spec.name, home / "mlartifacts" if uri.startswith("sqlite") else None)
+    if why is not None:
+        print(f"drmfm: warning: MLflow at {uri} cannot be reached ({why}); the sweep goes on, the tables are complete", file=sys.stderr)
+        return None
+    return uri
+
+
+def _settle_runs(spec: SweepSpec, uri: str, results: Storage, final: Inventory) -> None:
+    from pipeline.tracking import Tracker
+
+    try:
+        Tracker(uri, spec.name, spec.name).settle(results, final)
+    except Exception as e:  # noqa: BLE001 - tracking never costs the sweep its exit code
+        print(f"drmfm: warning: MLflow at {uri}: runs not settled ({type(e).__name__})", file=sys.stderr)
+
+
+def _run(spec: SweepSpec, root: Storage, state: Storage, results: Storage, uri: str | None, resume: bool, address: str | None, lease,
+         found: Inventory):
+    """Ray up, the search and the repair, Ray down: what happened (pipeline.sweep_report.Outcome)."""
+    from pipeline.ray_session import join, prepare_local, quiet_tune, start_local, stop_local
+
+    local = address is None
+    if local:
+        prepare_local()  # before ray is first imported: every server it starts binds 127.0.0.1
+    quiet_tune()
     import optuna
     import ray
-    from ray import tune
-    from ray.tune.search.optuna import OptunaSearch
 
-    # The grid sampler says when the grid is exhausted: with num_samples = grid size, that is the plan.
+    from pipeline.sweep_report import Outcome
+    from pipeline.tuning import close_session, open_session
+
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    warnings.filterwarnings("ignore", message="`Study.stop` is supposed to be invoked")
-
-    from pipeline.recorder import recorder_actor
-    from pipeline.samplers import sampler, search_space
-    from pipeline.tune_trial import TrialContext, run_tune_trial
-
-    print(describe(spec), file=sys.stderr)
+    # Tune logs each trial's error, and a failed save of its own state, with their tracebacks, and
+    # warns of trials without its result files (a killed one): the sweep says each failure in one
+    # line (the traceback stays in the trial's error.txt), and the tables are the record.
+    for name in ("ray.tune.execution.tune_controller", "ray.tune.execution.experiment_state", "ray.tune.analysis.experiment_analysis"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     ray_start = time.perf_counter()
-    local = start_ray(address)
-    ray_seconds = time.perf_counter() - ray_start
+    guard = start_local() if local else join(address)
+    outcome = Outcome(ray_seconds=time.perf_counter() - ray_start)
     try:
-        has_gpu = ray.cluster_resources().get("GPU", 0) > 0
-        resources = {"cpu": spec.resources.cpu}
-        if spec.resources.gpu > 0 and (has_gpu or not local):  # only the embedded local Ray drops the GPU ask
-            resources["gpu"] = spec.resources.gpu
-        # Every row and run is written by one recorder on this node: where this command points.
-        recorder = recorder_actor(results, uri, spec.name, spec.name)
-        ctx = TrialContext(spec=spec, recorder=recorder, tracking=uri is not None)
-        trainable = tune.with_resources(tune.with_parameters(run_tune_trial, ctx=ctx), resources)
-        progress = SweepProgress(spec, results, uri)
-        run_config = tune.RunConfig(
-            name=spec.name,
-            **root.tune_location("ray"),
-            failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-            verbose=0,
-            callbacks=[progress],
-        )
-        located = state.tune_location()
-        if resume and tune.Tuner.can_restore(located["storage_path"], storage_filesystem=located.get("storage_filesystem")):
-            tuner = tune.Tuner.restore(located["storage_path"], trainable, resume_errored=True, storage_filesystem=located.get("storage_filesystem"))
-        else:  # a new sweep, or one killed before Tune first saved its state: start it (again)
-            metric = list(spec.objective.metric)
-            mode = list(spec.objective.mode)
-            single = len(metric) == 1
-            searcher = OptunaSearch(
-                space=search_space(spec),
-                metric=metric[0] if single else metric,
-                mode=mode[0] if single else mode,
-                sampler=sampler(spec),
-                seed=None,
-            )
-            scheduler = None
-            if spec.scheduler is not None:
-                from ray.tune.schedulers import ASHAScheduler
+        from pipeline.recorder import recorder_actor
 
-                scheduler = ASHAScheduler(
-                    metric=metric[0], mode=mode[0], time_attr="step", max_t=spec.trial_config(spec._corners()[0]).epochs,
-                    grace_period=spec.scheduler.grace_period, reduction_factor=spec.scheduler.reduction_factor,
-                )
-            tuner = tune.Tuner(
-                trainable,
-                # reuse_actors: a trial process serves trial after trial (torch imported once).
-                tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=spec.num_trials, reuse_actors=True),
-                run_config=run_config,
-            )
-            state.write_text(json.dumps({"spec_hash": spec.spec_hash(), "spec": spec.as_dict()}, indent=1), SPEC_FILE)
-        slots = max(1, min(spec.num_trials, int(ray.cluster_resources().get("CPU", 1) // spec.resources.cpu)))
-        start = time.perf_counter()
-        grid = tuner.fit()
-        wall = time.perf_counter() - start
-        try:  # a tracking store lost mid-sweep, said once
-            failure = ray.get(recorder.tracking_failure.remote(), timeout=30)
-        except Exception as e:  # noqa: BLE001 - the recorder died: the tables hold what landed
-            failure = f"the sweep's recorder ended early ({type(e).__name__}); trials that did not land are recorded failed"
-        if failure is not None:
-            print(f"drmfm: warning: {failure}", file=sys.stderr)
+        recorder = recorder_actor(results, uri, spec.name, spec.name, found.by_config())
+        open_session(spec.name, recorder)
+        lease.on_lost = lambda why: recorder.abort.remote(why)
+        _search_and_repair(spec, root, state, results, uri, resume, recorder, outcome, local)
+        outcome.tally = _ask(recorder.tally.remote(), default=None)
+        outcome.tracking = _ask(recorder.tracking_failure.remote(), default="the sweep's recorder ended early; trials that did not land are missing")
     finally:
+        close_session(spec.name)
         if local:
             ray.shutdown()
-    _overhead(grid, wall, ray_seconds, slots)
-    _record_failures(spec, grid, results, uri)
-    return _summary(spec, grid, results, state, wall, uri, home)
+            stop_local(guard)
+    if outcome.tracking:
+        print(f"drmfm: warning: {outcome.tracking}", file=sys.stderr)
+    return outcome
 
 
-def _record_failures(spec: SweepSpec, grid, results: Storage, uri: str | None) -> None:
-    """A trial whose retries are spent gets rows too (its configuration, status `failed`, its
-    error), and its MLflow runs end FAILED (a killed trial could not end them itself)."""
-    from pipeline.recorder import Recorder
-    from pipeline.tables import committed
-    from pipeline.trial import failed_rows
-    from pipeline.tune_trial import trial_labels
+def _search_and_repair(spec: SweepSpec, root: Storage, state: Storage, results: Storage, uri: str | None, resume: bool, recorder,
+                       outcome, local: bool) -> None:
+    """The search (restored, new or rebuilt), the samples it still lacks, then the repair of what has no rows."""
+    import ray
+    from ray import tune
 
-    done = committed(results)
-    recorder = Recorder(results, uri, spec.name, spec.name)
-    for result in grid:
-        if result.error is None:
-            continue
-        folder = result.path.rstrip("/").rsplit("/", 1)[-1]
-        match = re.match(r"run_tune_trial_([0-9a-f]+)_", folder)
-        configs = spec.trial_configs({k: result.config[k] for k in spec.searched})
-        error = (str(result.error).strip().splitlines() or ["unknown error"])[-1][:500]
-        for trial_id, config in zip(trial_labels(spec, match.group(1) if match else folder, len(configs)), configs):
-            if trial_id not in done:
-                recorder.record_failed(trial_id, failed_rows(config, list(range(spec.seeds)), sweep=spec.name, trial_id=trial_id, error=error))
+    from pipeline.progress import SweepProgress
+    from pipeline.sweep_report import record_failures
+    from pipeline.tune_trial import TrialContext, run_tune_trial
+    from pipeline.tuning import more_samples, plan_search, repair_tuner, run_config
+
+    resources = {"cpu": spec.resources.cpu}
+    if spec.resources.gpu > 0 and (ray.cluster_resources().get("GPU", 0) > 0 or not local):  # only the embedded local Ray drops the GPU ask
+        resources["gpu"] = spec.resources.gpu
+    trainable = tune.with_resources(tune.with_parameters(run_tune_trial, ctx=TrialContext(spec, recorder, uri is not None)), resources)
+    outcome.slots = max(1, min(spec.num_trials, int(ray.cluster_resources().get("CPU", 1) // spec.resources.cpu)))
+    start = time.perf_counter()
+    print(describe(spec), file=sys.stderr)
+    plan = plan_search(spec, trainable, state, results, resume, run_config(spec, root, [SweepProgress(spec)]))
+    if plan.note:
+        print(f"drmfm: {plan.note}", file=sys.stderr)
+    if not resume:
+        state.write_text(json.dumps({"spec_hash": spec.spec_hash(), "spec": spec.as_dict()}, indent=1), SPEC_FILE)
+    failed_now: set[str] = set()
+
+    def fit(tuner) -> None:
+        outcome.errors += record_failures(spec, _fit(tuner, outcome), results, recorder, failed_now)
+
+    def going() -> bool:
+        return outcome.stopped is None and _stop(recorder) is None
+
+    if plan.search is not None:
+        fit(plan.search)
+    if plan.restored and spec.search.sampler != "grid" and going():
+        more = more_samples(spec, trainable, results, run_config(spec, root, [SweepProgress(spec)]))
+        if more is not None:
+            print(f"drmfm: the restored search ended {more[1]} sample(s) short; they are drawn now", file=sys.stderr)
+            fit(more[0])
+    landed = _ask(recorder.index.remote(), None) if going() else None
+    points = missing_points(spec, results, landed, failed_now) if landed is not None else []
+    if points:
+        print(f"drmfm: {len(points)} trial(s) whose rows are missing are trained again", file=sys.stderr)
+        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        config = run_config(spec, root, [SweepProgress(spec, total=len(points))], spec.name, "repairs", stamp)
+        fit(repair_tuner(spec, trainable, points, config))
+    outcome.wall = time.perf_counter() - start
+    outcome.stopped = outcome.stopped or _stop(recorder)
 
 
-def _overhead(grid, wall: float, ray_seconds: float, slots: int) -> None:
-    """Where the wall time went: Ray's start, each trial's time outside training, the trials' share."""
-    finished = [r.metrics for r in grid if r.metrics and "trained_seconds" in r.metrics]
-    if not finished or wall <= 0:
-        return
-    trained = sum(m["trained_seconds"] for m in finished)
-    outside = sum(m.get("time_total_s", 0.0) - m["trained_seconds"] for m in finished) / len(finished)
-    print(
-        f"overhead: Ray up in {ray_seconds:.1f} s; per trial {outside:.1f} s outside training (start, measure, tables, MLflow); "
-        f"training filled {trained / (wall * slots):.0%} of {slots} slot(s) × {wall:.0f} s",
-        file=sys.stderr,
-    )
+def _fit(tuner, outcome) -> list:
+    """One Tuner's fit; a Tune failure (its own state unwritable, …) stops the sweep with one line."""
+    try:
+        return list(tuner.fit())
+    except Exception as e:  # noqa: BLE001 - the tables hold what landed; --resume finishes the rest
+        outcome.stopped = f"Ray Tune stopped ({type(e).__name__}: {str(e).strip().splitlines()[-1][:200] if str(e).strip() else ''})"
+        return []
 
 
-def _summary(spec: SweepSpec, grid, results: Storage, state: Storage, wall: float, uri: str | None, home: Path) -> int:
-    errors = [r for r in grid if r.error is not None]
-    rows = read_replicates(results) if results.exists() else None
-    statuses = rows.column("status").to_pylist() if rows is not None else []
-    stopped = {t for t, st in zip(rows.column("trial_id").to_pylist(), statuses) if st == "stopped"} if rows is not None else set()
-    trained = sum(r.metrics.get("trained_seconds", 0.0) for r in grid if r.metrics)
-    diverged = statuses.count("diverged")
-    early = f", {len(stopped)} stopped early by the scheduler" if stopped else ""
-    print(
-        f"{spec.name}: {len(grid) - len(errors) - len(stopped)} of {len(grid)} trials finished{early} in {wall:.0f} s "
-        f"({trained:.0f} s of training); {len(statuses)} seed rows, {diverged} diverged",
-        file=sys.stderr,
-    )
-    print(f"tables:  {results.show()}")
-    print(f"ray:     {state.show()}")
-    if uri is not None:
-        print(f"mlflow:  {uri}  (open the UI: drmfm ui --home {home})")
-    problems = []
-    if errors:
-        problems.append(f"{len(errors)} trial(s) failed: {'; '.join(str(r.error).splitlines()[0][:120] for r in errors[:3])}")
-    if diverged:
-        problems.append(f"{diverged} seed(s) diverged (status 'diverged' in the tables)")
-    if problems:
-        print("drmfm: " + "; ".join(problems), file=sys.stderr)
-        return 1
-    return 0
+def _stop(recorder) -> str | None:
+    return _ask(recorder.why_stop.remote(), default=None)
+
+
+def _ask(ref, default):
+    import ray
+
+    try:
+        return ray.get(ref, timeout=30)
+    except Exception:  # noqa: BLE001 - the recorder is gone: the tables say what landed
+        return default

@@ -15,6 +15,8 @@ import pyarrow as pa
 
 from pipeline.storage import Storage
 
+STAGING = ".staging"  # results/<sweep>/.staging/<trial_id>/…: a scheduler's provisional snapshot
+
 REPLICATES = pa.schema(
     [
         ("sweep", pa.string()),

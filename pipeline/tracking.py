@@ -1,13 +1,20 @@
 """MLflow layout of a sweep: experiment = sweep, one parent run per trial, one child run per seed.
 
-Runs are found again by their tags (sweep, trial_id, seed), so a retried or resumed trial
-continues its runs instead of opening new ones, and a history already logged is not logged twice.
-Everything goes through `MlflowClient` in batches: no global MLflow state, no call per metric per step.
+Runs are found again by their tags (sweep, config_hash, seed), so a retried or resumed trial, or
+a trial that Tune created again for the same configuration under a new id, continues its runs
+instead of opening new ones, and a history already logged is not logged twice. Runs carry the
+host and pid of the driver that opened them: a run left RUNNING by a process that is gone is
+ended KILLED by the next command in the same store (`end_orphaned_runs`), and at the end of a sweep
+no run of it stays RUNNING (`settle_runs`). Everything goes through `MlflowClient` in batches: no
+global MLflow state, no call per metric per step.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
+import sys
 import tempfile
 import time
 import urllib.error
@@ -18,10 +25,15 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.tables import TrialTables
+from pipeline.host import Process
+from pipeline.reconcile import Inventory
+from pipeline.storage import Storage, first_line
+from pipeline.tables import PROFILES, TrialTables
 
 # MLflow limits one log_batch call to 1000 metrics.
 _BATCH = 1000
+# A seed's run ends as its row says: a scheduler's stop is KILLED, a diverged or failed seed FAILED.
+_RUN_STATUS = {"ok": "FINISHED", "stopped": "KILLED", "diverged": "FAILED", "failed": "FAILED"}
 
 
 def default_tracking_uri(home: Path) -> str:
@@ -46,15 +58,83 @@ def ensure_experiment(uri: str, name: str, artifact_root: Path | None) -> str:
     """Create (once, from the driver) the store and the sweep's experiment; returns its id."""
     from mlflow.tracking import MlflowClient
 
-    # The store's first-use migrations log at INFO; a command's user needs none of it.
-    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
+    _quiet()
+    with _store_lock(uri):  # two commands creating one SQLite store at once race in its migrations
+        client = MlflowClient(uri)
+        experiment = client.get_experiment_by_name(name)
+        if experiment is not None:
+            return experiment.experiment_id
+        location = artifact_root.resolve().as_uri() + f"/{name}" if artifact_root is not None else None
+        return client.create_experiment(name, artifact_location=location)
+
+
+def _quiet() -> None:
+    """The SQL store logs its first-use migrations, and each failed statement with its traceback:
+    the failure reaches the caller, which says it once (MLflow is a view of the tables)."""
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+@contextlib.contextmanager
+def _store_lock(uri: str):
+    """An exclusive lock beside a SQLite store (held while it is created and migrated); nothing for a server."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    with open(uri[len("sqlite:///") :] + ".lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def prepare(uri: str, experiment: str, artifact_root: Path | None) -> str | None:
+    """Make the store and the experiment ready, and end the runs dead processes of this host left
+    RUNNING; None if the store is usable, else why not (one line)."""
+    why = probe(uri)
+    if why is not None:
+        return why
+    try:
+        ensure_experiment(uri, experiment, artifact_root)
+    except Exception as e:  # noqa: BLE001 - the tables are the record; MLflow is a view of them
+        return f"{type(e).__name__}: {first_line(e)}"
+    try:
+        end_orphaned_runs(uri)
+    except Exception as e:  # noqa: BLE001 - a store that refuses the search still takes this run's runs
+        print(f"drmfm: warning: MLflow at {uri}: runs left RUNNING by dead processes were not ended ({type(e).__name__})", file=sys.stderr)
+    return None
+
+
+def _owner_tags(driver: Process) -> dict[str, str]:
+    return {"host": driver.host, "pid": str(driver.pid), "pid_started": str(driver.started or "")}
+
+
+def _owner(tags: dict[str, str]) -> Process | None:
+    if "host" not in tags or not tags.get("pid", "").isdigit():
+        return None
+    started = tags.get("pid_started", "")
+    return Process(tags["host"], int(tags["pid"]), int(started) if started.isdigit() else None)
+
+
+def end_orphaned_runs(uri: str) -> int:
+    """End KILLED every run of this host left RUNNING by a process that is gone; how many."""
+    from mlflow.entities import ViewType
+    from mlflow.tracking import MlflowClient
+
     client = MlflowClient(uri)
-    experiment = client.get_experiment_by_name(name)
-    if experiment is not None:
-        return experiment.experiment_id
-    location = artifact_root.resolve().as_uri() + f"/{name}" if artifact_root is not None else None
-    return client.create_experiment(name, artifact_location=location)
+    here = Process.current().host
+    ids = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ACTIVE_ONLY)]
+    ended = 0
+    for start in range(0, len(ids), 100):
+        query = f"attributes.status = 'RUNNING' and tags.host = '{here}'"
+        for run in client.search_runs(ids[start : start + 100], filter_string=query, max_results=50000):
+            owner = _owner(run.data.tags)
+            if owner is not None and owner.here() and not owner.alive():
+                client.set_tag(run.info.run_id, "status", "killed")
+                client.set_terminated(run.info.run_id, "KILLED")
+                ended += 1
+    return ended
 
 
 @dataclass
@@ -68,47 +148,58 @@ class TrialRuns:
 class Tracker:
     """Records one trial's runs in the sweep's experiment."""
 
-    def __init__(self, uri: str, experiment: str, sweep: str):
+    def __init__(self, uri: str, experiment: str, sweep: str, driver: Process | None = None):
         from mlflow.tracking import MlflowClient
 
+        _quiet()
         self.client = MlflowClient(uri)
         exp = self.client.get_experiment_by_name(experiment)
         if exp is None:
             raise RuntimeError(f"MLflow experiment {experiment!r} does not exist (the driver creates it)")
         self.experiment_id = exp.experiment_id
         self.sweep = sweep
+        self.owner = _owner_tags(driver or Process.current())
 
-    def _find(self, trial_id: str, seed: int | None) -> str | None:
+    def _find(self, config_hash: str, seed: int | None) -> str | None:
         role = "parent" if seed is None else "child"
-        query = f"tags.sweep = '{self.sweep}' and tags.trial_id = '{trial_id}' and tags.role = '{role}'"
+        query = f"tags.sweep = '{self.sweep}' and tags.config_hash = '{config_hash}' and tags.role = '{role}'"
         if seed is not None:
             query += f" and tags.seed = '{seed}'"
-        runs = self.client.search_runs([self.experiment_id], filter_string=query, max_results=1)
+        runs = self.client.search_runs([self.experiment_id], filter_string=query, max_results=1, order_by=["attributes.start_time ASC"])
         return runs[0].info.run_id if runs else None
 
     def open(self, trial_id: str, seeds: list[int], params: dict[str, Any], config_hash: str) -> TrialRuns:
-        """Find or create the trial's runs (tagged), with the configuration as params."""
+        """Find (by sweep, config_hash, seed) or create the configuration's runs, with its params;
+        found runs now belong to `trial_id` and this driver."""
         from mlflow.entities import Param, RunTag
 
-        tags = {"sweep": self.sweep, "trial_id": trial_id, "config_hash": config_hash}
+        tags = {"sweep": self.sweep, "trial_id": trial_id, "config_hash": config_hash, **self.owner}
         plain = [Param(k, str(v)) for k, v in sorted(params.items())]
-        parent = self._find(trial_id, None)
+        parent = self._find(config_hash, None)
         if parent is None:
             parent = self.client.create_run(self.experiment_id, run_name=trial_id, tags={**tags, "role": "parent"}).info.run_id
             self.client.log_batch(parent, params=plain)
-        elif self.client.get_run(parent).info.status != "FINISHED":  # a finished trial's runs stay finished
-            self.client.update_run(parent, status="RUNNING")
+        else:
+            self._reopen(parent, tags)
         children = {}
         for seed in seeds:
-            child = self._find(trial_id, seed)
+            child = self._find(config_hash, seed)
             if child is None:
                 child_tags = {**tags, "role": "child", "seed": str(seed), "mlflow.parentRunId": parent}
                 child = self.client.create_run(self.experiment_id, run_name=f"{trial_id}-s{seed}", tags=child_tags).info.run_id
                 self.client.log_batch(child, params=plain + [Param("seed", str(seed))], tags=[RunTag("seed", str(seed))])
-            elif self.client.get_run(child).info.status != "FINISHED":
-                self.client.update_run(child, status="RUNNING")
+            else:
+                self._reopen(child, tags)
             children[seed] = child
         return TrialRuns(parent, children)
+
+    def _reopen(self, run_id: str, tags: dict[str, str]) -> None:
+        """A found run continues under this trial and driver; a finished one stays finished."""
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+        if self.client.get_run(run_id).info.status != "FINISHED":
+            self.client.update_run(run_id, status="RUNNING")
 
     def finish(self, runs: TrialRuns, tables: TrialTables) -> None:
         """Final metrics per seed and their aggregates on the parent; histories once; figures."""
@@ -138,7 +229,7 @@ class Tracker:
             if row["seed"] in tables.figures:
                 self._log_png(run, f"profile-seed{row['seed']}.png", tables.figures[row["seed"]])
             self.client.set_tag(run, "status", row["status"])
-            self.client.set_terminated(run, "FINISHED" if row["status"] == "ok" else "FAILED")
+            self.client.set_terminated(run, _RUN_STATUS[row["status"]])
         aggregates = []
         for key in final_keys:
             values = [r[key] for r in rows if r.get(key) is not None and r["status"] == "ok"]
@@ -148,7 +239,7 @@ class Tracker:
         aggregates.append(metric("n_ok", sum(r["status"] == "ok" for r in rows)))
         if not self.client.get_run(runs.parent).data.metrics:
             self._log(runs.parent, [m for m in aggregates if m is not None])
-        self.client.set_terminated(runs.parent, "FINISHED")
+        self.client.set_terminated(runs.parent, "KILLED" if all(r["status"] == "stopped" for r in rows) else "FINISHED")
 
     def fail(self, runs: TrialRuns) -> None:
         """End a trial's unfinished runs FAILED (runs whose results were logged stay FINISHED)."""
@@ -156,12 +247,48 @@ class Tracker:
             if self.client.get_run(run).info.status != "FINISHED":
                 self.client.set_terminated(run, "FAILED")
 
-    def end(self, trial_id: str, status: str) -> None:
-        """End every run of a trial (found by its tags) as FAILED or KILLED (stopped by a scheduler)."""
-        query = f"tags.sweep = '{self.sweep}' and tags.trial_id = '{trial_id}'"
+    def end(self, config_hash: str, status: str) -> None:
+        """End the unfinished runs of a configuration as FAILED (retries spent) or KILLED (stopped by a scheduler)."""
+        query = f"tags.sweep = '{self.sweep}' and tags.config_hash = '{config_hash}' and attributes.status != 'FINISHED'"
         for run in self.client.search_runs([self.experiment_id], filter_string=query):
             self.client.set_tag(run.info.run_id, "status", "failed" if status == "FAILED" else "stopped")
             self.client.set_terminated(run.info.run_id, status)
+
+    def settle(self, results: Storage, found: Inventory) -> tuple[int, int]:
+        """At the end of a sweep, no run of it stays RUNNING and no row points at an unfinished run.
+
+        A configuration whose rows stand (`found`: the driver's last check of the tables) gets its
+        results from the tables on the runs its rows name, and any other run of it ends KILLED (a
+        duplicate). A RUNNING run of a configuration without rows ends KILLED, unless it belongs to
+        another driver that is alive. Returns (finished, killed)."""
+        landed = found.by_config()
+        query = f"tags.sweep = '{self.sweep}' and attributes.status != 'FINISHED'"
+        unfinished = self.client.search_runs([self.experiment_id], filter_string=query, max_results=50000)
+        finished = killed = 0
+        for config_hash in sorted({r.data.tags.get("config_hash", "") for r in unfinished}):
+            mine = [r for r in unfinished if r.data.tags.get("config_hash", "") == config_hash]
+            trial = landed.get(config_hash)
+            if trial is not None and trial.done:
+                replicates = results.read_table("replicates", f"{trial.trial_id}.parquet")
+                curves = results.read_table("curves", f"{trial.trial_id}.parquet")
+                runs = self.open(trial.trial_id, replicates.column("seed").to_pylist(), {}, config_hash)
+                self.finish(runs, TrialTables(trial.trial_id, replicates, curves, PROFILES.empty_table(), b""))
+                finished += 1
+                named = {runs.parent, *runs.children.values()}
+                mine = [r for r in mine if r.info.run_id not in named]
+            for run in mine:
+                if run.info.status != "RUNNING" or self._owned_by_another_live_driver(run.data.tags):
+                    continue
+                self.client.set_tag(run.info.run_id, "status", "killed")
+                self.client.set_terminated(run.info.run_id, "KILLED")
+                killed += 1
+        return finished, killed
+
+    def _owned_by_another_live_driver(self, tags: dict[str, str]) -> bool:
+        owner = _owner(tags)
+        if owner is None or _owner_tags(owner) == self.owner:
+            return False
+        return not owner.here() or owner.alive()
 
     def _log(self, run_id: str, metrics: list) -> None:
         for start in range(0, len(metrics), _BATCH):

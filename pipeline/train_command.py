@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -12,6 +13,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from drm.config import TrainConfig
+from pipeline.recorder import StorageFailed
+from pipeline.storage import Storage
 from pipeline.trial import run_trial
 
 _err = Console(stderr=True)
@@ -35,17 +38,12 @@ def _new_results_dir(home: Path) -> tuple[str, Path]:
 def _train_tracking(home: Path) -> str | None:
     """The MLflow store for `train` runs (experiment `train`), or None with one warning if unusable."""
     try:
-        from pipeline.tracking import default_tracking_uri, ensure_experiment, probe
+        from pipeline.tracking import default_tracking_uri, prepare
     except ImportError:  # a bare GPU node may have torch and pyarrow only
         _err.print("drmfm: warning: MLflow is not installed here; recording to the tables only (--no-mlflow silences this)")
         return None
     uri = os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(home)
-    why = probe(uri)
-    if why is None:
-        try:
-            ensure_experiment(uri, "train", home / "mlartifacts" if uri.startswith("sqlite") else None)
-        except Exception as e:  # noqa: BLE001 - the tables are the record
-            why = f"{type(e).__name__}: {e}"
+    why = prepare(uri, "train", home / "mlartifacts" if uri.startswith("sqlite") else None)  # also ends runs a killed `train` left
     if why is not None:
         _err.print(f"drmfm: warning: MLflow at {uri} cannot be reached ({why}); recording to the tables only")
         return None
@@ -55,7 +53,7 @@ def _train_tracking(home: Path) -> str | None:
 def run_train(config: TrainConfig, seeds: list[int], *, device: str, home: Path, mlflow: bool = True) -> int:
     """Train one pack, print its table; 0 if every seed finished, 1 if some diverged."""
     name, results_dir = _new_results_dir(home)
-    home.mkdir(parents=True, exist_ok=True)
+    Storage(home).require_writable("home")
     uri = _train_tracking(home) if mlflow else None
     out = _out()
     out.print(f"training {len(seeds)} seed(s) packed: {config.describe()}")
@@ -75,10 +73,14 @@ def run_train(config: TrainConfig, seeds: list[int], *, device: str, home: Path,
             rate = step / max(time.perf_counter() - start, 1e-9)
             progress.update(task, completed=step, rate=f"{rate:,.0f} steps/s")
 
-        rows = run_trial(
-            config, seeds, device=device, sweep=name, trial_id=config.config_hash(), results_dir=results_dir,
-            progress=report, tracking_uri=uri,
-        )
+        try:
+            rows = run_trial(
+                config, seeds, device=device, sweep=name, trial_id=config.config_hash(), results_dir=results_dir,
+                progress=report, tracking_uri=uri,
+            )
+        except StorageFailed as e:
+            print(f"drmfm: {e}; nothing of this run was kept", file=sys.stderr)
+            return 1
     table = Table(title=f"{name}  ({rows['device'][0].as_py()}, {rows['step_mode'][0].as_py()}, {rows['wall_seconds'][0].as_py():.1f} s)")
     two_d = config.dim == 2
     columns = ["seed", "status", "energy", "transitions"] + (["transitions_wall", "bands"] if two_d else []) + ["boundary_l2", "seconds"]

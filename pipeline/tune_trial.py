@@ -1,9 +1,12 @@
 """One sweep trial inside Ray Tune: a configuration's seeds trained as one packed model.
 
-The trial reads its checkpoint, if Tune restarted it, and trains to the next checkpoint. There it
-measures and reports the objective (aggregated over seeds), and saves its state. At the end it
-hands its tables and results to the sweep's recorder, which lands them where the driver says. A trial killed at any point
-restarts from its last checkpoint and ends where an uninterrupted run ends.
+The trial reports its id and configurations to the recorder's ledger, and skips every
+configuration whose rows have landed already (under any trial id: a resumed driver may see Tune
+create a finished configuration again). It reads its checkpoint, if Tune restarted it, and trains
+to the next checkpoint. There it measures and reports the objective (aggregated over seeds), and
+saves its state. At the end it hands its tables and results to the sweep's recorder, which lands
+them where the driver says. A trial killed at any point restarts from its last checkpoint and ends
+where an uninterrupted run ends.
 """
 
 from __future__ import annotations
@@ -38,25 +41,32 @@ class TrialContext:
     tracking: bool  # whether MLflow records the sweep (figures are drawn only then)
 
 
-def objective_metrics(done: list[tuple[Measurements, PackedTrainer]], agg: str) -> dict[str, float]:
-    """Every result metric aggregated over the seeds that did not diverge (NaN when none is left)."""
-    ok = np.concatenate([[s == "ok" for s in trainer.status()] for _, trainer in done])
-    columns: dict[str, list] = {name: [] for name in METRICS}
-    for m, trainer in done:
-        per_member = {
-            "energy": m.energy, "transitions": m.transitions, "bands": m.bands, "transitions_wall": m.transitions_wall,
-            "transitions_per_period": m.transitions_per_period, "boundary_l2": m.boundary_l2,
-            "loss_final": trainer.last_loss.detach().cpu().numpy(),
-        }
-        for name in METRICS:
-            values = per_member[name]
-            columns[name].append(np.full(trainer.model.K, np.nan) if values is None else np.asarray(values, dtype=float))
+def _measured_columns(m: Measurements, trainer: PackedTrainer) -> list[dict[str, float]]:
+    """One dict per member: its status and every result metric (NaN where not measured)."""
+    per_member = {
+        "energy": m.energy, "transitions": m.transitions, "bands": m.bands, "transitions_wall": m.transitions_wall,
+        "transitions_per_period": m.transitions_per_period, "boundary_l2": m.boundary_l2,
+        "loss_final": trainer.last_loss.detach().cpu().numpy(),
+    }
+    statuses = trainer.status()
+    return [
+        {"status": statuses[k], **{name: np.nan if per_member[name] is None else float(per_member[name][k]) for name in METRICS}}
+        for k in range(trainer.model.K)
+    ]
+
+
+def objective_metrics(seeds: list[dict[str, Any]], agg: str, step: int) -> dict[str, float]:
+    """Every result metric aggregated over the seeds that did not diverge (NaN when none is left).
+
+    `seeds`: one dict per seed (a measured member, or a landed row), with its status and metrics.
+    """
+    ok = [s for s in seeds if s["status"] == "ok"]
     out = {}
     for name in METRICS:
-        values = np.concatenate(columns[name])[ok]
+        values = np.array([np.nan if s.get(name) is None else s[name] for s in ok], dtype=float)
         values = values[np.isfinite(values)]
         out[name] = float(_AGG[agg](values)) if values.size else float("nan")
-    out.update(step=done[-1][1].step, n_ok=int(ok.sum()), diverged=int((~ok).sum()))
+    out.update(step=step, n_ok=len(ok), diverged=sum(s["status"] == "diverged" for s in seeds))
     return out
 
 
@@ -78,9 +88,28 @@ def run_tune_trial(params: dict[str, Any], ctx: TrialContext) -> None:
     import ray
     from ray import tune
 
+    began = time.perf_counter()
     spec = ctx.spec
-    configs = spec.trial_configs({k: params[k] for k in spec.searched})
-    labels = trial_labels(spec, tune.get_context().get_trial_id(), len(configs))
+    point = spec.searched_point(params)
+    tune_trial_id = tune.get_context().get_trial_id()
+    configs = spec.trial_configs(point)
+    labels = trial_labels(spec, tune_trial_id, len(configs))
+    hashes = [c.config_hash() for c in configs]
+    configurations = [{"trial_id": t, "config_hash": h} for t, h in zip(labels, hashes)]
+    ray.get(ctx.recorder.register.remote(tune_trial_id, point, configurations, "point" in params))  # a repair's config is {"point": …}
+    # Configurations landed by another trial (Tune may create a finished one again after a driver
+    # died) are not trained again; this trial's own landings are (a retry lands them again, replacing).
+    landed = {
+        h: rows for h, rows in ray.get(ctx.recorder.done.remote(hashes)).items() if rows[0]["trial_id"] not in labels
+    }
+    todo = [j for j, h in enumerate(hashes) if h not in landed]
+    earlier = [row for h in hashes if h in landed for row in landed[h]]
+    if not todo:  # every configuration of this trial has landed: report it, train nothing
+        last_step = max((int(r.get("steps_done") or 0) for r in earlier), default=0)
+        ray.get(ctx.recorder.count.remote(0.0, time.perf_counter() - began))
+        tune.report({**objective_metrics(earlier, spec.objective.agg, last_step), "trained_seconds": 0.0})
+        return
+    configs, labels = [configs[j] for j in todo], [labels[j] for j in todo]
     torch.set_num_threads(max(1, int(spec.resources.cpu)))
     device = "cuda" if torch.cuda.is_available() and ray.get_gpu_ids() else "cpu"
     seeds = list(range(spec.seeds))
@@ -92,17 +121,22 @@ def run_tune_trial(params: dict[str, Any], ctx: TrialContext) -> None:
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
             state = torch.load(Path(folder) / "state.pt", map_location=trainers[0].device)
-        for trainer, saved in zip(trainers, state["trainers"]):
-            trainer.load_state_dict(saved)
-        trained_seconds = list(state["trained_seconds"])
+        # A pack resumes from its own state, matched by its configurations (a checkpoint of an
+        # earlier version, without them, by position).
+        keys = [tuple(configs[j].config_hash() for j in group) for group in groups]
+        saved = dict(zip(map(tuple, state.get("packs", keys)), zip(state["trainers"], state["trained_seconds"])))
+        for g, key in enumerate(keys):
+            if key in saved:
+                trainers[g].load_state_dict(saved[key][0])
+                trained_seconds[g] = saved[key][1]
     node = ray.get_runtime_context().get_node_id() or socket.gethostname()
     runs = {
         label: ray.get(ctx.recorder.open_runs.remote(label, c.as_dict(), c.config_hash(), seeds)) if ctx.tracking else None
         for label, c in zip(labels, configs)
     }
-    packs = Packs(spec, groups, labels, trainers, trained_seconds)
+    packs = Packs(spec, groups, labels, trainers, trained_seconds, earlier=earlier)
     try:
-        _train_and_land(packs, node, ctx.recorder, runs)
+        _train_and_land(packs, node, ctx.recorder, runs, began)
     except Exception:
         # Tune may retry it: the retry finds these runs by their tags and reopens them. The runs of
         # configurations that have landed stay as they are (FINISHED, beside their rows).
@@ -119,10 +153,16 @@ class Packs:
     labels: list[str]
     trainers: list[PackedTrainer]
     trained_seconds: list[float]
+    earlier: list[dict] = field(default_factory=list)  # rows of this trial's configurations that had landed before
     landed: set[str] = field(default_factory=set)
+    session_seconds: float = 0.0  # training time in this process (what this run of the driver paid for)
 
     def state(self) -> dict:
-        return {"trainers": [t.state_dict() for t in self.trainers], "trained_seconds": list(self.trained_seconds)}
+        return {
+            "packs": [[t.configs[self.spec.seeds * i].config_hash() for i in range(len(group))] for t, group in zip(self.trainers, self.groups)],
+            "trainers": [t.state_dict() for t in self.trainers],
+            "trained_seconds": list(self.trained_seconds),
+        }
 
     def tables(self, g: int, m: Measurements, node: str, runs: dict, stopped: bool = False) -> list:
         """Each configuration of pack g as its own trial's tables."""
@@ -133,8 +173,12 @@ class Packs:
             for i, j in enumerate(self.groups[g])
         ]
 
+    def objective(self, measured: list[tuple[Measurements, PackedTrainer]]) -> dict[str, float]:
+        seeds = [*self.earlier, *(s for m, trainer in measured for s in _measured_columns(m, trainer))]
+        return objective_metrics(seeds, self.spec.objective.agg, measured[-1][1].step)
 
-def _train_and_land(packs: Packs, node: str, recorder, runs: dict) -> None:
+
+def _train_and_land(packs: Packs, node: str, recorder, runs: dict, began: float) -> None:
     import ray
     from ray import tune
 
@@ -153,6 +197,7 @@ def _train_and_land(packs: Packs, node: str, recorder, runs: dict) -> None:
                 torch.cuda.synchronize(trainer.device)
             elapsed = time.perf_counter() - start
             packs.trained_seconds[g] += elapsed
+            packs.session_seconds += elapsed
             since_checkpoint += elapsed
             if trainer.step >= epochs:
                 break
@@ -166,10 +211,11 @@ def _train_and_land(packs: Packs, node: str, recorder, runs: dict) -> None:
                 ray.get([recorder.stage.remote(t) for t in packs.tables(g, m, node, runs, stopped=True)])
             with tempfile.TemporaryDirectory() as folder:
                 torch.save(packs.state(), Path(folder) / "state.pt")
-                tune.report(objective_metrics([*done, (m, trainer)], spec.objective.agg), checkpoint=tune.Checkpoint.from_directory(folder))
+                tune.report(packs.objective([*done, (m, trainer)]), checkpoint=tune.Checkpoint.from_directory(folder))
         m = measure(trainer.model, trainer.configs)
         for t in packs.tables(g, m, node, runs):
             ray.get(recorder.land.remote(t, runs[t.trial_id]))
             packs.landed.add(t.trial_id)
         done.append((m, trainer))
-    tune.report({**objective_metrics(done, spec.objective.agg), "trained_seconds": sum(packs.trained_seconds)})
+    ray.get(recorder.count.remote(packs.session_seconds, time.perf_counter() - began))
+    tune.report({**packs.objective(done), "trained_seconds": sum(packs.trained_seconds)})

@@ -183,6 +183,9 @@ def test_the_cluster_config_passes_rays_validator_and_binds_nothing_to_the_world
     assert config["available_node_types"]["head"]["resources"] == {"CPU": 0, "GPU": 0}
     workers = config["available_node_types"]["gpu_worker"]
     assert workers["min_workers"] == 0 and workers["node_config"]["InstanceMarketOptions"]["MarketType"] == "spot"
+    for commands in (config["head_start_ray_commands"], config["worker_start_ray_commands"]):  # token auth on every node
+        assert "RAY_AUTH_MODE=token" in next(c for c in commands if "ray start" in c)
+    assert "~/.ray/auth_token" in config["file_mounts"].values()
     broken = dict(config, head_node_type="nope")
     with pytest.raises(ValueError):
         validate_config(prepare_config(broken))
@@ -198,3 +201,8 @@ def test_the_kuberay_job_pins_ray_and_exposes_nothing():
     gpu = cluster["workerGroupSpecs"][0]
     assert gpu["minReplicas"] == 0 and gpu["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert "drmfm sweep" in job["spec"]["entrypoint"] and "--address auto" in job["spec"]["entrypoint"]
+    pods = [cluster["headGroupSpec"]["template"], gpu["template"], job["spec"]["submitterPodTemplate"]]
+    for container in (c for pod in pods for c in pod["spec"]["containers"] if c["name"] != "mlflow"):
+        env = {e["name"]: e for e in container["env"]}  # token auth in every Ray process, the token from a secret
+        assert env["RAY_AUTH_MODE"]["value"] == "token"
+        assert env["RAY_AUTH_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "drmfm-ray-token"

@@ -1,0 +1,225 @@
+"""The Ray Tune runs of one sweep: the search (new, restored, or rebuilt from the tables) and the repair.
+
+1. The search. A new sweep gets Optuna's sampler through OptunaSearch. A resumed one is restored
+   from Tune's saved state when that state reads (its tuner.pkl, and its newest experiment and
+   search-generator state files as JSON); otherwise the tables and the spec stand in for it: a
+   grid needs no search (step 3 runs every point that has no rows), a sampled space draws only
+   the samples it has not drawn yet, its sampler told what the landed ones scored.
+2. More samples. A restored sampled search that ended short of its samples (stopped early by a
+   storage failure, say) draws the rest the same way.
+3. The repair. Whatever configuration the record still lacks (a file deleted or quarantined, a
+   trial that Tune's saved state called finished though its rows never committed) is trained
+   again as a plain list of points.
+
+Tune pickles its callbacks and stoppers with its state and restores them into a later driver.
+They find that driver's recorder through `session()`, by sweep name, not in their own state.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.reconcile import group_by_config, ledger, search_trials
+from pipeline.spec import SweepSpec
+from pipeline.storage import Storage
+
+_POLL_SECONDS = 2.0
+_SESSIONS: dict[str, Any] = {}  # sweep name -> the recorder actor of the driver running it, in this process
+
+
+def open_session(sweep: str, recorder) -> None:
+    _SESSIONS[sweep] = recorder
+
+
+def close_session(sweep: str) -> None:
+    _SESSIONS.pop(sweep, None)
+
+
+def session(sweep: str):
+    """This process's recorder of `sweep`, or None."""
+    return _SESSIONS.get(sweep)
+
+
+def stop_reason(sweep: str) -> str | None:
+    """Why the recorder wants the sweep stopped (None: go on, or no recorder to ask)."""
+    import ray
+
+    recorder = session(sweep)
+    if recorder is None:
+        return None
+    try:
+        return ray.get(recorder.why_stop.remote(), timeout=10)
+    except Exception:  # noqa: BLE001 - a recorder that does not answer: no reason yet
+        return None
+
+
+def _stopper(spec: SweepSpec):
+    from ray import tune
+
+    class SweepStopper(tune.Stopper):
+        """Stops every trial once the recorder has a reason. Pickled with Tune's state: only the
+        sweep's name is kept, so a restored stopper starts undecided."""
+
+        def __init__(self, sweep: str):
+            self.sweep = sweep
+            self._next = 0.0
+            self._stop = False
+
+        def __getstate__(self) -> dict:
+            return {"sweep": self.sweep}
+
+        def __setstate__(self, state: dict) -> None:
+            self.__init__(state["sweep"])
+
+        def __call__(self, trial_id: str, result: dict) -> bool:
+            return self.stop_all()
+
+        def stop_all(self) -> bool:
+            if not self._stop and time.monotonic() >= self._next:
+                self._next = time.monotonic() + _POLL_SECONDS
+                self._stop = stop_reason(self.sweep) is not None
+            return self._stop
+
+    return SweepStopper(spec.name)
+
+
+def run_config(spec: SweepSpec, root: Storage, callbacks: list, *parts: str):
+    """Tune's RunConfig for the sweep's experiment (ray/<name>), or one below it (`parts`)."""
+    from ray import tune
+
+    where = ("ray", *parts[:-1]) if parts else ("ray",)
+    return tune.RunConfig(
+        name=parts[-1] if parts else spec.name,
+        **root.tune_location(*where),
+        failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+        stop=_stopper(spec),
+        verbose=0,
+        callbacks=callbacks,
+    )
+
+
+@dataclass
+class Plan:
+    """What the driver runs now."""
+
+    search: Any | None  # a Tuner for the search, or None (nothing left to search)
+    note: str | None = None  # what the driver had to do instead of a plain restore, said to the user
+    restored: bool = False
+
+
+def plan_search(spec: SweepSpec, trainable, state: Storage, results: Storage, resume: bool, config) -> Plan:
+    """The search to run: restored when its state reads, else rebuilt from the tables (see the module)."""
+    from ray import tune
+
+    located = state.tune_location()
+    if not resume or not tune.Tuner.can_restore(located["storage_path"], storage_filesystem=located.get("storage_filesystem")):
+        # new, or killed before Tune first saved its state: the search starts (again); landed configurations are skipped
+        return Plan(new_search(spec, trainable, config, spec.num_trials, history=[]))
+    why = unreadable_state(state)
+    if why is None:
+        try:
+            tuner = tune.Tuner.restore(located["storage_path"], trainable, resume_errored=True, storage_filesystem=located.get("storage_filesystem"))
+            return Plan(tuner, restored=True)
+        except Exception as e:  # noqa: BLE001 - any unreadable state: the tables are the record
+            why = f"{type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"
+    note = f"Ray Tune's saved state of {spec.name} cannot be read ({why}); going by the tables"
+    if spec.search.sampler == "grid":
+        return Plan(None, note + ": every grid point without rows is trained")
+    more = more_samples(spec, trainable, results, config)
+    if more is None:
+        return Plan(None, note + f": all {spec.num_trials} samples had been drawn; those without rows are trained")
+    tuner, remaining, told = more
+    return Plan(tuner, note + f": {remaining} more samples are drawn, the sampler told of {told} landed")
+
+
+def unreadable_state(state: Storage) -> str | None:
+    """Why Tune's saved state would not restore (its newest state files do not parse), or None."""
+    for prefix in ("experiment_state-", "search_gen_state-"):
+        names = [n for n in state.names(suffix=".json") if n.startswith(prefix)]
+        if not names:
+            return f"no {prefix}*.json"
+        try:
+            json.loads(state.read_bytes(max(names)))  # the newest, as Tune picks it
+        except (OSError, ValueError) as e:
+            return f"{max(names)} does not parse ({type(e).__name__})"
+    return None
+
+
+def more_samples(spec: SweepSpec, trainable, results: Storage, config):
+    """(Tuner, how many, history size) drawing the samples a sampled search has not drawn yet, or None."""
+    remaining = spec.num_trials - search_trials(ledger(results))
+    if remaining <= 0:
+        return None
+    history = _history(spec, results)
+    return new_search(spec, trainable, config, remaining, history), remaining, len(history)
+
+
+def new_search(spec: SweepSpec, trainable, config, num_samples: int, history: list[tuple[dict, float]]):
+    """A Tuner with the spec's Optuna sampler (seeded past `history`, which it is told of)."""
+    from ray import tune
+    from ray.tune.search.optuna import OptunaSearch
+
+    from pipeline.samplers import sampler, search_space
+
+    metric, mode = list(spec.objective.metric), list(spec.objective.mode)
+    single = len(metric) == 1
+    searcher = OptunaSearch(
+        space=search_space(spec),
+        metric=metric[0] if single else metric,
+        mode=mode[0] if single else mode,
+        sampler=sampler(spec, offset=len(history)),
+        seed=None,
+        points_to_evaluate=[p for p, _ in history] or None,
+        evaluated_rewards=[v for _, v in history] or None,
+    )
+    scheduler = None
+    if spec.scheduler is not None:
+        from ray.tune.schedulers import ASHAScheduler
+
+        scheduler = ASHAScheduler(
+            metric=metric[0], mode=mode[0], time_attr="step", max_t=spec.trial_config(spec.corners()[0]).epochs,
+            grace_period=spec.scheduler.grace_period, reduction_factor=spec.scheduler.reduction_factor,
+        )
+    return tune.Tuner(
+        trainable,
+        # reuse_actors: a trial process serves trial after trial (torch imported once).
+        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=num_samples, reuse_actors=True),
+        run_config=config,
+    )
+
+
+def _history(spec: SweepSpec, results: Storage) -> list[tuple[dict, float]]:
+    """(point, objective) of every landed sampled configuration, for a rebuilt sampler (single objective only)."""
+    from pipeline.reconcile import inspect
+    from pipeline.tune_trial import objective_metrics
+
+    if len(spec.objective.metric) != 1:
+        return []
+    points = group_by_config(ledger(results))
+    out = []
+    for config_hash, landed in inspect(results).by_config().items():
+        point = points.get(config_hash)
+        if point is None or not landed.done or not all(k in point for k in spec.searched):
+            continue
+        rows = results.read_table("replicates", f"{landed.trial_id}.parquet").to_pylist()
+        value = objective_metrics(rows, spec.objective.agg, 0)[spec.objective.metric[0]]
+        if math.isfinite(value):
+            out.append((point, value))
+    return out
+
+
+def repair_tuner(spec: SweepSpec, trainable, points: list[dict], config):
+    """A Tuner that trains exactly these searched points, once each (a trial's config: {"point": …})."""
+    from ray import tune
+
+    return tune.Tuner(
+        trainable,
+        param_space={"point": tune.grid_search([dict(p) for p in points])},
+        tune_config=tune.TuneConfig(num_samples=1, reuse_actors=True),
+        run_config=config,
+    )

@@ -1,0 +1,259 @@
+"""The tables are the truth: a resume repairs what is missing, one driver per sweep, a killed driver
+lands nothing twice. Real Ray (local), real MLflow (SQLite), real Parquet."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.tables import read_replicates
+from tests.test_cli import ROOT, drmfm
+from tests.test_sweep import _wait_for, mlflow_runs, write_spec
+
+pytestmark = pytest.mark.slow
+
+
+def _rows(home: Path, name: str) -> list[dict]:
+    return read_replicates(home / "results" / name).to_pylist()
+
+
+def _each_once(rows: list[dict], configurations: int, seeds: int) -> None:
+    assert len(rows) == configurations * seeds
+    assert len({(r["config_hash"], r["seed"]) for r in rows}) == len(rows)
+    assert len({r["config_hash"] for r in rows}) == configurations
+
+
+def _mlflow_whole(home: Path, name: str, configurations: int, seeds: int) -> None:
+    """One parent per configuration and one child per seed, none RUNNING; the rows name finished
+    children with their results, whose histories were logged once."""
+    from mlflow.tracking import MlflowClient
+
+    runs = mlflow_runs(home, name)
+    roles = [r.data.tags["role"] for r in runs]
+    assert roles.count("parent") == configurations and roles.count("child") == configurations * seeds
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+    rows = _rows(home, name)
+    children = {r.info.run_id: r for r in runs if r.data.tags["role"] == "child"}
+    assert {r["mlflow_run_id"] for r in rows} == set(children)
+    client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
+    for row in rows:
+        child = children[row["mlflow_run_id"]]
+        assert child.info.status == "FINISHED" and child.data.metrics["energy"] == pytest.approx(row["energy"])
+        history = client.get_metric_history(child.info.run_id, "loss")
+        assert history and len(history) == len({m.step for m in history})  # nothing logged twice
+
+
+def test_resume_redoes_deleted_truncated_and_unreadable_state_and_status_counts_what_validates(tmp_path):
+    home = tmp_path / "home"
+    spec = write_spec(tmp_path, name="mend", fixed={"width": 16, "epochs": 200, "fourier": 2}, space={"depth": [2, 3]}, seeds=2)
+    first = drmfm("sweep", str(spec), home=home, timeout=600)
+    assert first.returncode == 0, first.stderr
+    replicates = home / "results" / "mend" / "replicates"
+    deleted, truncated = sorted(replicates.glob("*.parquet"))
+    deleted.unlink()
+    truncated.write_bytes(truncated.read_bytes()[:100])
+
+    status = drmfm("status", home=home)
+    assert "mend: 0/2 trials done, 0 failed, 1 unreadable" in status.stdout, status.stdout
+    analyzed = drmfm("analyze", str(home / "results" / "mend"))
+    assert analyzed.returncode == 2 and f"replicates/{truncated.name} is not a readable Parquet file" in analyzed.stderr
+
+    resumed = drmfm("sweep", str(spec), "--resume", home=home, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"quarantined replicates/{truncated.name} (unreadable" in resumed.stderr
+    assert "mend: 4 of 4 seed rows landed (2 configurations × 2 seeds): 4 ok" in resumed.stderr
+    assert (home / "results" / "mend" / "quarantine" / "replicates" / f"{truncated.name}.bad").exists()
+    _each_once(_rows(home, "mend"), 2, 2)
+    _mlflow_whole(home, "mend", 2, 2)
+    assert "mend: 2/2 trials done, 0 failed, 2 started" in drmfm("status", home=home).stdout
+    assert drmfm("analyze", str(home / "results" / "mend")).returncode == 0
+
+    # Tune's own state unreadable (its newest experiment state truncated, as a full disk leaves it),
+    # and a trial's rows gone: the tables and the spec stand in.
+    newest = max((home / "ray" / "mend").glob("experiment_state-*.json"))
+    newest.write_text(newest.read_text()[:50])
+    gone = sorted(replicates.glob("*.parquet"))[0]
+    gone.unlink()
+    again = drmfm("sweep", str(spec), "--resume", home=home, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert "saved state of mend cannot be read" in again.stderr and "every grid point without rows is trained" in again.stderr
+    _each_once(_rows(home, "mend"), 2, 2)
+    _mlflow_whole(home, "mend", 2, 2)
+
+
+def test_a_sampled_sweep_whose_tune_state_is_lost_trains_what_it_recorded_and_draws_what_it_did_not(tmp_path):
+    home = tmp_path / "home"
+    spec = write_spec(
+        tmp_path, name="drawn", fixed={"width": 16, "epochs": 100}, space={"lr": {"low": 1.0e-4, "high": 1.0e-2, "log": True}},
+        seeds=2, search={"sampler": "random", "num_samples": 3, "seed": 3},
+    )
+    assert drmfm("sweep", str(spec), "--no-mlflow", home=home, timeout=600).returncode == 0
+    before = {r["config_hash"]: r["trial_id"] for r in _rows(home, "drawn")}
+    results, state = home / "results" / "drawn", home / "ray" / "drawn"
+
+    def lose_state() -> None:
+        for file in state.glob("experiment_state-*.json"):
+            file.unlink()
+        (state / "tuner.pkl").write_bytes(b"")
+
+    lose_state()
+    sorted((results / "replicates").glob("*.parquet"))[0].unlink()  # its configuration is in the ledger
+    resumed = drmfm("sweep", str(spec), "--resume", "--no-mlflow", home=home, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "all 3 samples had been drawn; those without rows are trained" in resumed.stderr
+    rows = _rows(home, "drawn")
+    _each_once(rows, 3, 2)
+    assert {r["config_hash"] for r in rows} == set(before)  # the recorded configurations, not new draws
+
+    lose_state()
+    forgotten = sorted(before)[0]  # a sample that left no trace: no rows, no ledger entry
+    for file in (results / "trials").glob("*.json"):
+        if forgotten in file.read_text():
+            file.unlink()
+    for trial_id in {r["trial_id"] for r in _rows(home, "drawn") if r["config_hash"] == forgotten}:
+        (results / "replicates" / f"{trial_id}.parquet").unlink()
+    again = drmfm("sweep", str(spec), "--resume", "--no-mlflow", home=home, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert "1 more samples are drawn, the sampler told of 2 landed" in again.stderr
+    rows = _rows(home, "drawn")
+    _each_once(rows, 3, 2)
+    assert set(before) - {forgotten} <= {r["config_hash"] for r in rows}
+
+
+def _listening(pids: set[int]) -> list[tuple[str, str]]:
+    """(local address, process) of every listening TCP socket of these processes (ss -ltnp)."""
+    out = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, check=True).stdout
+    found = []
+    for line in out.splitlines():
+        parts = line.split()
+        owners = [(name, int(pid)) for name, pid in _users(line)]
+        if any(pid in pids for _, pid in owners):
+            found.append((parts[3], ",".join(name for name, _ in owners)))
+    return found
+
+
+def _users(line: str) -> list[tuple[str, str]]:
+    import re
+
+    return re.findall(r'\("([^"]+)",pid=(\d+)', line)
+
+
+def _tree(root: int) -> set[int]:
+    """root and its descendants, from /proc."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+    found, frontier = {root}, {root}
+    while frontier:
+        frontier = {pid for pid, ppid in parents.items() if ppid in frontier} - found
+        found |= frontier
+    return found
+
+
+def _loopback(address: str) -> bool:
+    host = address.rsplit(":", 1)[0].strip("[]")
+    return host in ("127.0.0.1", "::1", "::ffff:127.0.0.1") or host.startswith("127.")
+
+
+def _sweep(spec: Path, home: Path, *flags: str, output: bool = True) -> subprocess.Popen:
+    """A driver in its own process group; `output`: its stdout and stderr piped (read with communicate)."""
+    pipe = subprocess.PIPE if output else subprocess.DEVNULL
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "sweep", str(spec), "--home", str(home), *flags],
+        cwd=ROOT, stdout=pipe, stderr=pipe, text=True, start_new_session=True,
+    )
+
+
+def test_two_drivers_of_one_sweep_one_runs_and_its_ray_listens_on_loopback_only(tmp_path):
+    home = tmp_path / "home"
+    spec = write_spec(tmp_path, name="twice", fixed={"width": 32, "epochs": 2000}, space={"fourier": ["none", 2]}, seeds=2)
+    drivers = [_sweep(spec, home), _sweep(spec, home)]
+    sockets: list[tuple[str, str]] = []
+    while any(d.poll() is None for d in drivers):  # the sockets of whatever the drivers started, while they run
+        for d in drivers:
+            if d.poll() is None:
+                sockets += _listening(_tree(d.pid))
+        time.sleep(0.5)
+    outputs = [d.communicate() for d in drivers]
+    codes = sorted(d.returncode for d in drivers)
+    assert codes == [0, 2], [o[1] for o in outputs]
+    refused = next(err for d, (_, err) in zip(drivers, outputs) if d.returncode == 2).strip().splitlines()
+    assert len(refused) == 1 and refused[0].startswith("drmfm: error: lease: sweep 'twice' is held by a driver on host")
+    assert "(pid " in refused[0] and " since " in refused[0]
+    _each_once(_rows(home, "twice"), 2, 2)
+    _mlflow_whole(home, "twice", 2, 2)
+    assert {owner for _, owner in sockets} >= {"gcs_server", "raylet"}, sockets  # the local Ray was seen
+    assert [s for s in sockets if not _loopback(s[0])] == [], sockets
+
+
+def test_a_killed_driver_then_resume_lands_every_configuration_once_every_time(tmp_path):
+    """kill -9 of the driver's process group after 2 of 6 trials landed, then --resume; three times."""
+    spec = write_spec(tmp_path, name="killed", fixed={"width": 32, "epochs": 800}, space={"depth": [2, 3, 4], "fourier": ["none", 2]},
+                      seeds=2, checkpoint_every=400)
+    for attempt in range(3):
+        home = tmp_path / f"home-{attempt}"
+        replicates = home / "results" / "killed" / "replicates"
+        driver = _sweep(spec, home, output=False)
+        _wait_for(lambda: replicates.is_dir() and len(list(replicates.glob("*.parquet"))) >= 2, 300, "two trials landed")
+        started = _tree(driver.pid)
+        if attempt == 1:  # the driver alone: what it started must follow it
+            os.kill(driver.pid, signal.SIGKILL)
+        else:  # the driver's process group, as a job manager would
+            os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait(timeout=30)
+        assert len(list(replicates.glob("*.parquet"))) < 6  # killed mid-sweep
+        # What the driver started (the local Ray, its workers, the recorder) ends with it.
+        _wait_for(lambda: not [p for p in started if Path(f"/proc/{p}").exists() and _not_zombie(p)], 20, "the driver's processes to end")
+        resumed = drmfm("sweep", str(spec), "--resume", home=home, timeout=900)
+        assert resumed.returncode == 0, resumed.stderr
+        _each_once(_rows(home, "killed"), 6, 2)
+        _mlflow_whole(home, "killed", 6, 2)
+        curves = [pq.read_table(f) for f in (home / "results" / "killed" / "curves").glob("*.parquet")]
+        assert len(curves) == 6 and all(c.num_rows == 2 * len(set(c.column("step").to_pylist())) for c in curves)
+
+
+def _not_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_a_killed_train_leaves_no_running_run_for_the_next_command(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    home = tmp_path / "home"
+    train = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "train", "--epochs", "200000", "--width", "16", "--seeds", "2", "--home", str(home)],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+
+    def running() -> list:
+        if not (home / "mlflow.db").exists():
+            return []
+        try:
+            exp = MlflowClient(f"sqlite:///{home / 'mlflow.db'}").get_experiment_by_name("train")
+            return [] if exp is None else [r for r in mlflow_runs(home, "train") if r.info.status == "RUNNING"]
+        except Exception:  # noqa: BLE001 - the store is still being created
+            return []
+
+    _wait_for(lambda: len(running()) == 3, 120, "the train's runs")
+    os.killpg(train.pid, signal.SIGKILL)
+    train.wait(timeout=30)
+    assert len(running()) == 3  # left RUNNING by the killed process
+    after = drmfm("train", "--epochs", "20", "--width", "16", home=home)
+    assert after.returncode == 0, after.stderr
+    runs = mlflow_runs(home, "train")
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+    assert sorted(r.info.status for r in runs) == ["FINISHED"] * 2 + ["KILLED"] * 3
