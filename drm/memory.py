@@ -6,11 +6,12 @@ buffers more; beside them the parameters with their gradients and Adam's two mom
 T = N + Nb + (d + s)·N stream rows (N interior and Nb boundary points, d first-derivative streams,
 s = 1 when ε > 0 adds the second-derivative stream) and P parameters per member:
 
-    bytes ≈ e · [4·K·P + K·L·(2·T·H + 4·N·H) + 3·K·T·H]       (e = 4 in float32, 8 in float64)
+    bytes ≈ e · [4·K·P + A·L·(2·T·H + 4·N·H) + 3·A·T·H]       (e = 4 in float32, 8 in float64)
 
-This counts every member at once: on a CPU the trainer runs members in cache-sized chunks, so it
-is an upper bound there. It is what a command compares with the device's free memory before it
-starts work it could not finish.
+with K = A, every member's activations alive at once (a GPU); on a CPU the trainer runs members in
+cache-sized chunks, and only a chunk's A members hold activations: the parameter term keeps K,
+the activation terms take A. It is what a command compares with the device's free memory before
+it starts work it could not finish.
 """
 
 from __future__ import annotations
@@ -29,12 +30,13 @@ def parameters(config: TrainConfig) -> int:
     return sum(a * b + b for a, b in zip(sizes, sizes[1:]))
 
 
-def step_bytes(config: TrainConfig, members: int) -> int:
-    """The memory one step of `members` members of `config` needs (the module's formula)."""
+def step_bytes(config: TrainConfig, members: int, at_once: int | None = None) -> int:
+    """The memory one step of `members` members of `config` needs (the module's formula), when
+    `at_once` of them (default all) hold their activations together (a CPU runs members in chunks)."""
     c = config.resolve()
     dim = get_problem(c.problem).dim
     element = 8 if c.dtype == "float64" else 4
     N, Nb, H, L = c.batch, c.boundary_batch, c.width, c.depth
     T = N + Nb + (dim + (1 if c.epsilon > 0 else 0)) * N
-    K = members
-    return element * (4 * K * parameters(c) + K * L * (2 * T * H + 4 * N * H) + 3 * K * T * H)
+    K, A = members, members if at_once is None else at_once
+    return element * (4 * K * parameters(c) + A * L * (2 * T * H + 4 * N * H) + 3 * A * T * H)

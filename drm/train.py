@@ -94,6 +94,13 @@ def _member_chunks(config: TrainConfig, K: int, device: torch.device, dtype: tor
     return [slice(k, min(k + size, K)) for k in range(0, K, size)]
 
 
+def members_at_once(config: TrainConfig, K: int, device: str) -> int:
+    """How many of K members of `config` run their forward and backward together on `device`."""
+    c = config.resolve()
+    dtype = torch.float64 if c.dtype == "float64" else torch.float32
+    return _member_chunks(c, K, torch.device(device), dtype, c.epsilon > 0)[0].stop
+
+
 class PackedTrainer:
     """Trains the seeds of one resolved configuration together; `train_step()` reads top to bottom.
 
@@ -226,7 +233,7 @@ class PackedTrainer:
                 self._device_step()
         except RuntimeError as e:  # a kernel or an allocation that cannot be captured: say so, go on eagerly
             self.graphed = False
-            self.step_mode = f"eager (CUDA graph capture failed: {str(e).splitlines()[0][:200]})"
+            self.step_mode = f"eager (CUDA graph capture failed: {(str(e).splitlines() or [type(e).__name__])[0][:200]})"
             self._device_step()
             return
         self._graph = graph

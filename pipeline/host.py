@@ -19,15 +19,16 @@ class Process:
     host: str
     pid: int
     started: int | None  # start time in clock ticks since boot (Linux), None where unknown
+    space: str | None = None  # the pid namespace and boot it belongs to (two containers may share a host name)
 
     @staticmethod
     def current() -> Process:
         pid = os.getpid()
-        return Process(socket.gethostname(), pid, start_ticks(pid))
+        return Process(socket.gethostname(), pid, start_ticks(pid), pid_space())
 
     def here(self) -> bool:
-        """Whether it ran on this host (only then can its liveness be checked)."""
-        return self.host == socket.gethostname()
+        """Whether its pid can be checked from here: the same host and the same pid namespace."""
+        return self.host == socket.gethostname() and (self.space is None or self.space == pid_space())
 
     def alive(self) -> bool:
         """On this host: whether the process still runs (a reused pid, or a zombie, does not count)."""
@@ -44,7 +45,17 @@ class Process:
         return state != "Z" and (self.started is None or started == self.started)
 
     def as_dict(self) -> dict:
-        return {"host": self.host, "pid": self.pid, "started": self.started}
+        return {"host": self.host, "pid": self.pid, "started": self.started, "space": self.space}
+
+
+def pid_space() -> str | None:
+    """This process's pid namespace and the machine's boot, as one string (None without /proc)."""
+    try:
+        namespace = os.stat("/proc/self/ns/pid").st_ino
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f"{f.read().strip()}:{namespace}"
+    except OSError:
+        return None
 
 
 def start_ticks(pid: int) -> int | None:

@@ -46,15 +46,28 @@ class Holder:
     started: int | None  # the holder's start time (clock ticks since boot)
     since: str  # ISO time the lease was taken
     renewed: float  # seconds since the epoch of the last renewal
+    space: str | None = None  # the holder's pid namespace and boot (pipeline.host.pid_space)
 
     def describe(self) -> str:
         return f"a driver on host {self.host} (pid {self.pid}) since {self.since}"
 
     def stale(self, ttl: float, now: float) -> bool:
-        process = Process(self.host, self.pid, self.started)
+        process = Process(self.host, self.pid, self.started, self.space)
         if process.here():
             return not process.alive()
         return now - self.renewed > ttl
+
+    @staticmethod
+    def parse(data: bytes) -> Holder | None:
+        """The holder a lease file names, None if it is not one (corrupt, or another program's)."""
+        try:
+            fields = json.loads(data)
+            holder = Holder(**fields)
+            ok = isinstance(holder.token, str) and isinstance(holder.host, str) and isinstance(holder.pid, int)
+            ok = ok and isinstance(holder.renewed, (int, float)) and (holder.started is None or isinstance(holder.started, int))
+            return holder if ok else None
+        except (ValueError, TypeError):
+            return None
 
 
 class Lease:
@@ -81,11 +94,11 @@ class Lease:
             data = self.root.read_bytes(*self.parts)
         except FileNotFoundError:
             return None
-        try:
-            return Holder(**json.loads(data))
-        except (ValueError, TypeError):
+        holder = Holder.parse(data)
+        if holder is None:
             modified = self.root.modified(*self.parts) or 0.0
             return Holder("", "?", -1, None, "?", modified)
+        return holder
 
     # Taking and giving back
     def acquire(self) -> None:
@@ -159,7 +172,7 @@ class Lease:
         me = Process.current()
         holder = Holder(
             token=self.token, host=me.host, pid=me.pid, started=me.started,
-            since=since or dt.datetime.now().astimezone().isoformat(timespec="seconds"), renewed=time.time(),
+            since=since or dt.datetime.now().astimezone().isoformat(timespec="seconds"), renewed=time.time(), space=me.space,
         )
         return json.dumps(asdict(holder)).encode()
 
@@ -188,15 +201,13 @@ class Lease:
             return False
         try:
             with open(aside, "rb") as f:
-                moved = f.read()
-            if json.loads(moved).get("token") != stale.token or json.loads(moved).get("renewed") != stale.renewed:
+                moved = Holder.parse(f.read())
+            if moved is not None and (moved.token, moved.renewed) != (stale.token, stale.renewed):
                 try:  # it was renewed or retaken in between: put it back
                     os.link(aside, path)
                 except FileExistsError:
                     pass
                 return False
-        except ValueError:
-            pass  # the unreadable lease it was judged by: it is the one moved
         finally:
             os.unlink(aside)
-        return True
+        return True  # the lease it judged stale (or the unreadable one it judged by) is gone

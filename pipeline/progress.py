@@ -68,9 +68,11 @@ class SweepProgress(Callback):
 
         from pipeline.tuning import session
 
+        from pipeline.recorder import control
+
         recorder = session(self.spec.name)
         try:
-            ray.get(recorder.promote.remote(trial_id), timeout=120)
+            ray.get(control(recorder.promote).remote(trial_id), timeout=120)
         except Exception as e:  # noqa: BLE001 - the snapshot is dropped; a resume trains the trial again
             print(f"drmfm: warning: trial {trial_id} stopped by the scheduler was not recorded ({type(e).__name__})", file=sys.stderr)
 

@@ -11,14 +11,16 @@ checks the sockets themselves (`ss -ltnp`).
 
 What the local Ray starts ends with this command, however it ends (pipeline.watchdog).
 
-A cluster. `--address HOST:PORT` is first tried with a plain TCP connection and `ray.init` is
-given 30 s; an address that does not answer is bad input (exit 2), not minutes of retries.
+A cluster. `--address HOST:PORT` is first tried with a plain TCP connection, then joined by a
+throwaway process given 30 s, then by this one; an address that does not answer is bad input
+(exit 2), not minutes of retries.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import sys
 import threading
 
@@ -43,36 +45,48 @@ def quiet_tune() -> None:
     # Checkpoints are small and frequent by design; Tune's advice about it is noise here.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our own progress lines, not Tune's tables
+    # Ctrl-C ends the command (exit 130; --resume continues), not only the Tuner it interrupts:
+    # Tune's own handler would return from fit() and let the driver start its next phase.
+    os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
+
+
+def ask(ref, default, timeout: float = 30.0):
+    """ray.get of one answer, or `default` when the actor does not answer (gone, or busy past `timeout`)."""
+    import ray
+
+    try:
+        return ray.get(ref, timeout=timeout)
+    except Exception:  # noqa: BLE001 - a recorder that is gone: the tables say what landed
+        return default
 
 
 def start_local(cpus: int | None = None):
     """A Ray for this command alone, on this machine's loopback, ended with it: returns the
-    watchdog (pipeline.watchdog) that ends what is left of it when this process ends; keep it, and
-    `stop_local` it after `ray.shutdown()`."""
+    watchdog (pipeline.watchdog) that ends what is left of it when this process ends; keep it,
+    and `close()` it after `ray.shutdown()`."""
     import ray
 
-    from pipeline import watchdog
+    from pipeline.watchdog import Guard
 
     prepare_local()
-    guard = watchdog.start()
-    ray.init(
-        num_cpus=cpus or os.cpu_count(),
-        object_store_memory=256 * 1024**2,
-        include_dashboard=False,
-        log_to_driver=False,
-        configure_logging=False,
-        _node_ip_address="127.0.0.1",
-    )
-    return guard
-
-
-def stop_local(guard) -> None:
-    """After `ray.shutdown()`: the watchdog ends any straggler of the local Ray, then itself."""
-    guard.stdin.close()
+    guard = Guard()
+    guard.mark()
     try:
-        guard.wait(timeout=10)
-    except Exception:  # noqa: BLE001 - it ends with this process in any case
-        pass
+        ray.init(
+            address="local",  # a Ray of its own, whatever RAY_ADDRESS or a running `ray start` says
+            num_cpus=cpus or os.cpu_count(),
+            object_store_memory=256 * 1024**2,
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=False,
+            _node_ip_address="127.0.0.1",
+        )
+    except Exception as e:  # noqa: BLE001 - said in one line; nothing has run yet
+        guard.close()
+        raise RuntimeError(f"the local Ray did not start ({type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]})") from None
+    finally:
+        guard.unmark()
+    return guard
 
 
 _ALLOWED = "allowed: auto, or a running cluster's HOST:PORT"
@@ -91,10 +105,24 @@ def check_address(address: str) -> None:
         raise ConfigError("address", f"nothing answers at {address} ({e.strerror or type(e).__name__}); {_ALLOWED}") from None
 
 
+_PROBE = "import sys, ray; ray.init(address=sys.argv[1], log_to_driver=False, configure_logging=False)"
+
+
 def join(address: str) -> None:
     """Join the cluster at `address` (auto or HOST:PORT; `check_address` has seen it answer) within
-    JOIN_SECONDS, else ConfigError (exit 2)."""
+    JOIN_SECONDS, else ConfigError (exit 2).
+
+    A throwaway process joins first: a Ray client that finds no GCS retries and warns on stderr
+    from threads Python cannot stop, so the attempt that may fail is one that can be killed, and
+    its words kept from the user's terminal. Only an address that took it joins this process."""
     import ray
+
+    try:
+        probe = subprocess.run([sys.executable, "-c", _PROBE, address], capture_output=True, text=True, timeout=JOIN_SECONDS)
+    except subprocess.TimeoutExpired:
+        raise ConfigError("address", f"no Ray cluster answered at {address!r} within {JOIN_SECONDS:.0f} s; {_ALLOWED}") from None
+    if probe.returncode != 0:
+        raise ConfigError("address", f"cannot join a Ray cluster at {address!r} ({_raised(probe.stderr)}); {_ALLOWED}")
 
     failure: list[BaseException] = []
 
@@ -106,8 +134,17 @@ def join(address: str) -> None:
 
     thread = threading.Thread(target=connect, daemon=True, name="ray-join")
     thread.start()
-    thread.join(JOIN_SECONDS)
+    thread.join(JOIN_SECONDS)  # the cluster answered the probe a moment ago; this guards against it going since
     if thread.is_alive():
         raise ConfigError("address", f"no Ray cluster answered at {address!r} within {JOIN_SECONDS:.0f} s; {_ALLOWED}")
     if failure:
         raise ConfigError("address", f"cannot join a Ray cluster at {address!r} ({type(failure[0]).__name__}); {_ALLOWED}")
+
+
+def _raised(stderr: str) -> str:
+    """The exception a Python process ended with, from its stderr: its last `Name: text` line."""
+    for line in reversed(stderr.splitlines()):
+        name, colon, text = line.partition(":")
+        if colon and name.strip().replace(".", "").replace("_", "").isalnum() and name.strip().endswith(("Error", "Exception")):
+            return f"{name.strip().rsplit('.', 1)[-1]}: {text.strip()[:160]}"
+    return "it ended without saying why"

@@ -23,9 +23,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.storage import Storage, first_line
-from pipeline.tables import REPLICATES, STAGING
+from pipeline.tables import COMPANIONS, REPLICATES, STAGING, TRIAL_FILES
 
-COMPANIONS = (("weights", ".pt"), ("curves", ".parquet"), ("profiles", ".parquet"))
 KEY_COLUMNS = ("sweep", "trial_id", "seed", "status", "config_hash")
 STATUSES = ("ok", "diverged", "stopped", "failed")
 _ZIP_END = b"PK\x05\x06"  # the end record of a zip archive (torch.save's format)
@@ -47,9 +46,16 @@ class Landed:
 
     @property
     def rank(self) -> tuple:
-        """Which of two trials of one configuration is kept: finished, then stopped, then failed; the earliest."""
-        best = min(("ok", "diverged", "stopped", "failed").index(s) if s != "diverged" else 0 for s in self.statuses)
-        return best, self.finished_at, self.trial_id
+        """Which of two trials of one configuration is kept: finished (ok or diverged seeds), then one
+        a scheduler stopped, then a failed one; of two alike, the earliest."""
+        kind = 3 if all(s == "failed" for s in self.statuses) else 2 if "stopped" in self.statuses else 0
+        return kind, self.finished_at, self.trial_id
+
+    @staticmethod
+    def of(trial_id: str, rows: dict[str, list]) -> Landed:
+        """A trial's rows (columns as lists) as what the index keeps of them."""
+        finished = [f for f in rows.get("finished_at") or [] if f]
+        return Landed(trial_id, rows["config_hash"][0], tuple(rows["status"]), str(max(finished, default="")))
 
 
 @dataclass
@@ -100,7 +106,7 @@ def repair(results: Storage, seeds: int, by: str) -> Inventory:
         del found.trials[landed.trial_id]
     for file, why in found.invalid.items():
         trial_id = file.removeprefix("replicates/").removesuffix(".parquet")
-        for table, suffix in (("replicates", ".parquet"), *COMPANIONS):
+        for table, suffix in TRIAL_FILES[::-1]:  # the commit first: no reader sees the trial without its tables
             if results.is_file(table, trial_id + suffix):
                 results.move((table, trial_id + suffix), ("quarantine", table, f"{trial_id}{suffix}.bad"))
         actions["quarantined"].append({"file": file, "why": why, "to": f"quarantine/replicates/{trial_id}.parquet.bad"})
@@ -155,8 +161,7 @@ def _check(results: Storage, trial_id: str, seeds: int | None) -> tuple[Landed |
             why = _check_companion(results, table_name, trial_id + suffix)
             if why:
                 return None, why
-    finished = rows.get("finished_at") or [None]
-    return Landed(trial_id, hashes.pop(), tuple(rows["status"]), str(max((f for f in finished if f), default=""))), ""
+    return Landed.of(trial_id, rows), ""
 
 
 def _check_companion(results: Storage, table: str, name: str) -> str:

@@ -28,11 +28,12 @@ from typing import Any
 import pyarrow as pa
 
 from pipeline.host import Process
-from pipeline.reconcile import COMPANIONS, Landed, inspect, register
+from pipeline.reconcile import Landed, inspect, register
 from pipeline.storage import Storage, first_line
-from pipeline.tables import STAGING, TrialTables, promote, write_trial
+from pipeline.tables import COMPANIONS, STAGING, TRIAL_FILES, TrialTables, promote, write_trial
 
-CONCURRENCY = 4  # calls served at once: landings of different configurations, and the driver's questions
+CONCURRENCY = 4  # landings (and other trial calls) served at once: different configurations land together
+CONTROL = "control"  # the concurrency group of the driver's questions: `control(recorder.why_stop)`
 
 
 class StorageFailed(OSError):
@@ -40,8 +41,7 @@ class StorageFailed(OSError):
 
 
 def _landed(trial_id: str, rows: pa.Table) -> Landed:
-    finished = str(rows.column("finished_at")[0].as_py()) if "finished_at" in rows.column_names and rows.num_rows else ""
-    return Landed(trial_id, rows.column("config_hash")[0].as_py(), tuple(rows.column("status").to_pylist()), finished)
+    return Landed.of(trial_id, rows.select([c for c in ("config_hash", "status", "finished_at") if c in rows.column_names]).to_pydict())
 
 
 class Recorder:
@@ -84,15 +84,17 @@ class Recorder:
 
     def index(self) -> dict[str, bool]:
         """config_hash -> whether its rows stand (False: failed rows), for every configuration with rows."""
-        return {h: t.done for h, t in self.landed().items()}
+        with self._index_lock:
+            return {h: t.done for h, t in self.landed().items()}
 
     def done(self, config_hashes: list[str]) -> dict[str, list[dict]]:
         """The rows of those configurations whose rows stand (finished or stopped; failed rows do not)."""
         out = {}
         for h in config_hashes:
-            landed = self.landed().get(h)
-            if landed is not None and landed.done:
-                out[h] = self.results.read_table("replicates", f"{landed.trial_id}.parquet").to_pylist()
+            with self._locks[h]:  # not while a landing replaces the file
+                landed = self.landed().get(h)
+                if landed is not None and landed.done:
+                    out[h] = self.results.read_table("replicates", f"{landed.trial_id}.parquet").to_pylist()
         return out
 
     def register(self, tune_trial_id: str, point: dict, configurations: list[dict], repair: bool = False) -> None:
@@ -176,7 +178,7 @@ class Recorder:
         (their replicates first, so that no reader sees them without their tables)."""
         if before is not None and before.trial_id != now.trial_id:
             def remove() -> None:
-                for table, suffix in (("replicates", ".parquet"), *COMPANIONS):
+                for table, suffix in TRIAL_FILES[::-1]:  # the commit first
                     self.results.remove(table, before.trial_id + suffix)
 
             self._write(None, remove, f"(removing) the replaced rows of trial {before.trial_id}")
@@ -279,13 +281,20 @@ class Recorder:
             pass  # the next start removes what is left (pipeline.reconcile.repair)
 
 
+def control(method):
+    """A recorder actor's method, called in the control group (answered while landings run)."""
+    return method.options(concurrency_group=CONTROL)
+
+
 def recorder_actor(results: Storage, tracking_uri: str | None, experiment: str, sweep: str, landed: dict[str, Landed]):
     """The sweep's recorder as a Ray actor on this (the driver's) node, ending with the driver."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     here = ray.get_runtime_context().get_node_id()
-    actor = ray.remote(Recorder).options(
+    # The driver's questions (why stop? what landed?) have threads of their own: they never wait
+    # behind a landing that is logging to MLflow.
+    actor = ray.remote(concurrency_groups={CONTROL: 2})(Recorder).options(
         num_cpus=0,
         max_concurrency=CONCURRENCY,
         scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=here, soft=False),

@@ -32,7 +32,9 @@ def free_memory(device: str) -> int | None:
 
 def check_step_memory(config: TrainConfig, members: int, device: str, field: str) -> None:
     """ConfigError naming `field` if one step of `members` members of `config` cannot fit on `device`."""
-    need = step_bytes(config, members)
+    from drm.train import members_at_once
+
+    need = step_bytes(config, members, members_at_once(config, members, device))
     free = free_memory(device)
     if free is not None and need > free:
         raise ConfigError(
@@ -55,6 +57,11 @@ def check_local_request(cpu: float, gpu: float) -> None:
 
 def _gpu_count() -> int:
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None:
-        return len([d for d in visible.split(",") if d.strip()])
+    if visible is not None:  # CUDA stops at the first entry that is not a device ("-1": none)
+        count = 0
+        for entry in (d.strip() for d in visible.split(",")):
+            if not entry or entry.startswith("-"):
+                break
+            count += 1
+        return count
     return len([d for d in os.listdir("/dev") if d.startswith("nvidia") and d[6:].isdigit()]) if os.path.isdir("/dev") else 0

@@ -141,13 +141,15 @@ def run_sweep(
     lease = Lease(root, spec.name)
     with _reaching(root):  # the first touches of the storage: failing here is the user's input (exit 2)
         root.require_writable("storage" if storage else "home")
+        if storage is not None:  # the home still keeps the MLflow store
+            _check_home(home)
         lease.acquire()
     uri, outcome = None, Outcome()
     try:
-        if lease.took_over is not None:
-            print(f"drmfm: took over the lease of {lease.took_over.describe()}: it is gone", file=sys.stderr)
         with _reaching(root):
             check_start(spec, state, results, resume)
+        if lease.took_over is not None:
+            print(f"drmfm: took over the lease of {lease.took_over.describe()}: it is gone", file=sys.stderr)
         lease.keep_renewed()
         by = f"{lease.token[:8]} ({os.getpid()})"
         try:
@@ -172,6 +174,14 @@ def run_sweep(
             return 1
     finally:
         lease.release()
+
+
+def _check_home(home: Path) -> None:
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise SpecError("home", f"{home} cannot be made ({first_line(e)}); allowed: a writable folder") from None
+    Storage(home).require_writable("home")
 
 
 @contextlib.contextmanager
@@ -223,7 +233,7 @@ def _settle_runs(spec: SweepSpec, uri: str, results: Storage, final: Inventory) 
 def _run(spec: SweepSpec, root: Storage, state: Storage, results: Storage, uri: str | None, resume: bool, address: str | None, lease,
          found: Inventory):
     """Ray up, the search and the repair, Ray down: what happened (pipeline.sweep_report.Outcome)."""
-    from pipeline.ray_session import join, prepare_local, quiet_tune, start_local, stop_local
+    from pipeline.ray_session import ask, join, prepare_local, quiet_tune, start_local
 
     local = address is None
     if local:
@@ -244,35 +254,42 @@ def _run(spec: SweepSpec, root: Storage, state: Storage, results: Storage, uri: 
     ray_start = time.perf_counter()
     guard = start_local() if local else join(address)
     outcome = Outcome(ray_seconds=time.perf_counter() - ray_start)
+    recorder = None
     try:
-        from pipeline.recorder import recorder_actor
+        from pipeline.recorder import control, recorder_actor
 
         recorder = recorder_actor(results, uri, spec.name, spec.name, found.by_config())
         open_session(spec.name, recorder)
-        lease.on_lost = lambda why: recorder.abort.remote(why)
-        _search_and_repair(spec, root, state, results, uri, resume, recorder, outcome, local)
-        outcome.tally = _ask(recorder.tally.remote(), default=None)
-        outcome.tracking = _ask(recorder.tracking_failure.remote(), default="the sweep's recorder ended early; trials that did not land are missing")
+        lease.on_lost = lambda why: control(recorder.abort).remote(why)
+        if lease.lost:  # lost before the recorder could hear of it
+            control(recorder.abort).remote(lease.lost)
+        _search_and_repair(spec, root, state, results, uri, resume, recorder, outcome, local, lease)
+        outcome.tally = ask(control(recorder.tally).remote(), default=None)
+        outcome.tracking = ask(control(recorder.tracking_failure).remote(), default="the sweep's recorder ended early; trials that did not land are missing")
     finally:
         close_session(spec.name)
         if local:
             ray.shutdown()
-            stop_local(guard)
+            guard.close()
+        elif recorder is not None:  # on a cluster it would outlive this function: nothing may land during the final check
+            ray.kill(recorder, no_restart=True)
     if outcome.tracking:
         print(f"drmfm: warning: {outcome.tracking}", file=sys.stderr)
     return outcome
 
 
 def _search_and_repair(spec: SweepSpec, root: Storage, state: Storage, results: Storage, uri: str | None, resume: bool, recorder,
-                       outcome, local: bool) -> None:
+                       outcome, local: bool, lease) -> None:
     """The search (restored, new or rebuilt), the samples it still lacks, then the repair of what has no rows."""
     import ray
     from ray import tune
 
     from pipeline.progress import SweepProgress
+    from pipeline.ray_session import ask
+    from pipeline.recorder import control
     from pipeline.sweep_report import record_failures
     from pipeline.tune_trial import TrialContext, run_tune_trial
-    from pipeline.tuning import more_samples, plan_search, repair_tuner, run_config
+    from pipeline.tuning import more_samples, plan_search, repair_tuner, run_config, stop_reason
 
     resources = {"cpu": spec.resources.cpu}
     if spec.resources.gpu > 0 and (ray.cluster_resources().get("GPU", 0) > 0 or not local):  # only the embedded local Ray drops the GPU ask
@@ -292,7 +309,7 @@ def _search_and_repair(spec: SweepSpec, root: Storage, state: Storage, results: 
         outcome.errors += record_failures(spec, _fit(tuner, outcome), results, recorder, failed_now)
 
     def going() -> bool:
-        return outcome.stopped is None and _stop(recorder) is None
+        return outcome.stopped is None and lease.lost is None and stop_reason(spec.name) is None
 
     if plan.search is not None:
         fit(plan.search)
@@ -301,7 +318,7 @@ def _search_and_repair(spec: SweepSpec, root: Storage, state: Storage, results: 
         if more is not None:
             print(f"drmfm: the restored search ended {more[1]} sample(s) short; they are drawn now", file=sys.stderr)
             fit(more[0])
-    landed = _ask(recorder.index.remote(), None) if going() else None
+    landed = ask(control(recorder.index).remote(), None) if going() else None
     points = missing_points(spec, results, landed, failed_now) if landed is not None else []
     if points:
         print(f"drmfm: {len(points)} trial(s) whose rows are missing are trained again", file=sys.stderr)
@@ -309,7 +326,7 @@ def _search_and_repair(spec: SweepSpec, root: Storage, state: Storage, results: 
         config = run_config(spec, root, [SweepProgress(spec, total=len(points))], spec.name, "repairs", stamp)
         fit(repair_tuner(spec, trainable, points, config))
     outcome.wall = time.perf_counter() - start
-    outcome.stopped = outcome.stopped or _stop(recorder)
+    outcome.stopped = outcome.stopped or stop_reason(spec.name)
 
 
 def _fit(tuner, outcome) -> list:
@@ -319,16 +336,3 @@ def _fit(tuner, outcome) -> list:
     except Exception as e:  # noqa: BLE001 - the tables hold what landed; --resume finishes the rest
         outcome.stopped = f"Ray Tune stopped ({type(e).__name__}: {str(e).strip().splitlines()[-1][:200] if str(e).strip() else ''})"
         return []
-
-
-def _stop(recorder) -> str | None:
-    return _ask(recorder.why_stop.remote(), default=None)
-
-
-def _ask(ref, default):
-    import ray
-
-    try:
-        return ray.get(ref, timeout=30)
-    except Exception:  # noqa: BLE001 - the recorder is gone: the tables say what landed
-        return default

@@ -55,6 +55,7 @@ def record_failures(spec: SweepSpec, results_seen: list, results: Storage, recor
     recorder writes them (it keeps the index of what has landed); `failed_now` gains their hashes."""
     import ray
 
+    from pipeline.recorder import control
     from pipeline.trial import failed_rows
     from pipeline.tune_trial import trial_labels
 
@@ -73,7 +74,7 @@ def record_failures(spec: SweepSpec, results_seen: list, results: Storage, recor
             trial_id = labels.get(config.config_hash(), label)
             rows = failed_rows(config, list(range(spec.seeds)), sweep=spec.name, trial_id=trial_id, error=text)
             try:
-                ray.get(recorder.record_failed.remote(trial_id, rows), timeout=120)
+                ray.get(control(recorder.record_failed).remote(trial_id, rows), timeout=120)
             except Exception:  # noqa: BLE001 - the storage failed too: the configuration is missing, said at the end
                 continue
             failed_now.add(config.config_hash())

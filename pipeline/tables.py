@@ -16,6 +16,8 @@ import pyarrow as pa
 from pipeline.storage import Storage
 
 STAGING = ".staging"  # results/<sweep>/.staging/<trial_id>/…: a scheduler's provisional snapshot
+COMPANIONS = (("weights", ".pt"), ("curves", ".parquet"), ("profiles", ".parquet"))  # a trial's tables besides its rows
+TRIAL_FILES = (*COMPANIONS, ("replicates", ".parquet"))  # in the order they land: replicates, the commit, last
 
 REPLICATES = pa.schema(
     [
@@ -116,7 +118,7 @@ def promote(results: Storage, trial_id: str, *where: str) -> bool:
     """Move a trial landed in a folder below `results` into its tables, replicates last."""
     if not results.is_file(*where, "replicates", f"{trial_id}.parquet"):
         return False
-    for table, suffix in (("weights", ".pt"), ("curves", ".parquet"), ("profiles", ".parquet"), ("replicates", ".parquet")):
+    for table, suffix in TRIAL_FILES:
         if results.is_file(*where, table, trial_id + suffix):
             results.move((*where, table, trial_id + suffix), (table, trial_id + suffix))
     results.remove(*where)

@@ -107,14 +107,14 @@ def prepare(uri: str, experiment: str, artifact_root: Path | None) -> str | None
 
 
 def _owner_tags(driver: Process) -> dict[str, str]:
-    return {"host": driver.host, "pid": str(driver.pid), "pid_started": str(driver.started or "")}
+    return {"host": driver.host, "pid": str(driver.pid), "pid_started": str(driver.started or ""), "pid_space": driver.space or ""}
 
 
 def _owner(tags: dict[str, str]) -> Process | None:
     if "host" not in tags or not tags.get("pid", "").isdigit():
         return None
     started = tags.get("pid_started", "")
-    return Process(tags["host"], int(tags["pid"]), int(started) if started.isdigit() else None)
+    return Process(tags["host"], int(tags["pid"]), int(started) if started.isdigit() else None, tags.get("pid_space") or None)
 
 
 def end_orphaned_runs(uri: str) -> int:
@@ -255,12 +255,13 @@ class Tracker:
             self.client.set_terminated(run.info.run_id, status)
 
     def settle(self, results: Storage, found: Inventory) -> tuple[int, int]:
-        """At the end of a sweep, no run of it stays RUNNING and no row points at an unfinished run.
+        """At the end of a sweep (its driver holds the lease: no other driver's trial is running), no run
+        of it stays RUNNING, and every run its rows name ends as its row says.
 
-        A configuration whose rows stand (`found`: the driver's last check of the tables) gets its
-        results from the tables on the runs its rows name, and any other run of it ends KILLED (a
-        duplicate). A RUNNING run of a configuration without rows ends KILLED, unless it belongs to
-        another driver that is alive. Returns (finished, killed)."""
+        A configuration whose rows stand (`found`: the driver's last check of the tables) whose runs
+        are RUNNING or end otherwise than its rows say (`_RUN_STATUS`; a run a killed driver left was
+        ended KILLED) gets its results from the tables; any other RUNNING run of it, and every RUNNING
+        run of a configuration without rows, ends KILLED. Returns (configurations finished, runs killed)."""
         landed = found.by_config()
         query = f"tags.sweep = '{self.sweep}' and attributes.status != 'FINISHED'"
         unfinished = self.client.search_runs([self.experiment_id], filter_string=query, max_results=50000)
@@ -270,25 +271,25 @@ class Tracker:
             trial = landed.get(config_hash)
             if trial is not None and trial.done:
                 replicates = results.read_table("replicates", f"{trial.trial_id}.parquet")
-                curves = results.read_table("curves", f"{trial.trial_id}.parquet")
-                runs = self.open(trial.trial_id, replicates.column("seed").to_pylist(), {}, config_hash)
-                self.finish(runs, TrialTables(trial.trial_id, replicates, curves, PROFILES.empty_table(), b""))
-                finished += 1
-                named = {runs.parent, *runs.children.values()}
-                mine = [r for r in mine if r.info.run_id not in named]
+                rows = replicates.to_pylist()
+                want = {r["mlflow_run_id"]: _RUN_STATUS[r["status"]] for r in rows if r.get("mlflow_run_id")}
+                parent = rows[0].get("mlflow_parent_run_id")
+                if parent:
+                    want[parent] = "KILLED" if all(r["status"] == "stopped" for r in rows) else "FINISHED"
+                named = [r for r in mine if r.info.run_id in want]
+                if not want or any(r.info.status != want[r.info.run_id] for r in named):
+                    curves = results.read_table("curves", f"{trial.trial_id}.parquet")
+                    runs = self.open(trial.trial_id, replicates.column("seed").to_pylist(), {}, config_hash)
+                    self.finish(runs, TrialTables(trial.trial_id, replicates, curves, PROFILES.empty_table(), b""))
+                    finished += 1
+                    want.update({runs.parent: "", **{c: "" for c in runs.children.values()}})
+                mine = [r for r in mine if r.info.run_id not in want]
             for run in mine:
-                if run.info.status != "RUNNING" or self._owned_by_another_live_driver(run.data.tags):
-                    continue
-                self.client.set_tag(run.info.run_id, "status", "killed")
-                self.client.set_terminated(run.info.run_id, "KILLED")
-                killed += 1
+                if run.info.status == "RUNNING":
+                    self.client.set_tag(run.info.run_id, "status", "killed")
+                    self.client.set_terminated(run.info.run_id, "KILLED")
+                    killed += 1
         return finished, killed
-
-    def _owned_by_another_live_driver(self, tags: dict[str, str]) -> bool:
-        owner = _owner(tags)
-        if owner is None or _owner_tags(owner) == self.owner:
-            return False
-        return not owner.here() or owner.alive()
 
     def _log(self, run_id: str, metrics: list) -> None:
         for start in range(0, len(metrics), _BATCH):

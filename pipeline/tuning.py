@@ -46,15 +46,11 @@ def session(sweep: str):
 
 def stop_reason(sweep: str) -> str | None:
     """Why the recorder wants the sweep stopped (None: go on, or no recorder to ask)."""
-    import ray
+    from pipeline.ray_session import ask
+    from pipeline.recorder import control
 
     recorder = session(sweep)
-    if recorder is None:
-        return None
-    try:
-        return ray.get(recorder.why_stop.remote(), timeout=10)
-    except Exception:  # noqa: BLE001 - a recorder that does not answer: no reason yet
-        return None
+    return None if recorder is None else ask(control(recorder.why_stop).remote(), None, timeout=10)
 
 
 def _stopper(spec: SweepSpec):
@@ -156,11 +152,13 @@ def more_samples(spec: SweepSpec, trainable, results: Storage, config):
     if remaining <= 0:
         return None
     history = _history(spec, results)
-    return new_search(spec, trainable, config, remaining, history), remaining, len(history)
+    # Seeded past every sample drawn so far (not only the landed ones): the rebuilt sampler draws new points.
+    drawn = search_trials(ledger(results))
+    return new_search(spec, trainable, config, remaining, history, offset=drawn), remaining, len(history)
 
 
-def new_search(spec: SweepSpec, trainable, config, num_samples: int, history: list[tuple[dict, float]]):
-    """A Tuner with the spec's Optuna sampler (seeded past `history`, which it is told of)."""
+def new_search(spec: SweepSpec, trainable, config, num_samples: int, history: list[tuple[dict, float]], offset: int = 0):
+    """A Tuner with the spec's Optuna sampler, seeded `offset` past the spec's seed and told of `history`."""
     from ray import tune
     from ray.tune.search.optuna import OptunaSearch
 
@@ -172,24 +170,29 @@ def new_search(spec: SweepSpec, trainable, config, num_samples: int, history: li
         space=search_space(spec),
         metric=metric[0] if single else metric,
         mode=mode[0] if single else mode,
-        sampler=sampler(spec, offset=len(history)),
+        sampler=sampler(spec, offset=offset),
         seed=None,
         points_to_evaluate=[p for p, _ in history] or None,
         evaluated_rewards=[v for _, v in history] or None,
     )
-    scheduler = None
-    if spec.scheduler is not None:
-        from ray.tune.schedulers import ASHAScheduler
-
-        scheduler = ASHAScheduler(
-            metric=metric[0], mode=mode[0], time_attr="step", max_t=spec.trial_config(spec.corners()[0]).epochs,
-            grace_period=spec.scheduler.grace_period, reduction_factor=spec.scheduler.reduction_factor,
-        )
     return tune.Tuner(
         trainable,
         # reuse_actors: a trial process serves trial after trial (torch imported once).
-        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=num_samples, reuse_actors=True),
+        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=_scheduler(spec), num_samples=num_samples, reuse_actors=True),
         run_config=config,
+    )
+
+
+def _scheduler(spec: SweepSpec):
+    """The spec's ASHA, or None (the search and the repair alike: a repaired trial may be stopped as it would have been)."""
+    if spec.scheduler is None:
+        return None
+    from ray.tune.schedulers import ASHAScheduler
+
+    return ASHAScheduler(
+        metric=spec.objective.metric[0], mode=spec.objective.mode[0], time_attr="step",
+        max_t=spec.trial_config(spec.corners()[0]).epochs,
+        grace_period=spec.scheduler.grace_period, reduction_factor=spec.scheduler.reduction_factor,
     )
 
 
@@ -220,6 +223,6 @@ def repair_tuner(spec: SweepSpec, trainable, points: list[dict], config):
     return tune.Tuner(
         trainable,
         param_space={"point": tune.grid_search([dict(p) for p in points])},
-        tune_config=tune.TuneConfig(num_samples=1, reuse_actors=True),
+        tune_config=tune.TuneConfig(num_samples=1, scheduler=_scheduler(spec), reuse_actors=True),
         run_config=config,
     )

@@ -103,6 +103,21 @@ def test_an_address_that_does_not_answer_is_given_up_within_30_s(tmp_path):
     assert nothing_written(tmp_path / "home")
 
 
+@pytest.mark.slow
+def test_an_address_that_answers_but_is_no_ray_is_given_up_within_30_s(tmp_path):
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(SPEC))
+    with socket.socket() as listener:  # accepts TCP, says nothing
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        start = time.monotonic()
+        line = one_line(drmfm("sweep", str(path), "--address", f"127.0.0.1:{port}", home=tmp_path / "home", timeout=120))
+        took = time.monotonic() - start
+    assert line.startswith("drmfm: error: address: ") and f"127.0.0.1:{port}" in line, line
+    assert took < 45  # the 30 s bound, and the command's start and end
+
+
 def test_a_home_or_an_out_under_a_file_exits_2(tmp_path):
     (tmp_path / "file").write_text("x")
     spec = tmp_path / "spec.yaml"
@@ -115,6 +130,18 @@ def test_a_home_or_an_out_under_a_file_exits_2(tmp_path):
     assert line.startswith("drmfm: error: out: ") and "a file" in line
     line = one_line(drmfm("ntk", "--points", "16", "--out", str(tmp_path / "file" / "ntk")))
     assert line.startswith("drmfm: error: out: ")
+
+
+def test_status_names_a_sweep_whose_saved_spec_is_corrupt_and_counts_the_others(tmp_path):
+    home = tmp_path / "home"
+    for name, text in (("broken", "{not json"), ("other-program", '{"spec": 3}')):
+        (home / "ray" / name).mkdir(parents=True)
+        (home / "ray" / name / "drmfm-spec.json").write_text(text)
+    result = drmfm("status", home=home)
+    assert result.returncode == 0, result.stderr
+    lines = sorted(result.stdout.splitlines())
+    assert len(lines) == 2 and all("cannot be counted: drmfm-spec.json is not the spec drmfm saved" in line for line in lines)
+    assert lines[0].startswith("broken: ") and lines[1].startswith("other-program: ")
 
 
 def _results_folder(folder: Path) -> Path:

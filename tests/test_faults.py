@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.reconcile import COMPANIONS, inspect
+from pipeline.reconcile import inspect
+from pipeline.tables import COMPANIONS
 from pipeline.storage import Storage
 from tests.test_cli import drmfm
 from tests.test_resume import _each_once, _rows, _sweep

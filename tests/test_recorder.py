@@ -85,3 +85,19 @@ def test_a_write_that_fails_stops_the_sweep_and_leaves_nothing_uncommitted(tmp_p
         recorder.land(_tables(trained, "u"))  # and nothing more lands
     with pytest.raises(StorageFailed):
         recorder.register("u", {}, [])
+
+
+def test_trials_of_one_configuration_landing_at_once_land_it_once(tmp_path, trained):
+    """Four threads (as the recorder actor serves four calls at once), one configuration."""
+    import threading
+
+    recorder = Recorder(tmp_path / "results", None, "s", "s")
+    results = []
+    threads = [threading.Thread(target=lambda i=i: results.append(recorder.land(_tables(trained, f"t{i}")))) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [False, False, False, True]
+    found = inspect(Storage(tmp_path / "results"), 2)
+    assert len(found.trials) == 1 and not found.invalid

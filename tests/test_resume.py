@@ -3,6 +3,7 @@ lands nothing twice. Real Ray (local), real MLflow (SQLite), real Parquet."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -207,6 +208,7 @@ def test_a_killed_driver_then_resume_lands_every_configuration_once_every_time(t
         driver = _sweep(spec, home, output=False)
         _wait_for(lambda: replicates.is_dir() and len(list(replicates.glob("*.parquet"))) >= 2, 300, "two trials landed")
         started = _tree(driver.pid)
+        before = {r["config_hash"]: (r["trial_id"], r["finished_at"], r["mlflow_run_id"]) for r in _rows(home, "killed")}
         if attempt == 1:  # the driver alone: what it started must follow it
             os.kill(driver.pid, signal.SIGKILL)
         else:  # the driver's process group, as a job manager would
@@ -217,7 +219,10 @@ def test_a_killed_driver_then_resume_lands_every_configuration_once_every_time(t
         _wait_for(lambda: not [p for p in started if Path(f"/proc/{p}").exists() and _not_zombie(p)], 20, "the driver's processes to end")
         resumed = drmfm("sweep", str(spec), "--resume", home=home, timeout=900)
         assert resumed.returncode == 0, resumed.stderr
-        _each_once(_rows(home, "killed"), 6, 2)
+        rows = _rows(home, "killed")
+        _each_once(rows, 6, 2)
+        after = {r["config_hash"]: (r["trial_id"], r["finished_at"], r["mlflow_run_id"]) for r in rows}
+        assert all(after[h] == landed for h, landed in before.items())  # what had landed stands, untouched
         _mlflow_whole(home, "killed", 6, 2)
         curves = [pq.read_table(f) for f in (home / "results" / "killed" / "curves").glob("*.parquet")]
         assert len(curves) == 6 and all(c.num_rows == 2 * len(set(c.column("step").to_pylist())) for c in curves)
@@ -228,6 +233,30 @@ def _not_zombie(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def test_a_driver_that_loses_its_lease_stops_and_leaves_the_sweep_to_the_holder(tmp_path):
+    home = tmp_path / "home"
+    spec = write_spec(tmp_path, name="taken", fixed={"width": 32, "epochs": 4000}, space={"depth": [2, 3, 4], "fourier": ["none", 2]},
+                      seeds=2, checkpoint_every=500)
+    driver = _sweep(spec, home)
+    try:
+        lease = home / "leases" / "taken.json"
+        _wait_for(lambda: (home / "results" / "taken" / "trials").is_dir(), 300, "a first trial")
+        holder = {"token": "another", "host": "elsewhere", "pid": 1, "started": None, "since": "2026-12-01T00:00:00+00:00",
+                  "renewed": time.time() + 3600}  # another host's driver took it (fresh for the next hour)
+        lease.write_text(json.dumps(holder))
+        _, err = driver.communicate(timeout=300)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.communicate()
+    assert driver.returncode == 1, err
+    last = err.strip().splitlines()[-1]
+    assert "the sweep stopped early" in last and "was taken by a driver on host elsewhere" in last, err
+    assert json.loads(lease.read_text())["token"] == "another"  # the holder's lease, left as it is
+    assert len(_rows(home, "taken")) < 12
+    assert not [r for r in mlflow_runs(home, "taken") if r.info.status == "KILLED"]  # the holder settles the runs, not this driver
 
 
 def test_a_killed_train_leaves_no_running_run_for_the_next_command(tmp_path):
