@@ -13,7 +13,7 @@ import pandas as pd
 import pyarrow as pa
 
 from drm.config import ConfigError
-from pipeline.storage import Storage
+from pipeline.storage import Storage, first_line
 
 # What identifies a configuration (the seed aside): the swept factors and what else may differ.
 FACTORS = ["problem", "dim", "depth", "width", "activation", "rho", "fourier", "fourier_map", "epsilon",
@@ -56,7 +56,7 @@ def load(folders: list[str]) -> Results:
         try:
             names = storage.names("replicates", suffix=".parquet")
         except OSError as e:
-            raise AnalysisError("results", f"{folder} cannot be read ({str(e).splitlines()[0][:200]})") from None
+            raise AnalysisError("results", f"{folder} cannot be read ({first_line(e)})") from None
         if not names:
             raise AnalysisError("results", f"{folder} holds no replicates/*.parquet; allowed: a results/<sweep> folder of a sweep or train run")
         for name in names:
@@ -90,7 +90,7 @@ def _read(storage: Storage, name: str) -> pa.Table:
     try:
         return storage.read_table("replicates", name)
     except (OSError, pa.ArrowException) as e:
-        why = (str(e).splitlines() or [type(e).__name__])[0][:160]
+        why = first_line(e)
         raise AnalysisError("results", f"{storage.show('replicates', name)} is not a readable Parquet file ({why}); "
                             "allowed: tables drmfm wrote (`drmfm sweep --resume` moves an unreadable one to quarantine/)") from None
 

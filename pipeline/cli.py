@@ -47,7 +47,12 @@ def home_dir(home: Path | None) -> Path:
 def _check_folder(field: str, path: Path) -> None:
     """A folder, or a path whose nearest existing ancestor is a folder (it is made when written)."""
     for place in (path, *path.absolute().parents):
-        if place.exists():
+        try:
+            exists = place.exists()
+        except OSError as e:  # a folder above it that this user may not enter
+            raise BadInput(f"{field}: {str(path)!r} cannot be reached ({e.strerror or type(e).__name__} at {str(place)!r}); "
+                           "allowed: a folder this user can write") from None
+        if exists:
             if not place.is_dir():
                 where = "is a file" if place == path else f"is under {str(place)!r}, a file"
                 raise BadInput(f"{field}: {str(path)!r} {where}; allowed: a folder (made if missing)")
@@ -240,17 +245,21 @@ def status(
 ) -> None:
     """The sweeps in the home: trials done / failed / started, of the total."""
     from pipeline.status import sweep_status
+    from pipeline.storage import first_line
     from pipeline.sweep import storage_root
 
     root = storage_root(home_dir(home), storage)
     try:
         rows = sweep_status(root, name)
     except OSError as e:
-        raise BadInput(f"storage: {root.show()} cannot be read ({str(e).splitlines()[0][:200]})") from None
+        raise BadInput(f"storage: {root.show()} cannot be read ({first_line(e)})") from None
     if not rows:
         field = "storage" if storage else "home"
         raise BadInput(f"name: no sweep {name!r} in {root.show()}" if name else f"{field}: no sweeps in {root.show()}")
     for r in rows:
+        if "unreadable" in r:
+            print(f"{r['name']}: cannot be counted: {r['unreadable']}")
+            continue
         invalid = f", {r['invalid']} unreadable (quarantined by the next --resume)" if r["invalid"] else ""
         running = f"; running: {r['running']}" if r["running"] else ""
         print(

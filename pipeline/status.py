@@ -7,19 +7,25 @@ import time
 
 from pipeline.lease import TTL_SECONDS, Lease
 from pipeline.reconcile import group_by_config, inspect, ledger
-from pipeline.storage import Storage
+from pipeline.storage import Storage, first_line
 from pipeline.sweep import SPEC_FILE
 
 
 def sweep_status(root: Storage, name: str | None = None) -> list[dict]:
     """One entry per sweep under `root` (or just `name`). Only valid committed trials count as done
-    or failed (a file that does not validate is counted apart: the next --resume quarantines it)."""
+    or failed (a file that does not validate is counted apart: the next --resume quarantines it).
+    A sweep whose saved spec cannot be read is an entry with only `name` and `unreadable` (why)."""
     names = [n for n in root.folders("ray") if root.is_file("ray", n, SPEC_FILE)]
     if name is not None:
         names = [n for n in names if n == name]
     out = []
     for sweep in names:
-        spec = json.loads(root.read_bytes("ray", sweep, SPEC_FILE))["spec"]
+        try:
+            spec = json.loads(root.read_bytes("ray", sweep, SPEC_FILE))["spec"]
+            spec["seeds"], spec["problem"], spec["space"], spec["search"]["num_samples"]
+        except (ValueError, KeyError, TypeError) as e:  # OSError (the storage itself) is the caller's
+            out.append({"name": sweep, "unreadable": f"{SPEC_FILE} is not the spec drmfm saved ({first_line(e)})"})
+            continue
         results = root.sub("results", sweep)
         found = inspect(results, spec["seeds"])
         landed = found.by_config().values()

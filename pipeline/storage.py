@@ -9,6 +9,7 @@ single upload, which the store publishes only when it completes.
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import uuid
@@ -20,6 +21,8 @@ import pyarrow.parquet as pq
 
 from drm.config import ConfigError
 
+# What a folder without hard links answers os.link with (FUSE, SMB, some container overlays).
+_NO_HARD_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EMLINK, errno.ENOSYS}
 
 def first_line(error: BaseException) -> str:
     """An error in one line: an OSError's own words (strerror), else the first line of its text."""
@@ -123,7 +126,9 @@ class Storage:
         """Write a file that does not exist yet, whole; False if it exists.
 
         On a folder (local or NFS) the check and the write are one atomic step: the bytes go to a
-        temporary file that is then hard-linked to the name, which fails if the name is taken.
+        temporary file that is then hard-linked to the name, which fails if the name is taken. A
+        folder without hard links (some FUSE and SMB mounts) gets an exclusive create instead, just
+        as atomic in its check, though a reader may see the file before its bytes.
         pyarrow's object-store filesystems offer no conditional write (S3's If-None-Match is not
         exposed), so there the check and the write are two steps (README, "One driver per sweep").
         """
@@ -132,10 +137,27 @@ class Storage:
                 return False
             self.write_bytes(data, *parts)
             return True
+        target = self.path(*parts)
         try:
-            self._publish(data, self.path(*parts), os.link)
+            self._publish(data, target, os.link)
         except FileExistsError:
             return False
+        except OSError as e:
+            if e.errno not in _NO_HARD_LINKS:
+                raise
+            return self._create_exclusively(data, target)
+        return True
+
+    @staticmethod
+    def _create_exclusively(data: bytes, target: str) -> bool:
+        try:
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
         return True
 
     @staticmethod

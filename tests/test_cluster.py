@@ -24,10 +24,18 @@ from tests.test_sweep import mlflow_runs, write_spec
 RAY = str(Path(sys.executable).parent / "ray")
 
 
+# Ports a Ray node takes by default (GCS, dashboard, client server, dashboard agent, metrics):
+# a head started on one of them fails (CI once drew 52365, the dashboard agent's).
+_RAYS_OWN_PORTS = {6379, 8265, 10001, 52365, 8080}
+
+
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _RAYS_OWN_PORTS:
+            return port
 
 
 def _processes() -> dict[int, tuple[int, str]]:
@@ -54,6 +62,11 @@ def _descendants(root: int, table: dict[int, tuple[int, str]]) -> set[int]:
     return found
 
 
+def _ray_start(*args: str, **kwargs) -> None:
+    started = subprocess.run([RAY, "start", *args], capture_output=True, text=True, timeout=120, **kwargs)
+    assert started.returncode == 0, f"ray start {' '.join(args)} failed:\n{started.stdout[-3000:]}\n{started.stderr[-3000:]}"
+
+
 @pytest.fixture
 def two_nodes(tmp_path, monkeypatch):
     """A head node and a worker node, 1 CPU each; the worker with its own cwd and $DRMFM_HOME."""
@@ -63,10 +76,9 @@ def two_nodes(tmp_path, monkeypatch):
     worker_home, worker_cwd = tmp_path / "worker-home", tmp_path / "worker-cwd"
     worker_cwd.mkdir()
     try:
-        subprocess.run([RAY, "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--include-dashboard=false",
-                        "--node-name=head-node", *common], check=True, capture_output=True, timeout=120)
-        subprocess.run([RAY, "start", f"--address=127.0.0.1:{port}", "--node-ip-address=127.0.0.1", "--node-name=worker-node", *common],
-                       check=True, capture_output=True, timeout=120, cwd=worker_cwd, env={**os.environ, "DRMFM_HOME": str(worker_home)})
+        _ray_start("--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--include-dashboard=false", "--node-name=head-node", *common)
+        _ray_start(f"--address=127.0.0.1:{port}", "--node-ip-address=127.0.0.1", "--node-name=worker-node", *common,
+                   cwd=worker_cwd, env={**os.environ, "DRMFM_HOME": str(worker_home)})
         yield f"127.0.0.1:{port}", worker_home, worker_cwd
     finally:
         subprocess.run([RAY, "stop", "--force"], capture_output=True, timeout=120)

@@ -122,6 +122,30 @@ def test_drivers_started_at_the_same_moment_get_one_lease(tmp_path):
     assert len(won) == 1
 
 
+def _race_without_hard_links(folder: str, barrier, wins) -> None:
+    def refuse(source, target):
+        raise PermissionError(1, "Operation not permitted")  # what a FUSE or SMB mount answers
+
+    os.link = refuse  # this racer's process only (forked)
+    _race(folder, barrier, wins)
+
+
+def test_a_folder_without_hard_links_still_gives_one_lease(tmp_path):
+    n = 6
+    context = multiprocessing.get_context("fork")
+    barrier, wins = context.Barrier(n), context.Queue()
+    racers = [context.Process(target=_race_without_hard_links, args=(str(tmp_path), barrier, wins)) for _ in range(n)]
+    for r in racers:
+        r.start()
+    for r in racers:
+        r.join(30)
+    won = []
+    while not wins.empty():
+        won.append(wins.get())
+    assert len(won) == 1
+    assert [p.name for p in (tmp_path / "leases").iterdir()] == ["s.json"]  # no temporary file left beside it
+
+
 def test_drivers_taking_over_one_stale_lease_at_the_same_moment_get_one_lease(tmp_path):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
