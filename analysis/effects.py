@@ -6,8 +6,10 @@ ratio: exp(estimate) multiplies the expected count. The error model follows the 
 - over-dispersed counts (the Cameron-Trivedi test, one-sided, p < 0.05): negative binomial (NB2)
   estimates with robust (sandwich) errors;
 - otherwise quasi-Poisson: Poisson estimates with the variance scaled by the Pearson dispersion,
-  which keeps the intervals honest for under-dispersed counts too (a Poisson fit alone would make
-  them too wide there, and too narrow when over-dispersed).
+  floored at 1 (under-dispersed counts, such as seeds that agree exactly, keep Poisson's errors:
+  a dispersion near 0 would turn round-off into significance).
+
+Intervals and p-values use Student's t on the residual degrees of freedom.
 
 Terms (INTERFACE.md): `fourier_on` (map at the lowest i vs none), `fourier_i` (per unit of i among
 runs with a map), `depth` (per hidden layer) or `depth=<d>` (contrasts to the shallowest, a second
@@ -25,9 +27,9 @@ import numpy as np
 import pandas as pd
 
 from analysis.data import FACTORS, varying
-from analysis.stats import Z95, holm, spearman_trend
+from analysis.stats import holm, spearman_trend
 
-COLUMNS = ["problem", "response", "term", "estimate", "ci_low", "ci_high", "p_value", "p_holm", "model", "n"]
+COLUMNS = ["problem", "response", "term", "estimate", "ci_low", "ci_high", "p_value", "p_holm", "model", "within", "n"]
 OTHER = [f for f in FACTORS if f not in ("problem", "dim", "depth", "fourier", "epsilon", "epochs")]
 
 
@@ -80,7 +82,12 @@ def _independent(x: pd.DataFrame) -> pd.DataFrame:
 
 
 def fit_counts(frame: pd.DataFrame, response: str, *, depth: str = "linear", offset: np.ndarray | None = None) -> list[dict]:
-    """One row per term of a log-link count regression of `response` on the varying factors."""
+    """One row per term of a log-link count regression of `response` on the varying factors.
+
+    Intervals and p-values use Student's t on the residual degrees of freedom (a handful of
+    configurations × seeds is not a large sample), and the quasi-Poisson dispersion is floored at 1:
+    counts that vary less than Poisson ones (seeds that agree exactly, a lattice) make the intervals
+    no narrower than Poisson's, never a round-off artefact of zero width."""
     import statsmodels.api as sm
     from scipy import stats
 
@@ -91,6 +98,7 @@ def fit_counts(frame: pd.DataFrame, response: str, *, depth: str = "linear", off
         return []
     exog = sm.add_constant(x.to_numpy(), has_constant="add")
     terms = list(x.columns)
+    df = n - exog.shape[1]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # convergence and perfect-fit notices: judged below
         poisson = sm.GLM(y, exog, family=sm.families.Poisson(), offset=offset).fit()
@@ -102,27 +110,30 @@ def fit_counts(frame: pd.DataFrame, response: str, *, depth: str = "linear", off
         if p_over < 0.05 and dispersion > 1:
             # NB2 estimates, sandwich (HC0) errors: honest even where the NB variance is not quite right.
             nb = sm.NegativeBinomial(y, exog, offset=offset, loglike_method="nb2").fit(disp=0, maxiter=500, cov_type="HC0")
-            params, bse, pvalues = nb.params[1 : 1 + len(terms)], nb.bse[1 : 1 + len(terms)], nb.pvalues[1 : 1 + len(terms)]
+            params, bse = nb.params[1 : 1 + len(terms)], nb.bse[1 : 1 + len(terms)]
             model = f"negative_binomial, robust errors (alpha {nb.params[-1]:.3g}, dispersion {dispersion:.2f})"
         else:
-            quasi = sm.GLM(y, exog, family=sm.families.Poisson(), offset=offset).fit(scale="X2")
-            params, bse, pvalues = quasi.params[1:], quasi.bse[1:], quasi.pvalues[1:]
-            model = f"quasi_poisson (dispersion {dispersion:.2f})"
+            scale = max(1.0, float(dispersion)) if np.isfinite(dispersion) else 1.0
+            quasi = sm.GLM(y, exog, family=sm.families.Poisson(), offset=offset).fit(scale=scale)
+            params, bse = quasi.params[1:], quasi.bse[1:]
+            model = f"quasi_poisson (dispersion {dispersion:.2f}" + (", floored at 1)" if dispersion < 1 else ")")
+    model += f", t on {df} df"
     if depth != "linear":
         model += ", depth as contrasts"
     if offset is not None:
         model += ", offset log periods"
+    t95 = float(stats.t.ppf(0.975, df))
     rows = []
-    for term, b, se, p in zip(terms, params, bse, pvalues):
-        ok = np.isfinite(b) and np.isfinite(se)
+    for term, b, se in zip(terms, params, bse):
+        ok = np.isfinite(b) and np.isfinite(se) and se > 0
         rows.append(
             {
                 "response": response,
                 "term": term,
                 "estimate": float(b),
-                "ci_low": float(b - Z95 * se) if ok else math.nan,
-                "ci_high": float(b + Z95 * se) if ok else math.nan,
-                "p_value": float(p) if ok and se > 0 else math.nan,
+                "ci_low": float(b - t95 * se) if ok else math.nan,
+                "ci_high": float(b + t95 * se) if ok else math.nan,
+                "p_value": float(2 * stats.t.sf(abs(b / se), df)) if ok else math.nan,
                 "model": model,
                 "n": n,
             }
@@ -193,6 +204,7 @@ def effects(ok: pd.DataFrame) -> pd.DataFrame:
             found += trend_tests(periodic, "transitions_per_period", "fourier") + trend_tests(periodic, "transitions_per_period", "depth")
         for r in found:
             r["problem"] = problem
+            r.setdefault("within", "")  # fitted on all of the problem's runs
         p_holm = holm(np.array([r["p_value"] for r in found], dtype=float))
         for r, p in zip(found, p_holm):
             r["p_holm"] = p

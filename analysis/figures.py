@@ -63,10 +63,11 @@ def transitions_vs_i(rows: pd.DataFrame, problem: str) -> Figure:
         data = group.assign(transitions=group["transitions"].astype("float64"), depth=group["depth"].astype(int).astype(str))
         order = _order(data)
         hue_order = sorted(data["depth"].unique(), key=int)
+        several = len(hue_order) > 1  # seaborn cannot dodge one level
         sns.stripplot(data=data, x="fourier_label", y="transitions", hue="depth", order=order, hue_order=hue_order,
-                      dodge=True, alpha=0.55, jitter=0.2, size=4, ax=ax, legend=False)
+                      dodge=several, alpha=0.55, jitter=0.2, size=4, ax=ax, legend=False)
         sns.pointplot(data=data, x="fourier_label", y="transitions", hue="depth", order=order, hue_order=hue_order,
-                      dodge=0.53, estimator="median", errorbar=None, markers="D", linestyles="none", ax=ax)
+                      dodge=0.53 if several else False, estimator="median", errorbar=None, markers="D", linestyles="none", ax=ax)
         ax.set(xlabel="Fourier map i (none = plain DRM)", ylabel="transitions (every seed; ◆ median)", title=title)
         ax.legend(title="depth", fontsize=8)
     fig.suptitle(f"{problem}: transitions against the map frequency")

@@ -73,6 +73,9 @@ def summarise(rows: pd.DataFrame) -> pd.DataFrame:
                 transitions_median_ci_high=median_ci[1],
                 transitions_p025=float(np.quantile(t, 0.025)),
                 transitions_p975=float(np.quantile(t, 0.975)),
+                transitions_min=float(t.min()),
+                transitions_max=float(t.max()),
+                transitions_all_equal=bool(t.size > 1 and np.ptp(t) == 0),  # every seed gave the same count
                 energy_median=float(np.median(e)),
                 energy_median_ci_low=energy_ci[0],
                 energy_median_ci_high=energy_ci[1],
