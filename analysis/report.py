@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from analysis import claims
 from analysis.data import Results
 from analysis.reproduction import missing_settings
 
@@ -33,56 +34,6 @@ def _cell(value) -> str:
     if isinstance(value, (float, np.floating)):
         return f"{value:.4g}"
     return str(value).replace("|", "\\|")
-
-
-def _ratio(row: pd.Series) -> str:
-    return f"×{math.exp(row['estimate']):.3g} (95% CI ×{math.exp(row['ci_low']):.3g}–×{math.exp(row['ci_high']):.3g})"
-
-
-def _p(row: pd.Series) -> str:
-    return "p not defined" if math.isnan(row["p_holm"]) else f"Holm-adjusted p = {row['p_holm']:.2g}"
-
-
-def effect_sentences(effects: pd.DataFrame, problem: str) -> list[str]:
-    """What the fitted effects say about the paper's three open questions, for one problem."""
-    rows = effects[(effects["problem"] == problem) & (effects["response"] == "transitions")].set_index("term", drop=False)
-    out = []
-    if "fourier_i" in rows.index:
-        r = rows.loc["fourier_i"]
-        out.append(
-            f"**Frequency.** Each step of i (doubling the map's frequency) multiplies the expected number of "
-            f"transitions by {_ratio(r)}; {_p(r)}. A factor of 2 would mean transitions proportional to the "
-            f"frequency: the interval {'includes' if r['ci_low'] <= math.log(2) <= r['ci_high'] else 'excludes'} 2."
-        )
-    if "fourier_on" in rows.index:
-        r = rows.loc["fourier_on"]
-        out.append(f"**Map on.** The map at the lowest i, against plain DRM, multiplies the count by {_ratio(r)}; {_p(r)}.")
-    if "depth" in rows.index:
-        r = rows.loc["depth"]
-        covers = r["ci_low"] <= 0 <= r["ci_high"]
-        out.append(
-            f"**Depth.** Each extra hidden layer multiplies the expected count by {_ratio(r)}; {_p(r)}. "
-            + ("The interval includes no effect (×1): these runs do not support the hypothesis that depth adds bands."
-               if covers else "The 95% interval excludes no effect (×1)"
-               + ("." if not r["p_holm"] > 0.05 else ", though not after Holm's adjustment for the other tests."))
-        )
-    if "log_epsilon" in rows.index:
-        r = rows.loc["log_epsilon"]
-        out.append(
-            f"**ε.** Among ε > 0 the count scales like ε^{r['estimate']:.2f} (95% CI {r['ci_low']:.2f} to "
-            f"{r['ci_high']:.2f}, a log-log slope); {_p(r)}. A negative slope means a larger ε allows fewer interfaces."
-        )
-    if "log_epochs" in rows.index:
-        r = rows.loc["log_epochs"]
-        out.append(f"**Training length.** Each e-fold of epochs multiplies the count by {_ratio(r)}; {_p(r)}.")
-    per_period = effects[(effects["problem"] == problem) & (effects["response"] == "transitions_per_period") & (effects["term"] == "fourier_i")]
-    if len(per_period):
-        r = per_period.iloc[0]
-        out.append(
-            f"**What the map imposes.** With the periodic 1D map, counts per period of the map change by {_ratio(r)} per "
-            f"step of i; {_p(r)}. A factor near 1 means the extra transitions are the map's periods, not learned structure."
-        )
-    return out
 
 
 def _configuration(row: pd.Series) -> str:
@@ -165,16 +116,19 @@ def render(results: Results, summary: pd.DataFrame, effects: pd.DataFrame, repro
     parts.append("## Fitted effects\n")
     parts.append(
         "A count regression with a log link per problem (`effects.csv`): exp(estimate) multiplies the expected count. "
-        "Errors are quasi-Poisson, or negative binomial with robust errors when the counts are over-dispersed (the `model` column says which and "
-        "gives the dispersion). p-values are Holm-adjusted within each problem, over the regression terms and the Spearman trend tests.\n"
+        "Errors are quasi-Poisson with the dispersion floored at 1, or negative binomial with robust errors when the counts are "
+        "over-dispersed; intervals use Student's t on the residual degrees of freedom (the `model` column says which, with the "
+        "dispersion and the df). With the periodic 1D map a count is a multiple of the map's periods, and its variance is "
+        "modelled on that lattice. Each term is fitted where the claim lives (`within`): depth without the map and with it, "
+        "i within each map type, ε within each i. p-values are Holm-adjusted within each problem, over every term and trend test.\n"
     )
     for problem in sorted(results.ok["problem"].unique()):
         parts.append(f"### {problem} ({NAMES.get(problem, problem)})\n")
-        sentences = effect_sentences(effects, problem)
+        sentences = claims.sentences(effects, results.ok, problem)
         parts.append("\n".join(f"- {s}" for s in sentences) + "\n" if sentences else "_No factor varies enough to fit an effect._\n")
         mine = effects[effects["problem"] == problem]
-        parts.append(table(mine, {"response": "response", "term": "term", "estimate": "estimate", "ci_low": "CI low", "ci_high": "CI high",
-                                  "p_value": "p", "p_holm": "p (Holm)", "model": "model", "n": "n"}))
+        parts.append(table(mine, {"response": "response", "term": "term", "within": "within", "estimate": "estimate", "ci_low": "CI low",
+                                  "ci_high": "CI high", "p_value": "p", "p_holm": "p (Holm)", "model": "model", "n": "n"}))
     if "energy_over_reference_median" in summary.columns:
         p2 = summary[summary["problem"] == "double_well_u2"]
         if len(p2):

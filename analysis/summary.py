@@ -81,6 +81,8 @@ def summarise(rows: pd.DataFrame) -> pd.DataFrame:
                 energy_median_ci_high=energy_ci[1],
             )
             for extra in ("transitions_per_period", "bands", "transitions_wall", "energy_over_reference"):
+                if extra not in ok:
+                    continue
                 values_ = ok[extra].astype("float64").to_numpy()
                 if np.isfinite(values_).any():
                     entry[f"{extra}_median"] = float(np.nanmedian(values_))
