@@ -303,7 +303,8 @@ def ntk(
     width: Annotated[int, typer.Option(help="Neurons per hidden layer.")] = 128,
     fourier: Annotated[str, typer.Option(help="The map to compare with plain DRM: I (frequency 2^I·π).")] = "2",
     points: Annotated[int, typer.Option(help="Grid points N (the Gram matrices are N×N and 2N×2N).")] = 256,
-    seed: Annotated[int, typer.Option(help="Seed of the initial weights.")] = 0,
+    seed: Annotated[int, typer.Option(help="First seed of the initial weights.")] = 0,
+    seeds: Annotated[int, typer.Option(help="Seeds to average over (seed, seed+1, …): α is reported with their spread.")] = 3,
     fit_from: Annotated[int, typer.Option(help="First k of the decay fit.")] = 2,
     fit_to: Annotated[int | None, typer.Option(help="Last k of the decay fit [default: N/8].")] = None,
     home: Annotated[Path | None, typer.Option(help="Home folder [default: $DRMFM_HOME or ./drmfm-home].")] = None,
@@ -313,7 +314,7 @@ def ntk(
     if problem not in PROBLEMS:
         raise BadInput(f"problem: unknown {problem!r}; allowed: {', '.join(PROBLEMS)}")
     i = _parse_fourier(fourier)
-    for name, value, low in (("depth", depth, 1), ("width", width, 1), ("points", points, 8), ("fit-from", fit_from, 1)):
+    for name, value, low in (("depth", depth, 1), ("width", width, 1), ("points", points, 8), ("fit-from", fit_from, 1), ("seeds", seeds, 1)):
         if value < low:
             raise BadInput(f"{name}: {value} is not allowed; allowed: an integer >= {low}")
     if points > NTK_MAX_POINTS:
@@ -325,19 +326,24 @@ def ntk(
     _check_folder("out", target_dir)
     _check_ntk_memory(problem, depth, width, i, points)
     _need_analysis_extra()
-    from analysis.ntk import decay_table, spectra, spectrum_png, spectrum_table
+    from analysis.ntk import decay_table, describe, k2_claim, seed_table, slopes_table, spectra, spectrum_png, spectrum_table
     from pipeline.storage import Storage
 
     target = Storage(target_dir)
-    found = spectra(problem, depth, width, i, points, seed, fit=(fit_from, last))
+    found = spectra(problem, depth, width, i, points, tuple(range(seed, seed + seeds)), fit=(fit_from, last))
     decay = decay_table(found)
     target.write_text(spectrum_table(found).to_csv(index=False), "eigenvalues.csv")
     target.write_text(decay.to_csv(index=False), "decay.csv")
-    title = f"{problem}, depth {depth} × {width}, N = {points}, seed {seed}: NTK at initialisation"
+    target.write_text(seed_table(found).to_csv(index=False), "seeds.csv")
+    target.write_text(slopes_table(found).to_csv(index=False), "local_slopes.csv")
+    title = f"{problem}, depth {depth} × {width}, N = {points}, seeds {seed}..{seed + seeds - 1}: NTK at initialisation"
     target.write_bytes(spectrum_png(found, title), "spectrum.png")
     for row in decay.itertuples():
-        print(f"kernel ({row.kernel}), map {row.fourier}: λ_k ~ k^-{row.alpha:.2f} over k = {row.fit_from}..{row.fit_to} (λ_1 = {row.lambda_1:.4g})")
-    print(f"written: {target.show()}/eigenvalues.csv, decay.csv, spectrum.png")
+        print(describe(row))
+    claim = k2_claim(decay)
+    if claim:
+        print(claim)
+    print(f"written: {target.show()}/eigenvalues.csv, decay.csv, seeds.csv, local_slopes.csv, spectrum.png")
 
 
 NTK_MAX_POINTS = 4096  # 8192² Gram: 0.5 GiB, and an eigendecomposition of minutes on 2 cores
