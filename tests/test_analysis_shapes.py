@@ -117,3 +117,14 @@ def test_analyze_on_only_diverged_runs_says_so_in_one_line(tmp_path):
     folder = study(tmp_path / "r", [{"depth": 3}], diverged={0})
     with pytest.raises(AnalysisError, match="no run with status ok"):
         analyze([folder], str(tmp_path / "out"))
+
+
+def test_analyze_completes_on_a_real_train_folder(tmp_path):
+    from tests.test_cli import drmfm
+
+    trained = drmfm("train", "--epochs", "40", "--seeds", "2", "--no-mlflow", home=tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    (folder,) = (tmp_path / "results").iterdir()
+    done = drmfm("analyze", str(folder), "--out", str(tmp_path / "out"))
+    assert done.returncode == 0, done.stderr
+    _complete(tmp_path / "out", 1)
