@@ -119,6 +119,13 @@ def factor_of(term: str) -> str:
             "log_epsilon": "epsilon", "log_epochs": "epochs"}.get(name, name)
 
 
+def cells_of(x: pd.DataFrame) -> np.ndarray:
+    """Per run, the index of its cell: the runs with the same regressors (one configuration)."""
+    if x.shape[1] == 0:
+        return np.zeros(len(x), dtype=int)
+    return np.unique(x.to_numpy(dtype=float).round(12), axis=0, return_inverse=True)[1].reshape(-1)
+
+
 def lattice(frame: pd.DataFrame) -> np.ndarray:
     """Per run, the step of its count's lattice: 2^(i-1) for the periodic 1D map, else 1."""
     periodic = frame["transitions_per_period"].notna() & frame["fourier"].notna()
@@ -157,7 +164,7 @@ def fit_counts(frame: pd.DataFrame, response: str, *, depth: str = "linear", fou
     df = n - exog.shape[1]
     on_lattice = steps is not None and bool((steps != 1).any())
     weights = 1.0 / steps if on_lattice else None
-    cells = pd.factorize(x.round(12).astype(str).agg("|".join, axis=1))[0] if x.shape[1] else np.zeros(n, int)
+    cells = cells_of(x)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # convergence and perfect-fit notices: judged below
         poisson = sm.GLM(y, exog, family=sm.families.Poisson(), var_weights=weights).fit()
@@ -247,8 +254,7 @@ def permutation_p(x: pd.DataFrame, y: np.ndarray, seed: int = 0, permutations: i
     for term in x.columns if terms is None else terms:
         own = factor_of(term)
         others = [c for c in x.columns if factor_of(c) != own]
-        cells = pd.Series(0, index=x.index) if not others else x[others].round(12).astype(str).agg("|".join, axis=1)
-        codes = pd.factorize(cells)[0]
+        codes = cells_of(x[others])
         f = x[term].to_numpy()
         yc = y - pd.Series(y).groupby(codes).transform("mean").to_numpy()
         observed = abs(float(f @ yc))
