@@ -107,11 +107,11 @@ def _race(folder: str, barrier, wins) -> None:
         pass
 
 
-def test_drivers_started_at_the_same_moment_get_one_lease(tmp_path):
-    n = 6
+def _winners(folder, racer, n: int = 6) -> list[int]:
+    """The pids of the `n` racers (forked, released at one barrier) that took the lease."""
     context = multiprocessing.get_context("fork")
     barrier, wins = context.Barrier(n), context.Queue()
-    racers = [context.Process(target=_race, args=(str(tmp_path), barrier, wins)) for _ in range(n)]
+    racers = [context.Process(target=racer, args=(str(folder), barrier, wins)) for _ in range(n)]
     for r in racers:
         r.start()
     for r in racers:
@@ -119,7 +119,11 @@ def test_drivers_started_at_the_same_moment_get_one_lease(tmp_path):
     won = []
     while not wins.empty():
         won.append(wins.get())
-    assert len(won) == 1
+    return won
+
+
+def test_drivers_started_at_the_same_moment_get_one_lease(tmp_path):
+    assert len(_winners(tmp_path, _race)) == 1
 
 
 def _race_without_hard_links(folder: str, barrier, wins) -> None:
@@ -131,18 +135,7 @@ def _race_without_hard_links(folder: str, barrier, wins) -> None:
 
 
 def test_a_folder_without_hard_links_still_gives_one_lease(tmp_path):
-    n = 6
-    context = multiprocessing.get_context("fork")
-    barrier, wins = context.Barrier(n), context.Queue()
-    racers = [context.Process(target=_race_without_hard_links, args=(str(tmp_path), barrier, wins)) for _ in range(n)]
-    for r in racers:
-        r.start()
-    for r in racers:
-        r.join(30)
-    won = []
-    while not wins.empty():
-        won.append(wins.get())
-    assert len(won) == 1
+    assert len(_winners(tmp_path, _race_without_hard_links)) == 1
     assert [p.name for p in (tmp_path / "leases").iterdir()] == ["s.json"]  # no temporary file left beside it
 
 
@@ -150,18 +143,7 @@ def test_drivers_taking_over_one_stale_lease_at_the_same_moment_get_one_lease(tm
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     _write_holder(Storage(tmp_path), pid=dead.pid, started=None)  # its holder is gone
-    n = 6
-    context = multiprocessing.get_context("fork")
-    barrier, wins = context.Barrier(n), context.Queue()
-    racers = [context.Process(target=_race, args=(str(tmp_path), barrier, wins)) for _ in range(n)]
-    for r in racers:
-        r.start()
-    for r in racers:
-        r.join(30)
-    won = []
-    while not wins.empty():
-        won.append(wins.get())
-    assert len(won) == 1
+    assert len(_winners(tmp_path, _race)) == 1
     assert not list(tmp_path.glob("leases/*.stale"))  # the stale lease moved aside is gone
 
 
