@@ -18,7 +18,7 @@ from analysis.effects import effects as fit_effects
 from analysis.report import render
 from analysis.reproduction import reproduction
 from analysis.summary import configuration_key, summarise, with_reference
-from pipeline.storage import Storage
+from drm.storage import Storage
 
 
 @dataclass

@@ -13,7 +13,7 @@ import pandas as pd
 import pyarrow as pa
 
 from drm.config import ConfigError
-from pipeline.storage import Storage, first_line
+from drm.storage import Storage, first_line
 
 # What identifies a configuration (the seed aside): the swept factors and what else may differ.
 FACTORS = ["problem", "dim", "depth", "width", "activation", "rho", "fourier", "fourier_map", "epsilon",

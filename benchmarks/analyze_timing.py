@@ -3,7 +3,7 @@
     python benchmarks/analyze_timing.py [--trials 3000] [--seeds 16]
 
 Writes a synthetic results folder of N trials × S seeds (replicates only, one Parquet file per
-trial, through `pipeline.storage.Storage`): P1 over depth × i × lr × epochs, counts on the periodic
+trial, through `drm.storage.Storage`): P1 over depth × i × lr × epochs, counts on the periodic
 map's lattice (m teeth per period, 2^(i-1) periods), then times `analysis.data.load`, `summarise`
 and `effects` (the count regressions, the permutation tests on the lattice, the trend tests).
 Prints one JSON object.
@@ -24,7 +24,7 @@ import pyarrow as pa
 from analysis.data import load
 from analysis.effects import effects
 from analysis.summary import summarise
-from pipeline.storage import Storage
+from drm.storage import Storage
 from pipeline.tables import REPLICATES
 
 

@@ -22,7 +22,7 @@ from drm.config import TrainConfig
 from drm.measure import measure
 from drm.train import PackedTrainer
 from pipeline.reconcile import inspect, repair
-from pipeline.storage import Storage
+from drm.storage import Storage
 from pipeline.tables import TrialTables, write_trial
 from pipeline.trial import trial_tables
 

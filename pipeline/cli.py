@@ -245,7 +245,7 @@ def status(
 ) -> None:
     """The sweeps in the home: trials done / failed / started, of the total."""
     from pipeline.status import sweep_status
-    from pipeline.storage import first_line
+    from drm.storage import first_line
     from pipeline.sweep import storage_root
 
     root = storage_root(home_dir(home), storage)
@@ -327,7 +327,7 @@ def ntk(
     _check_ntk_memory(problem, depth, width, i, points)
     _need_analysis_extra()
     from analysis.ntk import decay_table, describe, k2_claim, seed_table, slopes_table, spectra, spectrum_png, spectrum_table
-    from pipeline.storage import Storage
+    from drm.storage import Storage
 
     target = Storage(target_dir)
     found = spectra(problem, depth, width, i, points, tuple(range(seed, seed + seeds)), fit=(fit_from, last))

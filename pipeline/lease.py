@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 
 from pipeline.host import Process
 from pipeline.spec import SpecError
-from pipeline.storage import Storage, first_line
+from drm.storage import Storage, first_line
 
 TTL_SECONDS = 60.0
 RENEW_SECONDS = 10.0

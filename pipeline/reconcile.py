@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.storage import Storage, first_line
+from drm.storage import Storage, first_line
 from pipeline.tables import COMPANIONS, REPLICATES, STAGING, TRIAL_FILES
 
 KEY_COLUMNS = ("sweep", "trial_id", "seed", "status", "config_hash")

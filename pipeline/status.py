@@ -7,7 +7,7 @@ import time
 
 from pipeline.lease import TTL_SECONDS, Lease
 from pipeline.reconcile import group_by_config, inspect, ledger
-from pipeline.storage import Storage, first_line
+from drm.storage import Storage, first_line
 from pipeline.sweep import SPEC_FILE
 
 

@@ -31,7 +31,7 @@ import pyarrow as pa
 from pipeline.lease import Lease
 from pipeline.reconcile import Inventory, group_by_config, inspect, ledger, repair
 from pipeline.spec import SpecError, SweepSpec
-from pipeline.storage import Storage, first_line
+from drm.storage import Storage, first_line
 
 SPEC_FILE = "drmfm-spec.json"
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pipeline.reconcile import Inventory, ledger, search_trials
 from pipeline.spec import SweepSpec
-from pipeline.storage import Storage
+from drm.storage import Storage
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt|Died)\b.*")

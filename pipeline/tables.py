@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from pipeline.storage import Storage
+from drm.storage import Storage
 
 STAGING = ".staging"  # results/<sweep>/.staging/<trial_id>/…: a scheduler's provisional snapshot
 COMPANIONS = (("weights", ".pt"), ("curves", ".parquet"), ("profiles", ".parquet"))  # a trial's tables besides its rows

@@ -27,7 +27,7 @@ import numpy as np
 
 from pipeline.host import Process
 from pipeline.reconcile import Inventory
-from pipeline.storage import Storage, first_line
+from drm.storage import Storage, first_line
 from pipeline.tables import PROFILES, TrialTables
 
 # MLflow limits one log_batch call to 1000 metrics.

@@ -14,7 +14,7 @@ from rich.table import Table
 
 from drm.config import TrainConfig
 from pipeline.recorder import StorageFailed
-from pipeline.storage import Storage
+from drm.storage import Storage
 from pipeline.trial import run_trial
 
 _err = Console(stderr=True)

@@ -22,7 +22,7 @@ from drm.config import TrainConfig
 from drm.measure import Measurements, measure
 from drm.train import PackedTrainer
 from pipeline.figures import profile_pngs
-from pipeline.storage import Storage
+from drm.storage import Storage
 from pipeline.tables import REPLICATES, TrialTables
 
 

@@ -25,7 +25,7 @@ from typing import Any
 
 from pipeline.reconcile import group_by_config, ledger, search_trials
 from pipeline.spec import SweepSpec
-from pipeline.storage import Storage
+from drm.storage import Storage
 
 _POLL_SECONDS = 2.0
 _SESSIONS: dict[str, Any] = {}  # sweep name -> the recorder actor of the driver running it, in this process

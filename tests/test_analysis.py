@@ -15,7 +15,7 @@ from analysis.effects import effects, fit_counts
 from analysis.reproduction import reproduction
 from analysis.stats import bootstrap_ci, holm, wilson_ci
 from analysis.summary import configuration_key, p2_reference, summarise
-from pipeline.storage import Storage
+from drm.storage import Storage
 from pipeline.tables import CURVES, PROFILES, REPLICATES, TrialTables, write_trial
 from tests.test_cli import drmfm
 

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 
 from analysis.analyze import analyze
-from pipeline.storage import Storage
+from drm.storage import Storage
 from pipeline.tables import CURVES, PROFILES, REPLICATES, TrialTables, write_trial
 
 PROBLEMS = {"double_well": 1, "twin_branching": 2}

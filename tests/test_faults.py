@@ -16,7 +16,7 @@ import pytest
 
 from pipeline.reconcile import inspect
 from pipeline.tables import COMPANIONS
-from pipeline.storage import Storage
+from drm.storage import Storage
 from tests.test_cli import drmfm
 from tests.test_resume import _each_once, _rows, _sweep
 from tests.test_sweep import _wait_for, write_spec

@@ -15,12 +15,12 @@ import pytest
 
 from pipeline.host import Process, start_ticks
 from pipeline.lease import Lease, LeaseHeld
-from pipeline.storage import Storage
+from drm.storage import Storage
 
 HOLD = """
 import sys, time
 from pipeline.lease import Lease
-from pipeline.storage import Storage
+from drm.storage import Storage
 Lease(Storage(sys.argv[1]), "s").acquire()
 print("held", flush=True)
 time.sleep(600)

@@ -10,7 +10,7 @@ import pytest
 from drm.measure import measure
 from drm.train import PackedTrainer
 from pipeline.reconcile import inspect, repair
-from pipeline.storage import Storage
+from drm.storage import Storage
 from pipeline.tables import read_replicates, write_trial
 from pipeline.trial import failed_rows, trial_tables
 from tests.conftest import small

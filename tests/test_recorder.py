@@ -12,7 +12,7 @@ from drm.measure import measure
 from drm.train import PackedTrainer
 from pipeline.recorder import Recorder, StorageFailed
 from pipeline.reconcile import inspect
-from pipeline.storage import Storage
+from drm.storage import Storage
 from pipeline.tables import STAGING, read_replicates, write_trial
 from pipeline.trial import failed_rows, trial_tables
 from tests.conftest import small

@@ -12,7 +12,7 @@ import uuid
 import pyarrow as pa
 import pytest
 
-from pipeline.storage import Storage
+from drm.storage import Storage
 from pipeline.tables import CURVES, PROFILES, REPLICATES, TrialTables, committed, promote, read_replicates, write_trial
 from tests.test_cli import drmfm
 
