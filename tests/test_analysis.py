@@ -17,25 +17,7 @@ from analysis.stats import bootstrap_ci, holm, wilson_ci
 from analysis.summary import configuration_key, p2_reference, summarise
 from drm.storage import Storage
 from pipeline.tables import CURVES, PROFILES, REPLICATES, TrialTables, write_trial
-from tests.test_cli import drmfm
-
-
-def frame(counts: dict[tuple[int, int | None], np.ndarray], problem: str = "double_well", epochs: int = 10_000, epsilon: float = 0.0) -> pd.DataFrame:
-    """Rows as `load` gives them: one per (depth, i) configuration and seed."""
-    rows = []
-    for (depth, i), values in counts.items():
-        for seed, t in enumerate(values):
-            rows.append({"problem": problem, "depth": depth, "fourier": i, "epsilon": epsilon, "epochs": epochs, "width": 128,
-                         "activation": "relu", "transitions": int(t), "bands": None, "transitions_per_period": None,
-                         "energy": 0.01, "status": "ok", "seed": seed, "trial_id": f"d{depth}i{i}", "source": "",
-                         "config_hash": f"d{depth}i{i}e{epsilon}n{epochs}"})
-    out = pd.DataFrame(rows)
-    out["fourier"] = out["fourier"].astype("Int64")
-    out["fourier_label"] = out["fourier"].map(lambda i: "none" if pd.isna(i) else str(int(i)))
-    for name in ("dim", "rho", "fourier_map", "lr", "penalty", "batch", "boundary_batch", "dtype"):
-        out[name] = {"dim": 1, "rho": 0.1, "fourier_map": "sincos", "lr": 1e-4, "penalty": 500.0, "batch": 128, "boundary_batch": 2, "dtype": "float32"}[name]
-    out["resample"] = True
-    return out
+from tests.helpers import drmfm, frame
 
 
 def planted(rng: np.random.Generator, draw, seeds: int = 12, a: float = 0.6) -> pd.DataFrame:

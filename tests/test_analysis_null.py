@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from analysis.effects import effects, factor_of
-from tests.test_analysis import frame
+from tests.helpers import frame
 
 DRAWS = 200
 # The false-positive rate allowed: 5% plus two Monte Carlo standard errors of a rate over DRAWS draws.

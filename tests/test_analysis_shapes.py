@@ -120,7 +120,7 @@ def test_analyze_on_only_diverged_runs_says_so_in_one_line(tmp_path):
 
 
 def test_analyze_completes_on_a_real_train_folder(tmp_path):
-    from tests.test_cli import drmfm
+    from tests.helpers import drmfm
 
     trained = drmfm("train", "--epochs", "40", "--seeds", "2", "--no-mlflow", home=tmp_path)
     assert trained.returncode == 0, trained.stderr

@@ -13,7 +13,7 @@ import yaml
 
 from pipeline import yaml_strict
 from pipeline.spec import parse_spec
-from tests.test_cli import drmfm
+from tests.helpers import drmfm
 
 SPEC = {
     "name": "bad",

@@ -3,26 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def drmfm(*args: str, home: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    extra = ["--home", str(home)] if home is not None else []
-    return subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", *args, *extra],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=ROOT,
-    )
-
+from tests.helpers import drmfm
 
 BAD_TRAIN = [
     (["--problem", "nope"], "problem"),

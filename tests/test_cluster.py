@@ -18,8 +18,7 @@ import pytest
 import yaml
 
 from pipeline.tables import read_replicates
-from tests.test_cli import ROOT, drmfm
-from tests.test_sweep import mlflow_runs, write_spec
+from tests.helpers import ROOT, drmfm, mlflow_runs, write_spec
 
 RAY = str(Path(sys.executable).parent / "ray")
 

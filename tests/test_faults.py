@@ -14,12 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from drm.storage import Storage
 from pipeline.reconcile import inspect
 from pipeline.tables import COMPANIONS
-from drm.storage import Storage
-from tests.test_cli import drmfm
-from tests.test_resume import _each_once, _rows, _sweep
-from tests.test_sweep import _wait_for, write_spec
+from tests.helpers import drmfm, each_once, replicate_rows, start_sweep, wait_for, write_spec
 
 pytestmark = pytest.mark.slow
 
@@ -97,9 +95,9 @@ def test_a_home_that_fails_mid_run_ends_the_sweep_in_one_line_and_resume_finishe
     spec = write_spec(tmp_path, name="fault", fixed={"width": 32, "epochs": 1500}, space={"depth": [2, 3], "fourier": ["none", 2]},
                       seeds=2, checkpoint_every=500)
     results = home / "results" / "fault"
-    driver = _sweep(spec, home)
+    driver = start_sweep(spec, home)
     try:
-        _wait_for(lambda: (results / "replicates").is_dir() and any((results / "replicates").glob("*.parquet")), 300, "a first trial landed")
+        wait_for(lambda: (results / "replicates").is_dir() and any((results / "replicates").glob("*.parquet")), 300, "a first trial landed")
         if fault == "full":
             _fill(home)
         else:
@@ -114,7 +112,7 @@ def test_a_home_that_fails_mid_run_ends_the_sweep_in_one_line_and_resume_finishe
     why = "No space left on device" if fault == "full" else "Read-only file system"
     last = err.strip().splitlines()[-1]
     assert last.startswith("drmfm: the sweep stopped early") and why in last and "--resume" in last, err
-    landed = len(_rows(home, "fault"))
+    landed = len(replicate_rows(home, "fault"))
     assert 0 < landed < 8
     _nothing_half_written(results, 2, leftovers=fault == "read-only")
     if fault == "full":
@@ -124,7 +122,7 @@ def test_a_home_that_fails_mid_run_ends_the_sweep_in_one_line_and_resume_finishe
         _remount(home / "results", "rw")
     resumed = drmfm("sweep", str(spec), "--resume", home=home, timeout=900)
     assert resumed.returncode == 0, resumed.stderr
-    _each_once(_rows(home, "fault"), 4, 2)
+    each_once(replicate_rows(home, "fault"), 4, 2)
     _nothing_half_written(results, 2)
 
 

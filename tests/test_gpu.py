@@ -7,7 +7,7 @@ import torch
 
 from drm.measure import measure
 from drm.train import PackedTrainer
-from tests.conftest import small
+from tests.helpers import small
 
 pytestmark = pytest.mark.gpu
 

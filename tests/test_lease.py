@@ -13,9 +13,9 @@ import time
 
 import pytest
 
+from drm.storage import Storage
 from pipeline.host import Process, start_ticks
 from pipeline.lease import Lease, LeaseHeld
-from drm.storage import Storage
 
 HOLD = """
 import sys, time

@@ -9,11 +9,10 @@ import pandas as pd
 import pytest
 import torch
 
-from analysis.ntk import (decay_exponent, decay_fit, decay_table, fit_range, gram, grid_points, jacobians, k2_claim,
-                          numerical_rank, spectra)
+from analysis.ntk import decay_exponent, decay_fit, decay_table, fit_range, gram, grid_points, jacobians, k2_claim, numerical_rank, spectra
 from drm.config import TrainConfig
 from drm.network import initial_parameters, layer_sizes
-from tests.test_cli import drmfm
+from tests.helpers import drmfm
 
 
 def explicit_jacobians(depth: int, width: int, fourier: int, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -9,7 +9,7 @@ import torch
 
 from drm.reference import ReferenceTrainer
 from drm.train import PackedTrainer
-from tests.conftest import small
+from tests.helpers import small
 
 
 def _member_params(trainer: PackedTrainer, k: int) -> list[torch.Tensor]:

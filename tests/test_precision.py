@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 
-from tests.test_cli import ROOT
+from tests.helpers import ROOT
 
 
 def test_the_precision_study_finds_no_difference_where_tf32_does_not_exist():

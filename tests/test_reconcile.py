@@ -8,12 +8,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from drm.measure import measure
+from drm.storage import Storage
 from drm.train import PackedTrainer
 from pipeline.reconcile import inspect, repair
-from drm.storage import Storage
 from pipeline.tables import read_replicates, write_trial
 from pipeline.trial import failed_rows, trial_tables
-from tests.conftest import small
+from tests.helpers import small
 
 SEEDS = 2
 

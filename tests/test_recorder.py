@@ -9,13 +9,13 @@ import errno
 import pytest
 
 from drm.measure import measure
-from drm.train import PackedTrainer
-from pipeline.recorder import Recorder, StorageFailed
-from pipeline.reconcile import inspect
 from drm.storage import Storage
+from drm.train import PackedTrainer
+from pipeline.reconcile import inspect
+from pipeline.recorder import Recorder, StorageFailed
 from pipeline.tables import STAGING, read_replicates, write_trial
 from pipeline.trial import failed_rows, trial_tables
-from tests.conftest import small
+from tests.helpers import small
 
 
 class FailingStorage(Storage):

@@ -12,7 +12,7 @@ from analysis import claims
 from analysis.effects import effects
 from analysis.report import _agreeing_seeds
 from analysis.summary import summarise
-from tests.test_analysis import frame
+from tests.helpers import frame
 
 
 def row(found: pd.DataFrame, response: str, term: str, within: str = "") -> pd.Series:

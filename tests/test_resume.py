@@ -14,41 +14,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.tables import read_replicates
-from tests.test_cli import ROOT, drmfm
-from tests.test_sweep import _wait_for, mlflow_runs, write_spec
+from tests.helpers import ROOT, drmfm, each_once, mlflow_runs, mlflow_whole, replicate_rows, start_sweep, wait_for, write_spec
 
 pytestmark = pytest.mark.slow
-
-
-def _rows(home: Path, name: str) -> list[dict]:
-    return read_replicates(home / "results" / name).to_pylist()
-
-
-def _each_once(rows: list[dict], configurations: int, seeds: int) -> None:
-    assert len(rows) == configurations * seeds
-    assert len({(r["config_hash"], r["seed"]) for r in rows}) == len(rows)
-    assert len({r["config_hash"] for r in rows}) == configurations
-
-
-def _mlflow_whole(home: Path, name: str, configurations: int, seeds: int) -> None:
-    """One parent per configuration and one child per seed, none RUNNING; the rows name finished
-    children with their results, whose histories were logged once."""
-    from mlflow.tracking import MlflowClient
-
-    runs = mlflow_runs(home, name)
-    roles = [r.data.tags["role"] for r in runs]
-    assert roles.count("parent") == configurations and roles.count("child") == configurations * seeds
-    assert not [r for r in runs if r.info.status == "RUNNING"]
-    rows = _rows(home, name)
-    children = {r.info.run_id: r for r in runs if r.data.tags["role"] == "child"}
-    assert {r["mlflow_run_id"] for r in rows} == set(children)
-    client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
-    for row in rows:
-        child = children[row["mlflow_run_id"]]
-        assert child.info.status == "FINISHED" and child.data.metrics["energy"] == pytest.approx(row["energy"])
-        history = client.get_metric_history(child.info.run_id, "loss")
-        assert history and len(history) == len({m.step for m in history})  # nothing logged twice
 
 
 def test_resume_redoes_deleted_truncated_and_unreadable_state_and_status_counts_what_validates(tmp_path):
@@ -71,8 +39,8 @@ def test_resume_redoes_deleted_truncated_and_unreadable_state_and_status_counts_
     assert f"quarantined replicates/{truncated.name} (unreadable" in resumed.stderr
     assert "mend: 4 of 4 seed rows landed (2 configurations × 2 seeds): 4 ok" in resumed.stderr
     assert (home / "results" / "mend" / "quarantine" / "replicates" / f"{truncated.name}.bad").exists()
-    _each_once(_rows(home, "mend"), 2, 2)
-    _mlflow_whole(home, "mend", 2, 2)
+    each_once(replicate_rows(home, "mend"), 2, 2)
+    mlflow_whole(home, "mend", 2, 2)
     assert "mend: 2/2 trials done, 0 failed, 2 started" in drmfm("status", home=home).stdout
     assert drmfm("analyze", str(home / "results" / "mend")).returncode == 0
 
@@ -85,8 +53,8 @@ def test_resume_redoes_deleted_truncated_and_unreadable_state_and_status_counts_
     again = drmfm("sweep", str(spec), "--resume", home=home, timeout=600)
     assert again.returncode == 0, again.stderr
     assert "saved state of mend cannot be read" in again.stderr and "every grid point without rows is trained" in again.stderr
-    _each_once(_rows(home, "mend"), 2, 2)
-    _mlflow_whole(home, "mend", 2, 2)
+    each_once(replicate_rows(home, "mend"), 2, 2)
+    mlflow_whole(home, "mend", 2, 2)
 
 
 def test_a_sampled_sweep_whose_tune_state_is_lost_trains_what_it_recorded_and_draws_what_it_did_not(tmp_path):
@@ -96,7 +64,7 @@ def test_a_sampled_sweep_whose_tune_state_is_lost_trains_what_it_recorded_and_dr
         seeds=2, search={"sampler": "random", "num_samples": 3, "seed": 3},
     )
     assert drmfm("sweep", str(spec), "--no-mlflow", home=home, timeout=600).returncode == 0
-    before = {r["config_hash"]: r["trial_id"] for r in _rows(home, "drawn")}
+    before = {r["config_hash"]: r["trial_id"] for r in replicate_rows(home, "drawn")}
     results, state = home / "results" / "drawn", home / "ray" / "drawn"
 
     def lose_state() -> None:
@@ -109,8 +77,8 @@ def test_a_sampled_sweep_whose_tune_state_is_lost_trains_what_it_recorded_and_dr
     resumed = drmfm("sweep", str(spec), "--resume", "--no-mlflow", home=home, timeout=600)
     assert resumed.returncode == 0, resumed.stderr
     assert "all 3 samples had been drawn; those without rows are trained" in resumed.stderr
-    rows = _rows(home, "drawn")
-    _each_once(rows, 3, 2)
+    rows = replicate_rows(home, "drawn")
+    each_once(rows, 3, 2)
     assert {r["config_hash"] for r in rows} == set(before)  # the recorded configurations, not new draws
 
     lose_state()
@@ -118,13 +86,13 @@ def test_a_sampled_sweep_whose_tune_state_is_lost_trains_what_it_recorded_and_dr
     for file in (results / "trials").glob("*.json"):
         if forgotten in file.read_text():
             file.unlink()
-    for trial_id in {r["trial_id"] for r in _rows(home, "drawn") if r["config_hash"] == forgotten}:
+    for trial_id in {r["trial_id"] for r in replicate_rows(home, "drawn") if r["config_hash"] == forgotten}:
         (results / "replicates" / f"{trial_id}.parquet").unlink()
     again = drmfm("sweep", str(spec), "--resume", "--no-mlflow", home=home, timeout=600)
     assert again.returncode == 0, again.stderr
     assert "1 more samples are drawn, the sampler told of 2 landed" in again.stderr
-    rows = _rows(home, "drawn")
-    _each_once(rows, 3, 2)
+    rows = replicate_rows(home, "drawn")
+    each_once(rows, 3, 2)
     assert set(before) - {forgotten} <= {r["config_hash"] for r in rows}
 
 
@@ -167,19 +135,10 @@ def _loopback(address: str) -> bool:
     return host in ("127.0.0.1", "::1", "::ffff:127.0.0.1") or host.startswith("127.")
 
 
-def _sweep(spec: Path, home: Path, *flags: str, output: bool = True) -> subprocess.Popen:
-    """A driver in its own process group; `output`: its stdout and stderr piped (read with communicate)."""
-    pipe = subprocess.PIPE if output else subprocess.DEVNULL
-    return subprocess.Popen(
-        [sys.executable, "-m", "pipeline.cli", "sweep", str(spec), "--home", str(home), *flags],
-        cwd=ROOT, stdout=pipe, stderr=pipe, text=True, start_new_session=True,
-    )
-
-
 def test_two_drivers_of_one_sweep_one_runs_and_its_ray_listens_on_loopback_only(tmp_path):
     home = tmp_path / "home"
     spec = write_spec(tmp_path, name="twice", fixed={"width": 32, "epochs": 2000}, space={"fourier": ["none", 2]}, seeds=2)
-    drivers = [_sweep(spec, home), _sweep(spec, home)]
+    drivers = [start_sweep(spec, home), start_sweep(spec, home)]
     sockets: list[tuple[str, str]] = []
     while any(d.poll() is None for d in drivers):  # the sockets of whatever the drivers started, while they run
         for d in drivers:
@@ -192,8 +151,8 @@ def test_two_drivers_of_one_sweep_one_runs_and_its_ray_listens_on_loopback_only(
     refused = next(err for d, (_, err) in zip(drivers, outputs) if d.returncode == 2).strip().splitlines()
     assert len(refused) == 1 and refused[0].startswith("drmfm: error: lease: sweep 'twice' is held by a driver on host")
     assert "(pid " in refused[0] and " since " in refused[0]
-    _each_once(_rows(home, "twice"), 2, 2)
-    _mlflow_whole(home, "twice", 2, 2)
+    each_once(replicate_rows(home, "twice"), 2, 2)
+    mlflow_whole(home, "twice", 2, 2)
     assert {owner for _, owner in sockets} >= {"gcs_server", "raylet"}, sockets  # the local Ray was seen
     assert [s for s in sockets if not _loopback(s[0])] == [], sockets
 
@@ -205,10 +164,10 @@ def test_a_killed_driver_then_resume_lands_every_configuration_once_every_time(t
     for attempt in range(3):
         home = tmp_path / f"home-{attempt}"
         replicates = home / "results" / "killed" / "replicates"
-        driver = _sweep(spec, home, output=False)
-        _wait_for(lambda: replicates.is_dir() and len(list(replicates.glob("*.parquet"))) >= 2, 300, "two trials landed")
+        driver = start_sweep(spec, home, output=False)
+        wait_for(lambda: replicates.is_dir() and len(list(replicates.glob("*.parquet"))) >= 2, 300, "two trials landed")
         started = _tree(driver.pid)
-        before = {r["config_hash"]: (r["trial_id"], r["finished_at"], r["mlflow_run_id"]) for r in _rows(home, "killed")}
+        before = {r["config_hash"]: (r["trial_id"], r["finished_at"], r["mlflow_run_id"]) for r in replicate_rows(home, "killed")}
         if attempt == 1:  # the driver alone: what it started must follow it
             os.kill(driver.pid, signal.SIGKILL)
         else:  # the driver's process group, as a job manager would
@@ -216,14 +175,14 @@ def test_a_killed_driver_then_resume_lands_every_configuration_once_every_time(t
         driver.wait(timeout=30)
         assert len(list(replicates.glob("*.parquet"))) < 6  # killed mid-sweep
         # What the driver started (the local Ray, its workers, the recorder) ends with it.
-        _wait_for(lambda: not [p for p in started if Path(f"/proc/{p}").exists() and _not_zombie(p)], 20, "the driver's processes to end")
+        wait_for(lambda: not [p for p in started if Path(f"/proc/{p}").exists() and _not_zombie(p)], 20, "the driver's processes to end")
         resumed = drmfm("sweep", str(spec), "--resume", home=home, timeout=900)
         assert resumed.returncode == 0, resumed.stderr
-        rows = _rows(home, "killed")
-        _each_once(rows, 6, 2)
+        rows = replicate_rows(home, "killed")
+        each_once(rows, 6, 2)
         after = {r["config_hash"]: (r["trial_id"], r["finished_at"], r["mlflow_run_id"]) for r in rows}
         assert all(after[h] == landed for h, landed in before.items())  # what had landed stands, untouched
-        _mlflow_whole(home, "killed", 6, 2)
+        mlflow_whole(home, "killed", 6, 2)
         curves = [pq.read_table(f) for f in (home / "results" / "killed" / "curves").glob("*.parquet")]
         assert len(curves) == 6 and all(c.num_rows == 2 * len(set(c.column("step").to_pylist())) for c in curves)
 
@@ -239,10 +198,10 @@ def test_a_driver_that_loses_its_lease_stops_and_leaves_the_sweep_to_the_holder(
     home = tmp_path / "home"
     spec = write_spec(tmp_path, name="taken", fixed={"width": 32, "epochs": 4000}, space={"depth": [2, 3, 4], "fourier": ["none", 2]},
                       seeds=2, checkpoint_every=500)
-    driver = _sweep(spec, home)
+    driver = start_sweep(spec, home)
     try:
         lease = home / "leases" / "taken.json"
-        _wait_for(lambda: (home / "results" / "taken" / "trials").is_dir(), 300, "a first trial")
+        wait_for(lambda: (home / "results" / "taken" / "trials").is_dir(), 300, "a first trial")
         holder = {"token": "another", "host": "elsewhere", "pid": 1, "started": None, "since": "2026-12-01T00:00:00+00:00",
                   "renewed": time.time() + 3600}  # another host's driver took it (fresh for the next hour)
         lease.write_text(json.dumps(holder))
@@ -255,7 +214,7 @@ def test_a_driver_that_loses_its_lease_stops_and_leaves_the_sweep_to_the_holder(
     last = err.strip().splitlines()[-1]
     assert "the sweep stopped early" in last and "was taken by a driver on host elsewhere" in last, err
     assert json.loads(lease.read_text())["token"] == "another"  # the holder's lease, left as it is
-    assert len(_rows(home, "taken")) < 12
+    assert len(replicate_rows(home, "taken")) < 12
     assert not [r for r in mlflow_runs(home, "taken") if r.info.status == "KILLED"]  # the holder settles the runs, not this driver
 
 
@@ -277,7 +236,7 @@ def test_a_killed_train_leaves_no_running_run_for_the_next_command(tmp_path):
         except Exception:  # noqa: BLE001 - the store is still being created
             return []
 
-    _wait_for(lambda: len(running()) == 3, 120, "the train's runs")
+    wait_for(lambda: len(running()) == 3, 120, "the train's runs")
     os.killpg(train.pid, signal.SIGKILL)
     train.wait(timeout=30)
     assert len(running()) == 3  # left RUNNING by the killed process

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from pipeline.spec import SpecError, load_spec, parse_spec
-from tests.test_cli import drmfm
+from tests.helpers import drmfm
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted((ROOT / "sweeps").glob("*.yaml"))

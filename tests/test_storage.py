@@ -14,7 +14,7 @@ import pytest
 
 from drm.storage import Storage
 from pipeline.tables import CURVES, PROFILES, REPLICATES, TrialTables, committed, promote, read_replicates, write_trial
-from tests.test_cli import drmfm
+from tests.helpers import drmfm
 
 BUCKET = "drmfm-test"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
@@ -94,7 +94,7 @@ def test_a_storage_pickles_as_its_location(storage):
 
 @pytest.mark.slow
 def test_a_sweep_on_an_object_store_lands_everything_there_and_resumes_from_it(s3, tmp_path):
-    from tests.test_sweep import mlflow_runs, write_spec
+    from tests.helpers import mlflow_runs, write_spec
 
     uri = s3()
     spec = write_spec(tmp_path, name="remote")

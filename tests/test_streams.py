@@ -12,7 +12,7 @@ from drm.problems import get_problem
 from drm.reference import ReferenceNet
 from drm.streams import StreamLayout, hidden_layer, output_layer
 from drm.train import build_model
-from tests.conftest import small
+from tests.helpers import small
 
 ACTIVATIONS = ["relu", "smooth_abs", "smooth_relu", "tanh"]
 CASES = [

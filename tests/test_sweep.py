@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -22,33 +21,9 @@ from drm.measure import measure
 from drm.train import PackedTrainer
 from pipeline.spec import parse_spec
 from pipeline.tables import read_replicates
-from tests.test_cli import ROOT, drmfm
-from tests.test_tables import REQUIRED
+from tests.helpers import REQUIRED, ROOT, drmfm, mlflow_runs, wait_for, write_spec
 
 pytestmark = pytest.mark.slow
-
-
-def write_spec(folder: Path, **fields) -> Path:
-    spec = {
-        "name": "two",
-        "problem": "double_well",
-        "fixed": {"width": 32, "epochs": 300},
-        "space": {"fourier": ["none", 2]},
-        "seeds": 3,
-        "resources": {"cpu": 1},
-    }
-    spec.update(fields)
-    path = folder / f"{spec['name']}.yaml"
-    path.write_text(yaml.safe_dump(spec))
-    return path
-
-
-def mlflow_runs(home: Path, experiment: str) -> list:
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
-    exp = client.get_experiment_by_name(experiment)
-    return client.search_runs([exp.experiment_id], max_results=1000)
 
 
 @pytest.fixture(scope="module")
@@ -166,14 +141,6 @@ def test_an_unreachable_tracking_server_costs_one_warning_and_no_row(tmp_path):
     assert read_replicates(tmp_path / "results" / "offline").num_rows == 6
 
 
-def _wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.time() + timeout
-    while not predicate():
-        if time.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
-
-
 def test_a_killed_trial_restarts_from_its_checkpoint_and_ends_where_an_uninterrupted_run_ends(tmp_path):
     spec_path = write_spec(
         tmp_path, name="crash", fixed={"width": 64, "epochs": 6000, "dtype": "float64", "fourier": 2},
@@ -184,7 +151,7 @@ def test_a_killed_trial_restarts_from_its_checkpoint_and_ends_where_an_uninterru
         [sys.executable, "-m", "pipeline.cli", "sweep", str(spec_path), "--home", str(tmp_path), "--no-mlflow"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
     )
-    _wait_for(lambda: any(trial_dirs.glob("run_tune_trial*/checkpoint_000001")), 300, "a second checkpoint")
+    wait_for(lambda: any(trial_dirs.glob("run_tune_trial*/checkpoint_000001")), 300, "a second checkpoint")
     worker = subprocess.run(["pgrep", "-f", "ray::ImplicitFunc"], capture_output=True, text=True).stdout.split()
     assert worker, "no trial process to kill"
     for pid in worker:
@@ -243,7 +210,7 @@ def test_a_trial_whose_retries_are_spent_is_recorded_failed(tmp_path):
         [sys.executable, "-m", "pipeline.cli", "sweep", str(spec), "--home", str(tmp_path)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
     )
-    _wait_for(lambda: any((tmp_path / "ray" / "lost").glob("run_tune_trial*/checkpoint_000000")), 300, "a checkpoint")
+    wait_for(lambda: any((tmp_path / "ray" / "lost").glob("run_tune_trial*/checkpoint_000000")), 300, "a checkpoint")
     for pid in subprocess.run(["pgrep", "-f", "ray::ImplicitFunc"], capture_output=True, text=True).stdout.split():
         os.kill(int(pid), signal.SIGKILL)
     _, err = driver.communicate(timeout=600)
@@ -304,7 +271,7 @@ def test_a_killed_packed_trial_resumes_every_pack_where_it_was(tmp_path):
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
     )
     # Checkpoints 0-3 are the unmapped pack's; 4 and on the mapped pack's (i = 1 and 2 together).
-    _wait_for(lambda: any(trial_dirs.glob("run_tune_trial*/checkpoint_000005")), 300, "a checkpoint of the second pack")
+    wait_for(lambda: any(trial_dirs.glob("run_tune_trial*/checkpoint_000005")), 300, "a checkpoint of the second pack")
     for pid in subprocess.run(["pgrep", "-f", "ray::ImplicitFunc"], capture_output=True, text=True).stdout.split():
         os.kill(int(pid), signal.SIGKILL)
     out, err = driver.communicate(timeout=900)

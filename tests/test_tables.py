@@ -8,13 +8,7 @@ import pyarrow.parquet as pq
 
 from pipeline.tables import CURVES, PROFILES, REPLICATES, read_replicates
 from pipeline.trial import run_trial
-from tests.conftest import small
-
-REQUIRED = """sweep, trial_id, seed, problem, dim, depth, width, activation, rho, fourier, fourier_map, epsilon,
-penalty, lr, epochs, batch, boundary_batch, dtype, device, pack_size, energy, boundary_l2, loss_final,
-transitions, transitions_per_period, transitions_wall, bands, status, error, wall_seconds,
-steps_per_second, node, mlflow_run_id, mlflow_parent_run_id, config_hash, resample, torch_version,
-code_version, finished_at"""
+from tests.helpers import REQUIRED, small
 
 
 def test_replicates_schema_has_every_required_column():

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.test_cli import ROOT
+from tests.helpers import ROOT
 
 SLEEP = "import time; time.sleep(120)"
 

@@ -1,0 +1,136 @@
+"""Helpers the test modules share: the command, specs, waiting, the tables and runs a sweep leaves,
+small configurations and synthetic result rows. Test modules import from here, never from each other."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from drm.config import TrainConfig
+from pipeline.tables import read_replicates
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+REQUIRED = """sweep, trial_id, seed, problem, dim, depth, width, activation, rho, fourier, fourier_map, epsilon,
+penalty, lr, epochs, batch, boundary_batch, dtype, device, pack_size, energy, boundary_l2, loss_final,
+transitions, transitions_per_period, transitions_wall, bands, status, error, wall_seconds,
+steps_per_second, node, mlflow_run_id, mlflow_parent_run_id, config_hash, resample, torch_version,
+code_version, finished_at"""
+
+
+def drmfm(*args: str, home: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    extra = ["--home", str(home)] if home is not None else []
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", *args, *extra],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+    )
+
+
+def write_spec(folder: Path, **fields) -> Path:
+    spec = {
+        "name": "two",
+        "problem": "double_well",
+        "fixed": {"width": 32, "epochs": 300},
+        "space": {"fourier": ["none", 2]},
+        "seeds": 3,
+        "resources": {"cpu": 1},
+    }
+    spec.update(fields)
+    path = folder / f"{spec['name']}.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def mlflow_runs(home: Path, experiment: str) -> list:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
+    exp = client.get_experiment_by_name(experiment)
+    return client.search_runs([exp.experiment_id], max_results=1000)
+
+
+def wait_for(predicate, timeout: float, what: str) -> None:
+    deadline = time.time() + timeout
+    while not predicate():
+        if time.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def start_sweep(spec: Path, home: Path, *flags: str, output: bool = True) -> subprocess.Popen:
+    """A driver in its own process group; `output`: its stdout and stderr piped (read with communicate)."""
+    pipe = subprocess.PIPE if output else subprocess.DEVNULL
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "sweep", str(spec), "--home", str(home), *flags],
+        cwd=ROOT, stdout=pipe, stderr=pipe, text=True, start_new_session=True,
+    )
+
+
+def replicate_rows(home: Path, name: str) -> list[dict]:
+    return read_replicates(home / "results" / name).to_pylist()
+
+
+def each_once(rows: list[dict], configurations: int, seeds: int) -> None:
+    assert len(rows) == configurations * seeds
+    assert len({(r["config_hash"], r["seed"]) for r in rows}) == len(rows)
+    assert len({r["config_hash"] for r in rows}) == configurations
+
+
+def mlflow_whole(home: Path, name: str, configurations: int, seeds: int) -> None:
+    """One parent per configuration and one child per seed, none RUNNING; the rows name finished
+    children with their results, whose histories were logged once."""
+    from mlflow.tracking import MlflowClient
+
+    runs = mlflow_runs(home, name)
+    roles = [r.data.tags["role"] for r in runs]
+    assert roles.count("parent") == configurations and roles.count("child") == configurations * seeds
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+    rows = replicate_rows(home, name)
+    children = {r.info.run_id: r for r in runs if r.data.tags["role"] == "child"}
+    assert {r["mlflow_run_id"] for r in rows} == set(children)
+    client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
+    for row in rows:
+        child = children[row["mlflow_run_id"]]
+        assert child.info.status == "FINISHED" and child.data.metrics["energy"] == pytest.approx(row["energy"])
+        history = client.get_metric_history(child.info.run_id, "loss")
+        assert history and len(history) == len({m.step for m in history})  # nothing logged twice
+
+
+def small(problem: str, **overrides) -> TrainConfig:
+    """A small configuration of `problem` for exact-comparison tests (float64, narrow, few points)."""
+    base = {"problem": problem, "width": 24, "depth": 3, "dtype": "float64", "epochs": 200}
+    if problem == "twin_branching":
+        base.update(batch=48, boundary_batch=40)
+    else:
+        base.update(batch=32)
+    base.update(overrides)
+    return TrainConfig(**base).resolve()
+
+
+def frame(counts: dict[tuple[int, int | None], np.ndarray], problem: str = "double_well", epochs: int = 10_000, epsilon: float = 0.0) -> pd.DataFrame:
+    """Rows as `load` gives them: one per (depth, i) configuration and seed."""
+    rows = []
+    for (depth, i), values in counts.items():
+        for seed, t in enumerate(values):
+            rows.append({"problem": problem, "depth": depth, "fourier": i, "epsilon": epsilon, "epochs": epochs, "width": 128,
+                         "activation": "relu", "transitions": int(t), "bands": None, "transitions_per_period": None,
+                         "energy": 0.01, "status": "ok", "seed": seed, "trial_id": f"d{depth}i{i}", "source": "",
+                         "config_hash": f"d{depth}i{i}e{epsilon}n{epochs}"})
+    out = pd.DataFrame(rows)
+    out["fourier"] = out["fourier"].astype("Int64")
+    out["fourier_label"] = out["fourier"].map(lambda i: "none" if pd.isna(i) else str(int(i)))
+    for name in ("dim", "rho", "fourier_map", "lr", "penalty", "batch", "boundary_batch", "dtype"):
+        out[name] = {"dim": 1, "rho": 0.1, "fourier_map": "sincos", "lr": 1e-4, "penalty": 500.0, "batch": 128, "boundary_batch": 2, "dtype": "float32"}[name]
+    out["resample"] = True
+    return out
