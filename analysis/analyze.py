@@ -74,7 +74,8 @@ def analyze(folders: list[str], out: str | None = None, progress: Callable[[str]
     target.write_text(repro.to_csv(index=False), "reproduction.csv")
     p2 = ok[ok["energy_reference"].notna()]
     if len(p2):  # each P2 run's energy over the zig-zag reference of its own transition count
-        columns = ["sweep", "trial_id", "seed", "depth", "fourier_label", "epochs", "transitions", "energy", "energy_reference", "energy_over_reference"]
+        columns = ["sweep", "trial_id", "seed", "depth", "fourier_label", "epochs", "transitions", "energy", "energy_reference",
+                   "energy_over_reference"]
         target.write_text(p2[columns].to_csv(index=False), "energy_reference.csv")
     target.write_text(render(results, summary, effects, repro, written), "report.md")
     return Analysis(out=target.show(), summary=summary, effects=effects, reproduction=repro,

@@ -26,7 +26,6 @@ import torch
 from drm.config import TrainConfig
 from drm.train import build_model
 
-
 RANK_TOLERANCE = 1e-10  # an eigenvalue below λ_1 × this is round-off: the kernel's numerical rank ends there
 RATIO_K = 8  # λ_k/λ_1 is reported at this k: a decay measure that needs no power law
 POWER_LAW_R2 = 0.98  # a power law fits when a line on log-log explains this much of log λ, and beats a line on log-linear

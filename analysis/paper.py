@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-
 PAPER_WIDTH, PAPER_LR, PAPER_PENALTY, PAPER_RHO = 128, 1.0e-4, 500.0, 0.1  # every run of section 4
 
 

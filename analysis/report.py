@@ -36,6 +36,11 @@ def _cell(value) -> str:
     return str(value).replace("|", "\\|")
 
 
+def _shown(summary: pd.DataFrame, column: str) -> pd.Series:
+    """A summary column as table cells (dashes where no seed was kept)."""
+    return summary.get(column, pd.Series(math.nan, index=summary.index, dtype=float)).map(_cell)
+
+
 def _configuration(row: pd.Series) -> str:
     parts = [f"{row['problem']}, depth {row['depth']}", "no map" if row["fourier_label"] == "none" else f"i = {row['fourier_label']}"]
     if row["epsilon"] > 0:
@@ -78,9 +83,9 @@ def render(results: Results, summary: pd.DataFrame, effects: pd.DataFrame, repro
         table(
             summary.assign(
                 kept=summary["n_ok"].astype(str) + "/" + summary["n"].astype(str),
-                t_iqr=summary.get("transitions_q25", pd.Series(dtype=float)).map(_cell) + "–" + summary.get("transitions_q75", pd.Series(dtype=float)).map(_cell),
-                t_mean=summary.get("transitions_mean", pd.Series(dtype=float)).map(_cell) + " (" + summary.get("transitions_mean_ci_low", pd.Series(dtype=float)).map(_cell)
-                + "–" + summary.get("transitions_mean_ci_high", pd.Series(dtype=float)).map(_cell) + ")",
+                t_iqr=_shown(summary, "transitions_q25") + "–" + _shown(summary, "transitions_q75"),
+                t_mean=_shown(summary, "transitions_mean") + " (" + _shown(summary, "transitions_mean_ci_low")
+                + "–" + _shown(summary, "transitions_mean_ci_high") + ")",
             ),
             {"problem": "problem", "depth": "depth", "fourier_label": "i", "epsilon": "ε", "epochs": "epochs", "kept": "ok/n",
              "transitions_median": "transitions median", "t_iqr": "IQR", "t_mean": "mean (95% CI)", "energy_median": "energy median"},

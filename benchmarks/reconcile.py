@@ -20,9 +20,9 @@ import pyarrow as pa
 
 from drm.config import TrainConfig
 from drm.measure import measure
+from drm.storage import Storage
 from drm.train import PackedTrainer
 from pipeline.reconcile import inspect, repair
-from drm.storage import Storage
 from pipeline.tables import TrialTables, write_trial
 from pipeline.trial import trial_tables
 

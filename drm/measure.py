@@ -72,7 +72,8 @@ def _rms_on_boundary(model: PackedMLP, dim: int, like: Tensor) -> np.ndarray:
 Fields = Callable[[Tensor], tuple[Tensor, Tensor, "Tensor | None"]]
 
 
-def quadrature_energy(problem: Problem, epsilon: float | Tensor, fields: Fields, dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu") -> Tensor:
+def quadrature_energy(problem: Problem, epsilon: float | Tensor, fields: Fields, dtype: torch.dtype = torch.float64,
+                      device: str | torch.device = "cpu") -> Tensor:
     """I(u) = ∫_D W(x, u, ∇u, u_2) dx by the composite trapezoid rule on the measurement grid.
 
     `fields(points (n, d))` returns u (K, n), ∇u (K, n, d) and u_2 (K, n) (None when ε = 0) of K

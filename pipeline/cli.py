@@ -244,8 +244,8 @@ def status(
     storage: Annotated[str | None, typer.Option(help="The --storage the sweeps ran with (folder or s3://…).")] = None,
 ) -> None:
     """The sweeps in the home: trials done / failed / started, of the total."""
-    from pipeline.status import sweep_status
     from drm.storage import first_line
+    from pipeline.status import sweep_status
     from pipeline.sweep import storage_root
 
     root = storage_root(home_dir(home), storage)

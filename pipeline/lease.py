@@ -25,9 +25,9 @@ import time
 import uuid
 from dataclasses import asdict, dataclass
 
+from drm.storage import Storage, first_line
 from pipeline.host import Process
 from pipeline.spec import SpecError
-from drm.storage import Storage, first_line
 
 TTL_SECONDS = 60.0
 RENEW_SECONDS = 10.0

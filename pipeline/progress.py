@@ -66,9 +66,8 @@ class SweepProgress(Callback):
         The sweep's recorder does it (it keeps the index of what has landed)."""
         import ray
 
-        from pipeline.tuning import session
-
         from pipeline.recorder import control
+        from pipeline.tuning import session
 
         recorder = session(self.spec.name)
         try:

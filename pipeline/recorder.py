@@ -27,9 +27,9 @@ from typing import Any
 
 import pyarrow as pa
 
+from drm.storage import Storage, first_line
 from pipeline.host import Process
 from pipeline.reconcile import Landed, inspect, register
-from drm.storage import Storage, first_line
 from pipeline.tables import COMPANIONS, STAGING, TRIAL_FILES, TrialTables, promote, write_trial
 
 CONCURRENCY = 4  # landings (and other trial calls) served at once: different configurations land together

@@ -49,7 +49,8 @@ def check_local_request(cpu: float, gpu: float) -> None:
     """A trial's request against this machine, for the embedded local Ray (ConfigError if it cannot be met)."""
     cpus = os.cpu_count() or 1
     if cpu > cpus:
-        raise ConfigError("resources.cpu", f"{cpu:g} CPUs per trial; this machine has {cpus}; allowed: at most {cpus}, or --address a cluster that has them")
+        raise ConfigError("resources.cpu",
+                          f"{cpu:g} CPUs per trial; this machine has {cpus}; allowed: at most {cpus}, or --address a cluster that has them")
     gpus = _gpu_count()  # without a GPU the local Ray drops the ask and trains on the CPU (INTERFACE.md)
     if 0 < gpus < gpu:
         raise ConfigError("resources.gpu", f"{gpu:g} GPUs per trial; this machine has {gpus}; allowed: at most {gpus}, or --address a cluster")

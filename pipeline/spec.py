@@ -204,7 +204,8 @@ def load_spec(path: str | Path) -> SweepSpec:
     try:
         raw = yaml_strict.load(path.read_bytes())
     except UnicodeDecodeError as e:
-        raise SpecError("spec", f"{str(path)!r} is not UTF-8 text (byte {e.object[e.start]:#04x} at offset {e.start}); allowed: a YAML file") from None
+        byte = f"byte {e.object[e.start]:#04x} at offset {e.start}"
+        raise SpecError("spec", f"{str(path)!r} is not UTF-8 text ({byte}); allowed: a YAML file") from None
     except yaml_strict.DuplicateKey as e:
         raise SpecError("spec", f"{e}; allowed: each key once") from None
     except yaml.YAMLError as e:
@@ -273,11 +274,13 @@ def _pack(raw: Any, space: dict[str, Dimension], search: Search, scheduler: Any)
     if len(set(names)) != len(names):
         raise SpecError("pack", f"repeats a dimension in {list(names)!r}; allowed: distinct dimensions")
     if search.sampler not in ("grid", "random"):
-        raise SpecError("pack", f"sampler {search.sampler} learns from each configuration's result: it keeps one per trial; allowed with pack: grid, random")
+        raise SpecError("pack", f"sampler {search.sampler} learns from each configuration's result: it keeps one per trial; "
+                                "allowed with pack: grid, random")
     if scheduler is not None:
         raise SpecError("pack", "a scheduler stops trials one configuration at a time; allowed: pack or scheduler, not both")
     if all(name in names for name in space):
-        raise SpecError("pack", "packs every dimension of space: nothing is left to search; allowed: leave one dimension (a one-value list will do) unpacked")
+        raise SpecError("pack", "packs every dimension of space: nothing is left to search; "
+                                "allowed: leave one dimension (a one-value list will do) unpacked")
     return names
 
 

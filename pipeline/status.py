@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import time
 
+from drm.storage import Storage, first_line
 from pipeline.lease import TTL_SECONDS, Lease
 from pipeline.reconcile import group_by_config, inspect, ledger
-from drm.storage import Storage, first_line
 from pipeline.sweep import SPEC_FILE
 
 

@@ -28,10 +28,10 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from drm.storage import Storage, first_line
 from pipeline.lease import Lease
 from pipeline.reconcile import Inventory, group_by_config, inspect, ledger, repair
 from pipeline.spec import SpecError, SweepSpec
-from drm.storage import Storage, first_line
 
 SPEC_FILE = "drmfm-spec.json"
 
@@ -46,7 +46,8 @@ def storage_root(home: Path, storage: str | None) -> Storage:
     try:
         return Storage(home if storage is None else storage)
     except (OSError, ValueError, pa.ArrowException) as e:
-        raise SpecError("storage", f"{storage!r} cannot be opened ({e}); allowed: a folder, or a URI pyarrow opens (s3://bucket/prefix, gs://…)") from None
+        raise SpecError("storage", f"{storage!r} cannot be opened ({e}); "
+                                   "allowed: a folder, or a URI pyarrow opens (s3://bucket/prefix, gs://…)") from None
 
 
 def describe(spec: SweepSpec) -> str:
@@ -77,7 +78,8 @@ def check_start(spec: SweepSpec, state: Storage, results: Storage, resume: bool)
             raise SweepRefused("--resume", f"{state.show(SPEC_FILE)} is not readable; allowed: a new name") from None
         if before.get("spec_hash") != spec.spec_hash():
             changed = sorted(k for k in spec.as_dict() if before.get("spec", {}).get(k) != spec.as_dict()[k])
-            raise SweepRefused("--resume", f"the spec changed since the sweep started ({', '.join(changed) or 'content'}); allowed: the same spec, or a new name")
+            what = ", ".join(changed) or "content"
+            raise SweepRefused("--resume", f"the spec changed since the sweep started ({what}); allowed: the same spec, or a new name")
 
 
 def check_capacity(spec: SweepSpec, local: bool) -> None:
@@ -265,7 +267,8 @@ def _run(spec: SweepSpec, root: Storage, state: Storage, results: Storage, uri: 
             control(recorder.abort).remote(lease.lost)
         _search_and_repair(spec, root, state, results, uri, resume, recorder, outcome, local, lease)
         outcome.tally = ask(control(recorder.tally).remote(), default=None)
-        outcome.tracking = ask(control(recorder.tracking_failure).remote(), default="the sweep's recorder ended early; trials that did not land are missing")
+        ended = "the sweep's recorder ended early; trials that did not land are missing"
+        outcome.tracking = ask(control(recorder.tracking_failure).remote(), default=ended)
     finally:
         close_session(spec.name)
         if local:

@@ -8,9 +8,9 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from drm.storage import Storage
 from pipeline.reconcile import Inventory, ledger, search_trials
 from pipeline.spec import SweepSpec
-from drm.storage import Storage
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt|Died)\b.*")
@@ -120,7 +120,8 @@ def summary(spec: SweepSpec, final: Inventory, expected: dict[str, dict], outcom
     if counts["diverged"]:
         problems.append(f"{counts['diverged']} seed(s) diverged (status 'diverged' in the tables)")
     if missing or unstarted:
-        problems.append(f"{missing} configuration(s) have no rows{f' and {unstarted} sample(s) never started' if unstarted else ''}: run again with --resume")
+        never = f" and {unstarted} sample(s) never started" if unstarted else ""
+        problems.append(f"{missing} configuration(s) have no rows{never}: run again with --resume")
     stopped = f", {counts['stopped']} stopped early by the scheduler" if counts["stopped"] else ""
     print(
         f"{spec.name}: {rows} of {len(expected) * spec.seeds} seed rows landed ({len(expected)} configurations × {spec.seeds} seeds): "

@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 
+from drm.storage import Storage, first_line
 from pipeline.host import Process
 from pipeline.reconcile import Inventory
-from drm.storage import Storage, first_line
 from pipeline.tables import PROFILES, TrialTables
 
 # MLflow limits one log_batch call to 1000 metrics.

@@ -13,8 +13,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from drm.config import TrainConfig
-from pipeline.recorder import StorageFailed
 from drm.storage import Storage
+from pipeline.recorder import StorageFailed
 from pipeline.trial import run_trial
 
 _err = Console(stderr=True)

@@ -20,9 +20,9 @@ import torch
 
 from drm.config import TrainConfig
 from drm.measure import Measurements, measure
+from drm.storage import Storage
 from drm.train import PackedTrainer
 from pipeline.figures import profile_pngs
-from drm.storage import Storage
 from pipeline.tables import REPLICATES, TrialTables
 
 

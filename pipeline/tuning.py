@@ -23,9 +23,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from drm.storage import Storage
 from pipeline.reconcile import group_by_config, ledger, search_trials
 from pipeline.spec import SweepSpec
-from drm.storage import Storage
 
 _POLL_SECONDS = 2.0
 _SESSIONS: dict[str, Any] = {}  # sweep name -> the recorder actor of the driver running it, in this process

@@ -131,6 +131,7 @@ def frame(counts: dict[tuple[int, int | None], np.ndarray], problem: str = "doub
     out["fourier"] = out["fourier"].astype("Int64")
     out["fourier_label"] = out["fourier"].map(lambda i: "none" if pd.isna(i) else str(int(i)))
     for name in ("dim", "rho", "fourier_map", "lr", "penalty", "batch", "boundary_batch", "dtype"):
-        out[name] = {"dim": 1, "rho": 0.1, "fourier_map": "sincos", "lr": 1e-4, "penalty": 500.0, "batch": 128, "boundary_batch": 2, "dtype": "float32"}[name]
+        out[name] = {"dim": 1, "rho": 0.1, "fourier_map": "sincos", "lr": 1e-4, "penalty": 500.0, "batch": 128, "boundary_batch": 2,
+                     "dtype": "float32"}[name]
     out["resample"] = True
     return out

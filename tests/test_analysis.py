@@ -160,7 +160,8 @@ def synthetic_folder(folder, statuses: dict[str, int] | None = None) -> Storage:
             u = np.abs(((x * (1 + (i or 0))) % 1) - 0.5)
             profiles = pa.table({"sweep": ["syn"] * x.size * n, "trial_id": [trial] * x.size * n, "seed": np.repeat(np.arange(n), x.size),
                                  "x": np.tile(x, n).astype(np.float32), "y": pa.nulls(x.size * n, pa.float32()),
-                                 "u": np.tile(u + depth, n).astype(np.float32), "du": np.tile(np.gradient(u, x), n).astype(np.float32)}).cast(PROFILES)
+                                 "u": np.tile(u + depth, n).astype(np.float32),
+                                 "du": np.tile(np.gradient(u, x), n).astype(np.float32)}).cast(PROFILES)
             write_trial(results, TrialTables(trial, replicates, curves, profiles, b""))
     return results
 

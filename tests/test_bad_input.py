@@ -38,13 +38,16 @@ def nothing_written(home: Path) -> bool:
 SPEC_TEXTS = {
     "binary": (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe", "spec: ", "not UTF-8"),
     "latin-1": ("name: café\nproblem: double_well\n".encode("latin-1"), "spec: ", "not UTF-8"),
-    "a key twice": (b"name: a\nproblem: double_well\nseeds: 1\nspace: {depth: [2]}\nseeds: 2\n", "spec: ", "'seeds' is given twice (again at line 5)"),
+    "a key twice": (b"name: a\nproblem: double_well\nseeds: 1\nspace: {depth: [2]}\nseeds: 2\n", "spec: ",
+                    "'seeds' is given twice (again at line 5)"),
     "a nested key twice": (b"name: a\nproblem: double_well\nseeds: 1\nspace: {depth: [2], depth: [3]}\n", "spec: ", "'depth' is given twice"),
     "a name of 101": (yaml.safe_dump({**SPEC, "name": "n" * 101}).encode(), "name: ", "1 to 100"),
     "a name ending in a newline": (yaml.safe_dump({**SPEC, "name": "bad\n"}).encode(), "name: ", "allowed"),
-    "a step past the range": (yaml.safe_dump({**SPEC, "space": {"depth": {"low": 2, "high": 3, "step": 5}}, "search": {"sampler": "random", "num_samples": 2}}).encode(),
+    "a step past the range": (yaml.safe_dump({**SPEC, "space": {"depth": {"low": 2, "high": 3, "step": 5}},
+                                              "search": {"sampler": "random", "num_samples": 2}}).encode(),
                               "space.depth.step: ", "larger than the range"),
-    "a grace period past the epochs": (yaml.safe_dump({**SPEC, "scheduler": {"type": "asha", "grace_period": 50}}).encode(), "scheduler.grace_period: ", "past the 10 epochs"),
+    "a grace period past the epochs": (yaml.safe_dump({**SPEC, "scheduler": {"type": "asha", "grace_period": 50}}).encode(),
+                                       "scheduler.grace_period: ", "past the 10 epochs"),
     "a frequency that overflows": (yaml.safe_dump({**SPEC, "space": {"fourier": [2, 40]}}).encode(), "space.fourier: ", "0..12"),
 }
 

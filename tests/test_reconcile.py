@@ -67,7 +67,8 @@ def test_a_damaged_trial_is_quarantined_whole_and_out_of_every_reader(tmp_path, 
     found = repair(results, SEEDS, by="test")
     assert set(found.trials) == {"a"} and list(found.invalid) == ["replicates/b.parquet"]
     assert (root / "quarantine" / "replicates" / "b.parquet.bad").exists()
-    assert not any((root / t / f"b{s}").exists() for t, s in (("replicates", ".parquet"), ("curves", ".parquet"), ("profiles", ".parquet"), ("weights", ".pt")))
+    files = (("replicates", ".parquet"), ("curves", ".parquet"), ("profiles", ".parquet"), ("weights", ".pt"))
+    assert not any((root / t / f"b{s}").exists() for t, s in files)
     assert set(read_replicates(results).column("trial_id").to_pylist()) == {"a"}
     record = json.loads(next((root / "repairs").glob("*.json")).read_text())
     assert record["quarantined"][0]["file"] == "replicates/b.parquet" and record["quarantined"][0]["why"]

@@ -100,7 +100,9 @@ def test_an_interval_that_excludes_one_but_not_after_holm_says_so():
 
 def test_epsilon_over_few_values_is_a_contrast_and_over_many_a_slope_beside_the_theory():
     rng = np.random.default_rng(5)
-    for values, kind in (((0.1 / 16, 0.1 / 4), "a contrast between them, not a scaling law"), ((0.1 / 64, 0.1 / 16, 0.1 / 4, 0.1), "a log-log slope over 4 values")):
+    studies = (((0.1 / 16, 0.1 / 4), "a contrast between them, not a scaling law"),
+               ((0.1 / 64, 0.1 / 16, 0.1 / 4, 0.1), "a log-log slope over 4 values"))
+    for values, kind in studies:
         parts = [frame({(3, i): rng.poisson(4 * 2.0 ** (i / 2) * (e / 0.1) ** (-1 / 3), 12) for i in (1, 2)}, problem="twin_branching", epsilon=e)
                  for e in values]
         data = pd.concat(parts, ignore_index=True)

@@ -19,8 +19,8 @@ SLEEP = "import time; time.sleep(120)"
 RAY = f"""
 import json, subprocess, sys
 agent = subprocess.Popen([sys.executable, "-c", {SLEEP!r}], env={{}})
-middle = subprocess.Popen([sys.executable, "-c", "import subprocess, sys; print(subprocess.Popen([sys.executable, '-c', {SLEEP!r}], stdout=subprocess.DEVNULL).pid)"],
-                          stdout=subprocess.PIPE, text=True)
+spawn = "import subprocess, sys; print(subprocess.Popen([sys.executable, '-c', {SLEEP!r}], stdout=subprocess.DEVNULL).pid)"
+middle = subprocess.Popen([sys.executable, "-c", spawn], stdout=subprocess.PIPE, text=True)
 orphan = int(middle.communicate()[0])
 print(json.dumps({{"agent": agent.pid, "orphan": orphan}}), flush=True)
 import time; time.sleep(120)
