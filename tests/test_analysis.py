@@ -11,7 +11,8 @@ import pytest
 
 from analysis import figures
 from analysis.data import load
-from analysis.effects import effects, fit_counts
+from analysis.effects import effects
+from analysis.models import fit_counts
 from analysis.reproduction import reproduction
 from analysis.stats import bootstrap_ci, holm, wilson_ci
 from analysis.summary import configuration_key, p2_reference, summarise
@@ -75,7 +76,7 @@ def test_intervals_keep_their_coverage_over_repeated_draws(draw):
 def _poisson_errors(data: pd.DataFrame) -> tuple[list[str], np.ndarray, int]:
     import statsmodels.api as sm
 
-    from analysis.effects import design
+    from analysis.design import design
 
     x = design(data)
     fit = sm.GLM(data["transitions"].astype(float).to_numpy(), sm.add_constant(x.to_numpy()), family=sm.families.Poisson()).fit()

@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.effects import effects, factor_of
+from analysis.design import factor_of
+from analysis.effects import effects
 from tests.helpers import frame
 
 DRAWS = 200
