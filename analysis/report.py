@@ -66,9 +66,15 @@ def _agreeing_seeds(summary: pd.DataFrame, limit: int = 12) -> str:
 
 
 def render(results: Results, summary: pd.DataFrame, effects: pd.DataFrame, repro: pd.DataFrame, figures: dict[str, list[str]]) -> str:
+    parts = [*_header(results), *_per_configuration(summary), *_reproduction(repro), *_effects(results, effects),
+             *_p2_energies(summary), *_figures(figures)]
+    return "\n".join(parts)
+
+
+def _header(results: Results) -> list[str]:
     counts = results.status_counts()
     excluded = {k: v for k, v in counts.items() if k != "ok" and v}
-    parts = [
+    return [
         "# Band counts: analysis\n",
         f"Results read: {', '.join(f'`{f}`' for f in results.folders)}.\n",
         f"**{len(results.rows)} runs** (configuration × seed): " + ", ".join(f"{v} {k}" for k, v in counts.items() if v) + ". "
@@ -77,6 +83,11 @@ def render(results: Results, summary: pd.DataFrame, effects: pd.DataFrame, repro
         + (f"{results.duplicates} repeated rows (the same configuration and seed read twice) were counted once. " if results.duplicates else "")
         + "Transitions are sign changes of u_x (1D) or of u_y along y at x = 0.5 (2D), counted with a hysteresis band "
         "so that noise near zero does not count; energies are by quadrature.\n",
+    ]
+
+
+def _per_configuration(summary: pd.DataFrame) -> list[str]:
+    return [
         "## Per configuration\n",
         "Median and interquartile range of the per-seed counts, the mean with a 95% bootstrap interval, and the median energy "
         "(`summary.csv` has the rest).\n",
@@ -91,6 +102,11 @@ def render(results: Results, summary: pd.DataFrame, effects: pd.DataFrame, repro
              "transitions_median": "transitions median", "t_iqr": "IQR", "t_mean": "mean (95% CI)", "energy_median": "energy median"},
         ),
         _agreeing_seeds(summary),
+    ]
+
+
+def _reproduction(repro: pd.DataFrame) -> list[str]:
+    parts = [
         "## The paper's counts against ours\n",
         "Each of the paper's counts is one run. It **agrees** when it lies within the observed range (min–max) of our per-seed "
         "counts for the same setting. *p (pred.)* is a two-sided mid-p predictive p-value: how unusual the paper's count would be "
@@ -112,21 +128,25 @@ def render(results: Results, summary: pd.DataFrame, effects: pd.DataFrame, repro
             f"Figures with no matching setting in these results: {', '.join(missing)} (problem, depth, i and map type and ε must "
             "match, and width 128, lr 1e-4, λ = 500 and the problem's activation and batch, as in the paper).\n"
         )
-    full = repro[~repro["shortened"].astype(bool)]
+    shortened = repro["shortened"].astype(bool)
+    full, short = repro[~shortened], repro[shortened]
     if len(full):
         parts.append(f"{int(full['agrees'].sum())} of {len(full)} paper counts agree with our seeds at the paper's epochs.\n")
-    if len(full) < len(repro):
-        short = repro[repro["shortened"].astype(bool)]
+    if len(short):
         parts.append(f"Shortened runs: {int(short['agrees'].sum())} of {len(short)} comparisons at other epoch counts fall within our range.\n")
-    parts.append("## Fitted effects\n")
-    parts.append(
+    return parts
+
+
+def _effects(results: Results, effects: pd.DataFrame) -> list[str]:
+    parts = [
+        "## Fitted effects\n",
         "A count regression with a log link per problem (`effects.csv`): exp(estimate) multiplies the expected count. "
         "Errors are quasi-Poisson with the dispersion floored at 1, or negative binomial with robust errors when the counts are "
         "over-dispersed; intervals use Student's t on the residual degrees of freedom (the `model` column says which, with the "
         "dispersion and the df). With the periodic 1D map a count is a multiple of the map's periods, and its variance is "
         "modelled on that lattice. Each term is fitted where the claim lives (`within`): depth without the map and with it, "
-        "i within each map type, ε within each i. p-values are Holm-adjusted within each problem, over every term and trend test.\n"
-    )
+        "i within each map type, ε within each i. p-values are Holm-adjusted within each problem, over every term and trend test.\n",
+    ]
     for problem in sorted(results.ok["problem"].unique()):
         parts.append(f"### {problem} ({NAMES.get(problem, problem)})\n")
         sentences = claims.sentences(effects, results.ok, problem)
@@ -134,20 +154,28 @@ def render(results: Results, summary: pd.DataFrame, effects: pd.DataFrame, repro
         mine = effects[effects["problem"] == problem]
         parts.append(table(mine, {"response": "response", "term": "term", "within": "within", "estimate": "estimate", "ci_low": "CI low",
                                   "ci_high": "CI high", "p_value": "p", "p_holm": "p (Holm)", "model": "model", "n": "n"}))
-    if "energy_over_reference_median" in summary.columns:
-        p2 = summary[summary["problem"] == "double_well_u2"]
-        if len(p2):
-            parts.append("## P2 energies against the zig-zag reference\n")
-            parts.append(
-                "For P2 the best zig-zag with T kinks has energy 1/(12T²) (a reference, not a bound; T = 0 is u ≈ 0, energy 1). "
-                "Each run's energy is divided by the reference of its own count: near 1, the network found the best profile for "
-                "its number of transitions; below 1 it beat the zig-zag slightly.\n"
-            )
-            parts.append(table(p2, {"depth": "depth", "fourier_label": "i", "epochs": "epochs", "transitions_median": "transitions median",
-                                    "energy_median": "energy median", "energy_over_reference_median": "energy / reference (median)"}))
-    parts.append("## Figures\n")
-    parts.append("Profiles show the median seed of each configuration (the first 8 configurations); learning curves, the first 12.\n")
+    return parts
+
+
+def _p2_energies(summary: pd.DataFrame) -> list[str]:
+    if "energy_over_reference_median" not in summary.columns:
+        return []
+    p2 = summary[summary["problem"] == "double_well_u2"]
+    if p2.empty:
+        return []
+    return [
+        "## P2 energies against the zig-zag reference\n",
+        "For P2 the best zig-zag with T kinks has energy 1/(12T²) (a reference, not a bound; T = 0 is u ≈ 0, energy 1). "
+        "Each run's energy is divided by the reference of its own count: near 1, the network found the best profile for "
+        "its number of transitions; below 1 it beat the zig-zag slightly.\n",
+        table(p2, {"depth": "depth", "fourier_label": "i", "epochs": "epochs", "transitions_median": "transitions median",
+                   "energy_median": "energy median", "energy_over_reference_median": "energy / reference (median)"}),
+    ]
+
+
+def _figures(figures: dict[str, list[str]]) -> list[str]:
+    parts = ["## Figures\n", "Profiles show the median seed of each configuration (the first 8 configurations); learning curves, the first 12.\n"]
     for problem, names in figures.items():
         parts.append(f"### {problem}\n")
         parts.extend(f"![{name}](figures/{name})\n" for name in names)
-    return "\n".join(parts)
+    return parts
