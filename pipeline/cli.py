@@ -190,7 +190,7 @@ def bench(
         raise BadInput(f"dtype: unknown {dtype!r}; allowed: float32, float64")
     if seconds <= 0:
         raise BadInput(f"seconds: {seconds} is not allowed; allowed: a number > 0")
-    from drm.bench import run_bench
+    from pipeline.bench import run_bench
     from pipeline.trial import resolve_device
 
     result = run_bench(resolve_device(device), dtype=dtype, min_seconds=seconds, progress=lambda m: print(f"bench: {m}", file=sys.stderr))
