@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tests.helpers import reap
+
 
 @pytest.fixture(autouse=True)
 def _deterministic_torch():
@@ -12,3 +14,9 @@ def _deterministic_torch():
     yield
 
 
+
+
+@pytest.fixture(autouse=True)
+def _no_process_outlives_its_test():
+    yield
+    reap()

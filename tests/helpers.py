@@ -3,6 +3,10 @@ small configurations and synthetic result rows. Test modules import from here, n
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -52,6 +56,23 @@ def write_spec(folder: Path, **fields) -> Path:
     return path
 
 
+def running_runs(home: Path, experiment: str) -> int:
+    """How many of `experiment`'s MLflow runs are RUNNING, read from the store read-only: a poll that
+    opened an MlflowClient could race the process under test at creating (migrating) the database."""
+    db = home / "mlflow.db"
+    if not db.exists():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as store:
+            (count,) = store.execute(
+                "SELECT COUNT(*) FROM runs JOIN experiments USING (experiment_id) WHERE experiments.name = ? AND runs.status = 'RUNNING'",
+                (experiment,),
+            ).fetchone()
+        return count
+    except sqlite3.Error:  # the store is still being created
+        return 0
+
+
 def mlflow_runs(home: Path, experiment: str) -> list:
     from mlflow.tracking import MlflowClient
 
@@ -68,10 +89,35 @@ def wait_for(predicate, timeout: float, what: str) -> None:
         time.sleep(0.2)
 
 
+_spawned: list[subprocess.Popen] = []
+
+
+def spawn(*args, **kwargs) -> subprocess.Popen:
+    """subprocess.Popen, and the process is ended after the test whatever the test's outcome (see reap)."""
+    process = subprocess.Popen(*args, **kwargs)
+    _spawned.append(process)
+    return process
+
+
+def reap() -> None:
+    """End what `spawn` started and the test left running (its process group when it has its own), so that
+    no process outlives a failed test and no Popen is collected, still running, in the middle of another test."""
+    while _spawned:
+        process = _spawned.pop()
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                if os.getpgid(process.pid) == process.pid:
+                    os.killpg(process.pid, signal.SIGKILL)
+                else:
+                    process.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.communicate(timeout=30)
+
+
 def start_sweep(spec: Path, home: Path, *flags: str, output: bool = True) -> subprocess.Popen:
     """A driver in its own process group; `output`: its stdout and stderr piped (read with communicate)."""
     pipe = subprocess.PIPE if output else subprocess.DEVNULL
-    return subprocess.Popen(
+    return spawn(
         [sys.executable, "-m", "pipeline.cli", "sweep", str(spec), "--home", str(home), *flags],
         cwd=ROOT, stdout=pipe, stderr=pipe, text=True, start_new_session=True,
     )

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from pipeline.tables import read_replicates
-from tests.helpers import ROOT, drmfm, mlflow_runs, write_spec
+from tests.helpers import ROOT, drmfm, mlflow_runs, spawn, write_spec
 
 RAY = str(Path(sys.executable).parent / "ray")
 
@@ -100,7 +100,7 @@ def tracking_server(tmp_path):
     port = _free_port()
     store = tmp_path / "server"
     store.mkdir()
-    server = subprocess.Popen(
+    server = spawn(
         [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
          "--backend-store-uri", f"sqlite:///{store / 'runs.db'}", "--artifacts-destination", (store / "artifacts").as_uri()],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
@@ -150,7 +150,7 @@ def test_a_killed_worker_node_costs_nothing(two_nodes, tmp_path):
     home = tmp_path / "driver-home"
     spec = write_spec(tmp_path, name="spot", fixed={"width": 32, "depth": 2, "epochs": 24000}, space={"fourier": ["none", 2]},
                       seeds=2, checkpoint_every=2000, max_failures=3)
-    driver = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "sweep", str(spec), "--address", address, "--home", str(home)],
+    driver = spawn([sys.executable, "-m", "pipeline.cli", "sweep", str(spec), "--address", address, "--home", str(home)],
                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     raylet = _worker_raylet()
     killed_trial = None

@@ -16,6 +16,7 @@ import pytest
 from drm.storage import Storage
 from pipeline.host import Process, start_ticks
 from pipeline.lease import Lease, LeaseHeld
+from tests.helpers import spawn
 
 HOLD = """
 import sys, time
@@ -47,7 +48,7 @@ def test_a_second_driver_is_refused_with_the_holder_named(tmp_path):
 
 
 def test_a_lease_whose_holder_died_is_taken_over_at_once(tmp_path):
-    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path)], stdout=subprocess.PIPE, text=True, cwd=os.getcwd())
+    holder = spawn([sys.executable, "-c", HOLD, str(tmp_path)], stdout=subprocess.PIPE, text=True, cwd=os.getcwd())
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(LeaseHeld):

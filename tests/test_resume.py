@@ -3,6 +3,7 @@ lands nothing twice. Real Ray (local), real MLflow (SQLite), real Parquet."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -14,7 +15,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from tests.helpers import ROOT, drmfm, each_once, mlflow_runs, mlflow_whole, replicate_rows, start_sweep, wait_for, write_spec
+from tests.helpers import ROOT, drmfm, each_once, mlflow_runs, mlflow_whole, replicate_rows, running_runs, spawn, start_sweep, wait_for, write_spec
 
 pytestmark = pytest.mark.slow
 
@@ -219,27 +220,21 @@ def test_a_driver_that_loses_its_lease_stops_and_leaves_the_sweep_to_the_holder(
 
 
 def test_a_killed_train_leaves_no_running_run_for_the_next_command(tmp_path):
-    from mlflow.tracking import MlflowClient
-
     home = tmp_path / "home"
-    train = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.cli", "train", "--epochs", "200000", "--width", "16", "--seeds", "2", "--home", str(home)],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )
-
-    def running() -> list:
-        if not (home / "mlflow.db").exists():
-            return []
-        try:
-            exp = MlflowClient(f"sqlite:///{home / 'mlflow.db'}").get_experiment_by_name("train")
-            return [] if exp is None else [r for r in mlflow_runs(home, "train") if r.info.status == "RUNNING"]
-        except Exception:  # noqa: BLE001 - the store is still being created
-            return []
-
-    wait_for(lambda: len(running()) == 3, 120, "the train's runs")
-    os.killpg(train.pid, signal.SIGKILL)
-    train.wait(timeout=30)
-    assert len(running()) == 3  # left RUNNING by the killed process
+    log = tmp_path / "train.log"
+    with log.open("w") as sink:
+        train = spawn(
+            [sys.executable, "-m", "pipeline.cli", "train", "--epochs", "200000", "--width", "16", "--seeds", "2", "--home", str(home)],
+            cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    try:
+        wait_for(lambda: running_runs(home, "train") == 3 or train.poll() is not None, 240, "the train's runs")
+        assert train.poll() is None, f"the train ended early ({train.returncode}):\n{log.read_text()[-3000:]}"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(train.pid, signal.SIGKILL)
+        train.wait(timeout=30)
+    assert running_runs(home, "train") == 3  # left RUNNING by the killed process
     after = drmfm("train", "--epochs", "20", "--width", "16", home=home)
     assert after.returncode == 0, after.stderr
     runs = mlflow_runs(home, "train")

@@ -21,7 +21,7 @@ from drm.measure import measure
 from drm.train import PackedTrainer
 from pipeline.spec import parse_spec
 from pipeline.tables import read_replicates
-from tests.helpers import REQUIRED, ROOT, drmfm, mlflow_runs, wait_for, write_spec
+from tests.helpers import REQUIRED, ROOT, drmfm, mlflow_runs, spawn, wait_for, write_spec
 
 pytestmark = pytest.mark.slow
 
@@ -82,7 +82,7 @@ def test_the_ui_serves_the_sweep_runs(two_trials):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = subprocess.Popen(
+    server = spawn(
         [sys.executable, "-m", "pipeline.cli", "ui", "--home", str(home), "--port", str(port)],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
@@ -147,7 +147,7 @@ def test_a_killed_trial_restarts_from_its_checkpoint_and_ends_where_an_uninterru
         space={"depth": [3]}, seeds=2, checkpoint_every=1000,
     )
     trial_dirs = tmp_path / "ray" / "crash"
-    driver = subprocess.Popen(
+    driver = spawn(
         [sys.executable, "-m", "pipeline.cli", "sweep", str(spec_path), "--home", str(tmp_path), "--no-mlflow"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
     )
@@ -206,7 +206,7 @@ def test_a_trial_whose_retries_are_spent_is_recorded_failed(tmp_path):
         tmp_path, name="lost", fixed={"width": 64, "epochs": 8000, "fourier": 2}, space={"depth": [3]},
         seeds=2, checkpoint_every=1000, max_failures=0,
     )
-    driver = subprocess.Popen(
+    driver = spawn(
         [sys.executable, "-m", "pipeline.cli", "sweep", str(spec), "--home", str(tmp_path)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
     )
@@ -266,7 +266,7 @@ def test_a_killed_packed_trial_resumes_every_pack_where_it_was(tmp_path):
         space={"lr": [1e-4], "fourier": ["none", 1, 2]}, pack=["fourier"], seeds=2, checkpoint_every=1000,
     )
     trial_dirs = tmp_path / "ray" / "crashpack"
-    driver = subprocess.Popen(
+    driver = spawn(
         [sys.executable, "-m", "pipeline.cli", "sweep", str(spec_path), "--home", str(tmp_path), "--no-mlflow"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
     )

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.helpers import ROOT
+from tests.helpers import ROOT, spawn
 
 SLEEP = "import time; time.sleep(120)"
 
@@ -48,7 +48,7 @@ def _alive(pid: int) -> bool:
 
 
 def test_a_dead_driver_takes_its_ray_processes_with_it_and_nothing_else():
-    driver = subprocess.Popen([sys.executable, "-c", DRIVER], cwd=ROOT, stdout=subprocess.PIPE, text=True, start_new_session=True)
+    driver = spawn([sys.executable, "-c", DRIVER], cwd=ROOT, stdout=subprocess.PIPE, text=True, start_new_session=True)
     pids: dict[str, int] = {}
     try:
         pids = json.loads(driver.stdout.readline())
