@@ -13,15 +13,19 @@ import math
 
 import pandas as pd
 
-from analysis.effects import TRIVIAL
+from analysis.effects import trivial_state
 
 # Interfaces along the centre line against ε: branching (Kohn–Müller) and a laminate.
 THEORY = {"branching (Kohn–Müller)": -1 / 3, "a laminate": -1 / 2}
 SIGNIFICANT = 0.05
 
 
+def _times(log_ratio: float) -> str:
+    return f"×{math.exp(log_ratio):.3g}" if log_ratio < 700 else "×∞"
+
+
 def ratio(row: pd.Series) -> str:
-    return f"×{math.exp(row['estimate']):.3g} (95% CI ×{math.exp(row['ci_low']):.3g}–×{math.exp(row['ci_high']):.3g})"
+    return f"{_times(row['estimate'])} (95% CI {_times(row['ci_low'])}–{_times(row['ci_high'])})"
 
 
 def holm_p(row: pd.Series) -> str:
@@ -70,10 +74,13 @@ def frequency(fx: Effects, within: str, kind: str | None, periodic: bool) -> str
 
 
 def map_on(fx: Effects, within: str) -> str | None:
-    r = fx.get("transitions", "fourier_on", within)
+    r = fx.get("transitions", "fourier_on", within, require_interval=False)
     if r is None:
         return None
     kind = within.rsplit(" or ", 1)[1] if " or " in within else ""
+    if pd.isna(r["estimate"]):
+        return (f"**Map on{f' ({kind})' if kind else ''}.** One side counted no transition in any run, so no finite ratio "
+                f"exists between the map and plain DRM: {holm_p(r)}, a permutation test.")
     return f"**Map on{f' ({kind})' if kind else ''}.** The map at the lowest i, against plain DRM, multiplies the count by {ratio(r)}; {holm_p(r)}."
 
 
@@ -140,7 +147,7 @@ def sentences(effects: pd.DataFrame, ok: pd.DataFrame, problem: str) -> list[str
     """What the fitted effects say about the paper's open questions (frequency, depth, ε), for one problem."""
     fx = Effects(effects, problem)
     rows = ok[(ok["problem"] == problem) & ok["transitions"].notna()]
-    stuck = int((rows["transitions"].astype("float64") == 0).sum()) if problem in TRIVIAL else 0
+    stuck = int((rows["transitions"].astype("float64") == 0).sum()) if trivial_state(problem) else 0
     prefix = "trivial=no" if stuck else ""
 
     def at(*parts: str) -> str:

@@ -50,9 +50,14 @@ from analysis.data import FACTORS, varying
 from analysis.design import factor_of, lattice
 from analysis.models import fit_counts, fit_log_energy, fit_trivial, term_row
 from analysis.stats import holm, spearman_trend
+from drm.problems import PROBLEMS
 
 COLUMNS = ["problem", "response", "term", "estimate", "ci_low", "ci_high", "p_value", "p_holm", "model", "within", "n"]
-TRIVIAL = {"twin_branching"}  # problems whose trivial minimiser candidate u ≡ 0 has no band
+
+
+def trivial_state(problem: str) -> bool:
+    """Whether u ≡ 0, which has no band, is a candidate minimiser of `problem` (drm.Problem.trivial_state)."""
+    return problem in PROBLEMS and PROBLEMS[problem].trivial_state
 
 
 def trend_tests(frame: pd.DataFrame, response: str, factor: str) -> list[dict]:
@@ -168,7 +173,7 @@ def effects(ok: pd.DataFrame) -> pd.DataFrame:
         found: list[dict] = []
         prefix = ""
         counted = rows
-        if problem in TRIVIAL:
+        if trivial_state(problem):
             trivial = (rows["transitions"].astype("float64") == 0).to_numpy()
             if trivial.any():
                 found += _within(fit_trivial(rows, trivial), "")

@@ -10,7 +10,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from analysis.data import read_trial_table, varying
-from analysis.summary import p2_reference
+from drm.problems import PROBLEMS
 
 LABELS = {"fourier_label": "i", "epsilon": "ε"}
 ORDER = ["none", "1", "2", "3", "4", "5", "6", "7", "8"]
@@ -75,16 +75,17 @@ def transitions_vs_i(rows: pd.DataFrame, problem: str) -> Figure:
 
 
 def energy_vs_transitions(rows: pd.DataFrame, problem: str) -> Figure:
-    """Energy against the transition count of each seed; for P2 with the zig-zag reference 1/(12T²)."""
+    """Energy against the transition count of each seed, with the problem's reference energy where it knows one (P2: 1/(12T²))."""
     import seaborn as sns
 
     data = rows.assign(transitions=rows["transitions"].astype("float64"), energy=rows["energy"].astype("float64"))
     fig = Figure(figsize=(6.5, 4.5), layout="constrained")
     ax = fig.subplots()
     sns.scatterplot(data=data, x="transitions", y="energy", hue="fourier_label", hue_order=_order(data), style="depth", ax=ax, s=30)
-    if problem == "double_well_u2":
+    known = PROBLEMS.get(problem)
+    if known is not None and known.reference_label is not None:
         t = np.arange(0, max(2.0, data["transitions"].max()) + 1)
-        ax.plot(t, p2_reference(t), color="black", lw=1, ls="--", label="zig-zag with T kinks: 1/(12T²)")
+        ax.plot(t, known.energy_reference(t), color="black", lw=1, ls="--", label=known.reference_label)
         ax.legend(fontsize=8)
     if (data["energy"] > 0).all():
         ax.set_yscale("log")

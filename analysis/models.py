@@ -23,6 +23,10 @@ def term_row(response: str, term: str, b: float, low: float, high: float, p: flo
             "p_value": float(p), "model": model, "n": n}
 
 
+_SEPARATED_MU = 1e-8  # a fitted mean this far below the counts' scale: the fit went to the boundary
+_SEPARATED_SE = 10.0  # a log-ratio error past this (a 95% interval spanning e^±20) is the boundary's, not the data's
+
+
 def fit_counts(frame: pd.DataFrame, response: str, *, depth: str = "linear", fourier: str = "linear",
                steps: np.ndarray | None = None, permutation: bool = False, only: str = "") -> list[dict]:
     """One row per term of a log-link count regression of `response` on the varying factors.
@@ -43,7 +47,10 @@ def fit_counts(frame: pd.DataFrame, response: str, *, depth: str = "linear", fou
         return []
     exog = sm.add_constant(x.to_numpy(), has_constant="add")
     on_lattice = steps is not None and bool((steps != 1).any())
-    params, bse, df, model = _count_model(y, exog, steps if on_lattice else None, cells_of(x))
+    params, bse, df, model, separated = _count_model(y, exog, steps if on_lattice else None, cells_of(x))
+    # A level whose every run counted 0 has no finite log-ratio: the fit drifts to the boundary, and a
+    # Wald interval there is an artefact of where it stopped. Such terms get a permutation p alone.
+    unbounded = {t for t, se in zip(x.columns, bse) if separated and not (np.isfinite(se) and se < _SEPARATED_SE)}
     if on_lattice:
         model += ", variance on the map's lattice (weights 2^-(i-1))"
     if depth != "linear":
@@ -51,14 +58,18 @@ def fit_counts(frame: pd.DataFrame, response: str, *, depth: str = "linear", fou
     if fourier != "linear":
         model += ", i as contrasts"
     wanted = [t for t in x.columns if t.startswith(only)]
-    perm = permutation_p(x, y, seed=n, terms=wanted) if permutation else None
+    perm = permutation_p(x, y, seed=n, terms=wanted if permutation else [t for t in wanted if t in unbounded]) if permutation or unbounded else None
     if permutation:
         model += f", permutation p ({PERMUTATIONS}, within cells of the other factors)"
-    return _term_rows(response, list(x.columns), params, bse, df, model, n, wanted, perm)
+    if unbounded & set(wanted):
+        terms = ", ".join(sorted(unbounded & set(wanted)))
+        model += f", separation: some level counted 0 in every run (no finite estimate for {terms}; permutation p)"
+    return _term_rows(response, list(x.columns), params, bse, df, model, n, wanted, perm, unbounded)
 
 
-def _count_model(y: np.ndarray, exog: np.ndarray, steps: np.ndarray | None, cells: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, str]:
-    """(estimates, errors, df, model) of the terms (the constant left out), the error model chosen from the data."""
+def _count_model(y: np.ndarray, exog: np.ndarray, steps: np.ndarray | None, cells: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, str, bool]:
+    """(estimates, errors, df, model, separated) of the terms (the constant left out), the error model chosen
+    from the data; `separated`: some runs that counted 0 are fitted a mean of (numerically) 0."""
     import statsmodels.api as sm
     from scipy import stats
 
@@ -69,6 +80,7 @@ def _count_model(y: np.ndarray, exog: np.ndarray, steps: np.ndarray | None, cell
         warnings.simplefilter("ignore")  # convergence and perfect-fit notices: judged below
         poisson = sm.GLM(y, exog, family=sm.families.Poisson(), var_weights=weights).fit()
         mu = poisson.mu
+        separated = bool(np.any((y == 0) & (mu < _SEPARATED_MU * max(1.0, float(y.mean())))))
         dispersion = poisson.pearson_chi2 / poisson.df_resid
         between, df_between, lack_of_fit = _between_cells(y, mu, cells, weights, k)
         # Cameron & Trivedi (1990), on the lattice's own scale m = T/step: regress
@@ -84,7 +96,7 @@ def _count_model(y: np.ndarray, exog: np.ndarray, steps: np.ndarray | None, cell
             robust = sm.NegativeBinomial(y, exog, loglike_method="nb2").fit(start_params=nb.params, disp=0, maxiter=500, cov_type="HC0")
             bse = np.fmax(nb.bse[1:k], robust.bse[1:k] * math.sqrt(n / max(1, df)))
             return nb.params[1:k], bse, df, (f"negative_binomial, the larger of model and sandwich errors (alpha {nb.params[-1]:.3g}, "
-                                            f"dispersion {dispersion:.2f}), t on {df} df")
+                                            f"dispersion {dispersion:.2f}), t on {df} df"), separated
         # Seeds are replicates of their configuration: where the configurations' means stray from
         # the fit more than the seeds stray from their means (an F test; seeds that agree exactly;
         # an interaction the model lacks), the configuration is the unit and the dispersion is the
@@ -95,12 +107,13 @@ def _count_model(y: np.ndarray, exog: np.ndarray, steps: np.ndarray | None, cell
         if not scale >= 1:
             scale, source = 1.0, f"{source} {scale:.2f}, floored at 1"
         quasi = sm.GLM(y, exog, family=sm.families.Poisson(), var_weights=weights).fit(scale=scale)
-        return quasi.params[1:], quasi.bse[1:], df, f"quasi_poisson (dispersion {scale:.2f}: {source}), t on {df} df"
+        return quasi.params[1:], quasi.bse[1:], df, f"quasi_poisson (dispersion {scale:.2f}: {source}), t on {df} df", separated
 
 
 def _term_rows(response: str, terms: list[str], params: np.ndarray, bse: np.ndarray, df: int, model: str, n: int,
-               wanted: list[str], perm: dict[str, float] | None) -> list[dict]:
-    """Rows of the `wanted` terms: t intervals on `df`, and t p-values unless permutation ones are given."""
+               wanted: list[str], perm: dict[str, float] | None, unbounded: set[str] = frozenset()) -> list[dict]:
+    """Rows of the `wanted` terms: t intervals on `df`, and t p-values unless permutation ones are given;
+    an `unbounded` term (separation) has no estimate and its permutation p."""
     from scipy import stats
 
     t95 = float(stats.t.ppf(0.975, df))
@@ -108,8 +121,9 @@ def _term_rows(response: str, terms: list[str], params: np.ndarray, bse: np.ndar
     for term, b, se in zip(terms, params, bse):
         if term not in wanted:
             continue
-        ok = np.isfinite(b) and np.isfinite(se) and se > 0
-        p = perm.get(term, math.nan) if perm is not None else (2 * stats.t.sf(abs(b / se), df) if ok else math.nan)
+        ok = np.isfinite(b) and np.isfinite(se) and se > 0 and term not in unbounded
+        b = b if term not in unbounded else math.nan
+        p = perm.get(term, math.nan) if perm is not None and (term in perm) else (2 * stats.t.sf(abs(b / se), df) if ok else math.nan)
         rows.append(term_row(response, term, b, b - t95 * se if ok else math.nan, b + t95 * se if ok else math.nan, p, model, n))
     return rows
 

@@ -24,6 +24,7 @@ import pandas as pd
 import torch
 
 from drm.config import TrainConfig
+from drm.problems import Problem, get_problem
 from drm.train import build_model
 
 RANK_TOLERANCE = 1e-10  # an eigenvalue below λ_1 × this is round-off: the kernel's numerical rank ends there
@@ -51,10 +52,12 @@ class Spectrum:
         return float(self.eigenvalues[RATIO_K - 1] / self.eigenvalues[0]) if self.rank >= RATIO_K else math.nan
 
 
-def grid_points(dim: int, n: int) -> torch.Tensor:
-    """N points: the cell midpoints of [0, 1] (1D), or of the line x = 0.5 along y (2D)."""
-    t = (torch.arange(n, dtype=torch.float64) + 0.5) / n
-    return t[:, None] if dim == 1 else torch.stack([torch.full_like(t, 0.5), t], dim=1)
+def grid_points(problem: Problem, n: int) -> torch.Tensor:
+    """N points (N, d): the cell midpoints of [0, 1] along the problem's oscillation axis, the other
+    coordinates at 0.5 (1D: [0, 1] itself; 2D: the line x = 0.5 along y)."""
+    x = torch.full((n, problem.dim), 0.5, dtype=torch.float64)
+    x[:, problem.oscillation_axis] = (torch.arange(n, dtype=torch.float64) + 0.5) / n
+    return x
 
 
 def jacobians(config: TrainConfig, points: torch.Tensor, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -62,7 +65,7 @@ def jacobians(config: TrainConfig, points: torch.Tensor, seed: int = 0) -> tuple
     config = config.resolve()
     model = build_model(config, [seed], "cpu", torch.float64)
     params = [p for p in model.parameters()]
-    axis = points.shape[1] - 1
+    axis = get_problem(config.problem).oscillation_axis
     jet = model.jet(points[None])
     outputs = torch.cat([jet.u[0], jet.grad[0, :, axis]])  # (2N,)
     rows = []
@@ -139,8 +142,9 @@ def spectra(problem: str, depth: int, width: int, fourier: int | None, points: i
     out = []
     for i in dict.fromkeys([None, fourier]):
         config = TrainConfig(problem=problem, depth=depth, width=width, fourier=i)
-        x = grid_points(config.dim, points)
-        name = "u,u_x" if config.dim == 1 else "u,u_y"
+        known = get_problem(problem)
+        x = grid_points(known, points)
+        name = f"u,u_{known.axis_name}"
         for seed in seeds:
             j_u, j_d = jacobians(config, x, seed)
             for kernel, matrix in (("u", gram(j_u)), (name, gram(j_u, j_d))):

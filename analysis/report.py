@@ -10,8 +10,7 @@ import pandas as pd
 from analysis import claims
 from analysis.data import Results
 from analysis.reproduction import missing_settings
-
-NAMES = {"double_well": "P1, eq. (15)", "double_well_u2": "P2, eq. (17)", "twin_branching": "P3/P4, eqs. (18)-(19)"}
+from drm.problems import PROBLEMS
 
 
 def table(frame: pd.DataFrame, columns: dict[str, str], limit: int = 60) -> str:
@@ -67,7 +66,7 @@ def _agreeing_seeds(summary: pd.DataFrame, limit: int = 12) -> str:
 
 def render(results: Results, summary: pd.DataFrame, effects: pd.DataFrame, repro: pd.DataFrame, figures: dict[str, list[str]]) -> str:
     parts = [*_header(results), *_per_configuration(summary), *_reproduction(repro), *_effects(results, effects),
-             *_p2_energies(summary), *_figures(figures)]
+             *_reference_energies(summary), *_figures(figures)]
     return "\n".join(parts)
 
 
@@ -148,7 +147,7 @@ def _effects(results: Results, effects: pd.DataFrame) -> list[str]:
         "i within each map type, ε within each i. p-values are Holm-adjusted within each problem, over every term and trend test.\n",
     ]
     for problem in sorted(results.ok["problem"].unique()):
-        parts.append(f"### {problem} ({NAMES.get(problem, problem)})\n")
+        parts.append(f"### {problem} ({_label(problem)})\n")
         sentences = claims.sentences(effects, results.ok, problem)
         parts.append("\n".join(f"- {s}" for s in sentences) + "\n" if sentences else "_No factor varies enough to fit an effect._\n")
         mine = effects[effects["problem"] == problem]
@@ -157,20 +156,28 @@ def _effects(results: Results, effects: pd.DataFrame) -> list[str]:
     return parts
 
 
-def _p2_energies(summary: pd.DataFrame) -> list[str]:
+def _label(problem: str) -> str:
+    return PROBLEMS[problem].label if problem in PROBLEMS else problem
+
+
+def _reference_energies(summary: pd.DataFrame) -> list[str]:
+    """Per problem that knows a reference energy for a count (drm.Problem.energy_reference)."""
     if "energy_over_reference_median" not in summary.columns:
         return []
-    p2 = summary[summary["problem"] == "double_well_u2"]
-    if p2.empty:
-        return []
-    return [
-        "## P2 energies against the zig-zag reference\n",
-        "For P2 the best zig-zag with T kinks has energy 1/(12T²) (a reference, not a bound; T = 0 is u ≈ 0, energy 1). "
-        "Each run's energy is divided by the reference of its own count: near 1, the network found the best profile for "
-        "its number of transitions; below 1 it beat the zig-zag slightly.\n",
-        table(p2, {"depth": "depth", "fourier_label": "i", "epochs": "epochs", "transitions_median": "transitions median",
-                   "energy_median": "energy median", "energy_over_reference_median": "energy / reference (median)"}),
-    ]
+    parts = []
+    for name in summary["problem"].dropna().unique():
+        problem = PROBLEMS.get(name)
+        mine = summary[(summary["problem"] == name) & summary["energy_over_reference_median"].notna()]
+        if problem is None or problem.reference_label is None or mine.empty:
+            continue
+        parts += [
+            f"## {name} ({problem.label}): energies against the reference\n",
+            f"{problem.reference_note} Each run's energy is divided by the reference of its own count: near 1, the network "
+            "found the best profile for its number of transitions; below 1 it beat the reference slightly.\n",
+            table(mine, {"depth": "depth", "fourier_label": "i", "epochs": "epochs", "transitions_median": "transitions median",
+                         "energy_median": "energy median", "energy_over_reference_median": "energy / reference (median)"}),
+        ]
+    return parts
 
 
 def _figures(figures: dict[str, list[str]]) -> list[str]:

@@ -8,26 +8,25 @@ import pandas as pd
 
 from analysis.data import FACTORS, varying
 from analysis.stats import bootstrap_ci
+from drm.metrics import metrics
+from drm.problems import PROBLEMS
 
 KEY = ["problem", "depth", "fourier_label", "epsilon", "epochs"]
 
 
-def p2_reference(transitions: np.ndarray) -> np.ndarray:
-    """Energy of the best zig-zag with T kinks for P2, 1/(12 T²); T = 0 is u ≈ 0, energy 1.
-
-    A reference, not a bound: a trained network may beat it slightly.
-    """
-    t = np.asarray(transitions, dtype=float)
-    with np.errstate(divide="ignore"):
-        return np.where(t > 0, 1.0 / (12.0 * np.maximum(t, 1.0) ** 2), 1.0)
-
-
 def with_reference(rows: pd.DataFrame) -> pd.DataFrame:
-    """Adds energy_reference and energy_over_reference (P2 rows only; NaN elsewhere)."""
+    """Adds energy_reference and energy_over_reference: the energy the problem expects of a profile with
+    the row's count (drm.Problem.energy_reference), where the problem knows one; NaN elsewhere."""
     rows = rows.copy()
-    p2 = (rows["problem"] == "double_well_u2").to_numpy() & rows["transitions"].notna().to_numpy()
     reference = np.full(len(rows), np.nan)
-    reference[p2] = p2_reference(rows.loc[p2, "transitions"].astype("float64").to_numpy())
+    counted = rows["transitions"].notna().to_numpy()
+    for name in rows["problem"].dropna().unique():
+        if name not in PROBLEMS:  # rows of a problem whose package is not installed here
+            continue
+        mine = (rows["problem"] == name).to_numpy() & counted
+        expected = PROBLEMS[name].energy_reference(rows.loc[mine, "transitions"].astype("float64").to_numpy())
+        if expected is not None:
+            reference[mine] = expected
     rows["energy_reference"] = reference
     rows["energy_over_reference"] = rows["energy"].astype("float64") / reference
     return rows
@@ -80,7 +79,7 @@ def summarise(rows: pd.DataFrame) -> pd.DataFrame:
                 energy_median_ci_low=energy_ci[0],
                 energy_median_ci_high=energy_ci[1],
             )
-            for extra in ("transitions_per_period", "bands", "transitions_wall", "energy_over_reference"):
+            for extra in [*(m.name for m in metrics() if m.summary), "energy_over_reference"]:
                 if extra not in ok:
                     continue
                 values_ = ok[extra].astype("float64").to_numpy()

@@ -25,7 +25,7 @@ from analysis.data import load
 from analysis.effects import effects
 from analysis.summary import summarise
 from drm.storage import Storage
-from pipeline.tables import REPLICATES
+from pipeline.tables import replicates_schema
 
 
 def main() -> None:
@@ -47,7 +47,7 @@ def main() -> None:
                      "energy": float(rng.uniform(0.001, 0.01)), "transitions": int(t[s]),
                      "transitions_per_period": None if i is None else float(m[s]), "status": "ok", "config_hash": f"h{k}"}
                     for s in range(args.seeds)]
-            results.write_table(pa.Table.from_pylist(rows, schema=REPLICATES), "replicates", f"t{k}.parquet")
+            results.write_table(pa.Table.from_pylist(rows, schema=replicates_schema()), "replicates", f"t{k}.parquet")
         timings = {}
         start = time.perf_counter()
         loaded = load([results.location])

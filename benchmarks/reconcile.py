@@ -24,7 +24,7 @@ from drm.storage import Storage
 from drm.train import PackedTrainer
 from pipeline.reconcile import inspect, repair
 from pipeline.tables import TrialTables, write_trial
-from pipeline.trial import trial_tables
+from pipeline.rows import trial_tables
 
 
 def main() -> None:

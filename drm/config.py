@@ -106,13 +106,9 @@ class TrainConfig:
                 f"epsilon = {self.epsilon} > 0 needs a smooth activation (a ReLU net has zero second "
                 "derivative almost everywhere); allowed with epsilon > 0: smooth_abs, smooth_relu, tanh",
             )
-        if self.dim == 1:
-            if self.boundary_batch != 2:
-                raise ConfigError("boundary_batch", "1D problems use the two end points: allowed 2")
-        else:
-            _require_int("boundary_batch", self.boundary_batch, low=4)
-            if self.boundary_batch % 4:
-                raise ConfigError("boundary_batch", f"{self.boundary_batch} is not a multiple of 4 (one share per edge)")
+        why = get_problem(self.problem).domain.check_boundary_batch(self.boundary_batch)
+        if why is not None:
+            raise ConfigError("boundary_batch", why)
 
     def as_dict(self) -> dict[str, Any]:
         """The configuration as plain values (what is saved with every row, run and checkpoint)."""

@@ -15,7 +15,6 @@ from drm.config import TrainConfig
 from drm.features import FourierMap
 from drm.network import initial_parameters, layer_sizes
 from drm.problems import get_problem
-from drm.sampling import boundary_points, interior_points
 
 
 class _Act(nn.Module):
@@ -63,7 +62,8 @@ def reference_loss(net: ReferenceNet, config: TrainConfig, x: Tensor, x_boundary
         a = problem.oscillation_axis
         (hess_row,) = torch.autograd.grad(grad[:, a].sum(), x, create_graph=True)
         u_2 = hess_row[:, a]
-    energy_mc = problem.density(u, grad, u_2, config.epsilon).mean()
+    epsilon = torch.full((1,), config.epsilon, dtype=u.dtype, device=u.device)  # broadcasts like (K, 1) over (N,)
+    energy_mc = problem.density(x, u, grad, u_2, epsilon).mean()
     return energy_mc + config.penalty * net(x_boundary).square().mean(), energy_mc
 
 
@@ -83,10 +83,10 @@ class ReferenceTrainer:
         self.losses: list[Tensor] = []
 
     def train_step(self) -> None:
-        c, d = self.config, self.problem.dim
+        c, domain = self.config, self.problem.domain
         t = self.step if c.resample else 0
-        x = interior_points(self.seeds, t, c.batch, d, self.dtype)[0]
-        x_boundary = boundary_points(self.seeds, t, c.boundary_batch, d, self.dtype)[0]
+        x = domain.interior_points(self.seeds, t, c.batch, self.dtype)[0]
+        x_boundary = domain.boundary_points(self.seeds, t, c.boundary_batch, self.dtype)[0]
         self.optimizer.zero_grad(set_to_none=True)
         loss, _ = reference_loss(self.net, c, x, x_boundary)
         loss.backward()

@@ -51,18 +51,6 @@ def interior_points(seeds: Tensor, step: int | Tensor, n: int, dim: int, dtype: 
     return _uniform(seeds, step, _STREAM_INTERIOR, (n, dim), dtype)
 
 
-def boundary_points(seeds: Tensor, step: int | Tensor, n: int, dim: int, dtype: torch.dtype) -> Tensor:
-    """Points on ∂[0,1]^d: the two end points in 1D; n/4 uniform points on each edge in 2D. (K, n, d)."""
-    k = len(seeds)
-    # Constants are built on the device (arange), not copied from the host: no copy may wait on the
-    # host inside a step, and none is allowed while a CUDA graph is captured.
-    if dim == 1:
-        ends = torch.arange(2, dtype=dtype, device=seeds.device)[:, None]  # (2, 1): x = 0, 1
-        return ends.expand(k, 2, 1)
-    per_edge = n // 4
-    t = _uniform(seeds, step, _STREAM_EDGE, (4, per_edge), dtype)  # (K, 4, n/4) position along the edge
-    fixed = (torch.arange(4, dtype=dtype, device=seeds.device) % 2)[None, :, None].expand_as(t)  # 0, 1, 0, 1
-    # Edges x = 0, x = 1 (t runs along y), then y = 0, y = 1 (t runs along x).
-    xs = torch.cat([fixed[:, :2], t[:, 2:]], dim=1)  # (K, 4, n/4)
-    ys = torch.cat([t[:, :2], fixed[:, 2:]], dim=1)
-    return torch.stack([xs, ys], dim=-1).reshape(k, 4 * per_edge, 2)
+def edge_positions(seeds: Tensor, step: int | Tensor, shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
+    """U(0, 1) positions along a domain's edges, (K, *shape): the boundary points' own stream."""
+    return _uniform(seeds, step, _STREAM_EDGE, shape, dtype)

@@ -18,12 +18,12 @@ from torch import Tensor
 
 from drm._allocator import keep_freed_memory
 from drm.activations import Activation
-from drm.config import TrainConfig, check_pack
+from drm.config import TrainConfig
 from drm.features import FourierMap
 from drm.network import PackedMLP
 from drm.optim import PackedAdam, cosine_lr
-from drm.problems import Problem, get_problem
-from drm.sampling import boundary_points, interior_points
+from drm.pack import Pack
+from drm.problems import get_problem
 from drm.streams import StreamLayout
 
 
@@ -42,25 +42,22 @@ def build_model(
 
 def member_loss(
     model: PackedMLP,
-    problem: Problem,
-    config: TrainConfig,
+    pack: Pack,
     x: Tensor,
     x_boundary: Tensor,
+    epsilon: Tensor,
     params: tuple[list[Tensor], list[Tensor]] | None = None,
-    epsilon: Tensor | None = None,
     members: slice | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Each member's Deep Ritz loss and its energy part: (K,), (K,).
 
-    energy_mc = mean_N W(x, u, ∇u, u_2);  loss = energy_mc + penalty · mean_Nb u(x_b)².
-    `epsilon` (K, 1): one ε per member (a mixed pack), instead of config.epsilon for all.
+    energy_mc = mean_N W(x, u, ∇u, u_2; ε);  loss = energy_mc + penalty · mean_Nb u(x_b)².
+    x (K, N, d), x_boundary (K, Nb, d), epsilon (K, 1) of the members evaluated.
     `params` and `members`: evaluate only these members (`model.member_params(members)`).
     """
-    eps = config.epsilon if epsilon is None else epsilon
-    second_axis = problem.oscillation_axis if config.epsilon > 0 or epsilon is not None else None
-    jet = model.jet(x, x_boundary, second_axis, params, members)
-    energy_mc = problem.density(jet.u, jet.grad, jet.u_2, eps).mean(dim=1)  # (K,)
-    loss = energy_mc + config.penalty * jet.u_boundary.square().mean(dim=1)
+    jet = model.jet(x, x_boundary, pack.second_axis, params, members)
+    energy_mc = pack.problem.density(x, jet.u, jet.grad, jet.u_2, epsilon).mean(dim=1)  # (K,)
+    loss = energy_mc + pack.config.penalty * jet.u_boundary.square().mean(dim=1)
     return loss, energy_mc
 
 
@@ -114,17 +111,14 @@ class PackedTrainer:
     """
 
     def __init__(
-        self, config: TrainConfig | list[TrainConfig], seeds: list[int], device: str | torch.device = "cpu", graphed: bool | None = None
+        self, config: TrainConfig | list[TrainConfig] | Pack, seeds: list[int] | None = None, device: str | torch.device = "cpu",
+        graphed: bool | None = None,
     ):
-        if isinstance(config, TrainConfig):
-            self.configs = [config.resolve()] * len(seeds)
-        else:
-            if len(config) != len(seeds):
-                raise ValueError(f"{len(config)} configurations for {len(seeds)} seeds: one per member")
-            self.configs = check_pack(list(config))
-        self.config = self.configs[0]  # what every member shares (all but fourier and ε in a mixed pack)
-        self.mixed = len({c.config_hash() for c in self.configs}) > 1
-        self.problem = get_problem(self.config.problem)
+        self.pack = config if isinstance(config, Pack) else Pack.of(config, seeds)
+        self.configs = list(self.pack.configs)
+        self.config = self.pack.config  # what every member shares (all but fourier and ε in a mixed pack)
+        self.mixed = self.pack.mixed
+        self.problem = self.pack.problem
         self.device = torch.device(device)
         if graphed and self.device.type != "cuda":
             raise ValueError("graphed=True needs a CUDA device")
@@ -133,11 +127,9 @@ class PackedTrainer:
         if self.device.type == "cpu":
             keep_freed_memory()
         self.dtype = getattr(torch, self.config.dtype)
-        fourier = [c.fourier for c in self.configs] if self.mixed and self.config.fourier is not None else None
-        self.model = build_model(self.config, seeds, self.device, self.dtype, fourier)
-        epsilons = [c.epsilon for c in self.configs]
-        # One ε per member only when they differ: else the scalar, as an unmixed pack has it.
-        self.epsilon = torch.tensor(epsilons, dtype=self.dtype, device=self.device)[:, None] if len(set(epsilons)) > 1 else None
+        fourier = self.pack.fourier if self.mixed else None
+        self.model = build_model(self.config, list(self.pack.seeds), self.device, self.dtype, fourier)
+        self.epsilon = self.pack.epsilon(self.dtype, self.device)  # (K, 1)
         self._params = list(self.model.parameters())
         for p in self._params:
             p.grad = torch.zeros_like(p)  # written in place each step (static for CUDA graphs)
@@ -159,15 +151,14 @@ class PackedTrainer:
         self._curve_lr: list[float] = []
         self._graph: torch.cuda.CUDAGraph | None = None
         self._warm_steps = 0
-        second = self.epsilon is not None or self.config.epsilon > 0
-        self._chunks = _member_chunks(self.config, K, self.device, self.dtype, second)
+        self._chunks = _member_chunks(self.config, K, self.device, self.dtype, self.pack.needs_u2)
         self._fixed_points = None if self.config.resample else self._sample(torch.zeros_like(self.t))
 
     def _sample(self, t: Tensor) -> tuple[Tensor, Tensor]:
-        c, d = self.config, self.problem.dim
+        c, domain = self.config, self.problem.domain
         return (
-            interior_points(self.seeds, t, c.batch, d, self.dtype),
-            boundary_points(self.seeds, t, c.boundary_batch, d, self.dtype),
+            domain.interior_points(self.seeds, t, c.batch, self.dtype),
+            domain.boundary_points(self.seeds, t, c.boundary_batch, self.dtype),
         )
 
     def points(self, t: Tensor) -> tuple[Tensor, Tensor]:
@@ -180,9 +171,8 @@ class PackedTrainer:
         x, x_boundary = self.points(self.t)
         for members in self._chunks:
             weights, biases = self.model.member_params(members)
-            epsilon = self.epsilon[members] if self.epsilon is not None else None
             loss, energy_mc = member_loss(
-                self.model, self.problem, c, x[members], x_boundary[members], (weights, biases), epsilon, members
+                self.model, self.pack, x[members], x_boundary[members], self.epsilon[members], (weights, biases), members
             )
             active = self.active[members] & torch.isfinite(loss)  # (k,)
             grads = torch.autograd.grad(torch.where(active, loss, 0.0).sum(), weights + biases)

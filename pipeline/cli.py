@@ -112,7 +112,7 @@ def _check_train_memory(config: TrainConfig, members: int, device: str) -> None:
 def problems() -> None:
     """List the problems with their equation and the paper's defaults."""
     for p in PROBLEMS.values():
-        print(f"{p.name}  ({p.paper_id})")
+        print(f"{p.name}  ({p.label})")
         print(f"    {p.equation}")
         print(
             f"    {p.dim}D; defaults: activation {p.default_activation}, map {p.default_fourier_map}, "

@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from drm.storage import Storage, first_line
-from pipeline.tables import COMPANIONS, REPLICATES, STAGING, TRIAL_FILES
+from pipeline.tables import COMPANIONS, STAGING, TRIAL_FILES, replicates_schema
 
 KEY_COLUMNS = ("sweep", "trial_id", "seed", "status", "config_hash")
 STATUSES = ("ok", "diverged", "stopped", "failed")
@@ -138,7 +138,7 @@ def _check(results: Storage, trial_id: str, seeds: int | None) -> tuple[Landed |
     missing = [c for c in KEY_COLUMNS if c not in table.column_names]
     if missing:
         return None, f"lacks column(s) {', '.join(missing)}"
-    known = [f for f in REPLICATES if f.name in table.column_names]
+    known = [f for f in replicates_schema() if f.name in table.column_names]
     try:
         table = table.select([f.name for f in known]).cast(pa.schema(known))
     except (pa.ArrowException, ValueError, TypeError) as e:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import optuna
 import optuna.distributions as distributions
 
-from pipeline.spec import Range, SweepSpec
+if TYPE_CHECKING:
+    from pipeline.spec import SweepSpec
 
 
 class TuneGridSampler(optuna.samplers.GridSampler):
@@ -23,6 +25,8 @@ class TuneGridSampler(optuna.samplers.GridSampler):
 
 def search_space(spec: SweepSpec) -> dict[str, distributions.BaseDistribution]:
     """Lists are categorical; {low, high[, step][, log]} are int or float ranges by the parameter's type."""
+    from pipeline.spec import Range
+
     space: dict[str, distributions.BaseDistribution] = {}
     for name, dim in spec.searched.items():
         if not isinstance(dim, Range):
@@ -34,18 +38,25 @@ def search_space(spec: SweepSpec) -> dict[str, distributions.BaseDistribution]:
     return space
 
 
+def _grid(spec: SweepSpec, seed: int) -> optuna.samplers.BaseSampler:
+    return TuneGridSampler({k: list(v) for k, v in spec.searched.items()}, seed=seed)
+
+
+# The samplers a spec may name, each built from the spec and a seed: the one list of them.
+SAMPLERS: dict[str, Callable[[SweepSpec, int], optuna.samplers.BaseSampler]] = {
+    "grid": _grid,
+    "random": lambda spec, seed: optuna.samplers.RandomSampler(seed=seed),
+    "tpe": lambda spec, seed: optuna.samplers.TPESampler(seed=seed),
+    "qmc": lambda spec, seed: optuna.samplers.QMCSampler(seed=seed),
+    "gp": lambda spec, seed: optuna.samplers.GPSampler(seed=seed),
+}
+
+
 def sampler(spec: SweepSpec, offset: int = 0) -> optuna.samplers.BaseSampler:
     """The spec's sampler, seeded; `offset` shifts the seed (a sampler rebuilt after `offset` samples
-    does not draw the first ones again)."""
-    seed = spec.search.seed + offset
-    if spec.search.sampler == "grid":
-        return TuneGridSampler({k: list(v) for k, v in spec.searched.items()}, seed=seed)
-    return _SAMPLERS[spec.search.sampler](seed)
-
-
-_SAMPLERS = {
-    "random": lambda seed: optuna.samplers.RandomSampler(seed=seed),
-    "tpe": lambda seed: optuna.samplers.TPESampler(seed=seed),
-    "qmc": lambda seed: optuna.samplers.QMCSampler(seed=seed),
-    "gp": lambda seed: optuna.samplers.GPSampler(seed=seed),
-}
+    does not draw the first ones again). A name it does not know is refused, never replaced."""
+    try:
+        make = SAMPLERS[spec.search.sampler]
+    except KeyError:
+        raise ValueError(f"search.sampler: unknown {spec.search.sampler!r}; allowed: {', '.join(SAMPLERS)}") from None
+    return make(spec, spec.search.seed + offset)

@@ -56,7 +56,7 @@ def record_failures(spec: SweepSpec, results_seen: list, results: Storage, recor
     import ray
 
     from pipeline.recorder import control
-    from pipeline.trial import failed_rows
+    from pipeline.rows import failed_rows
     from pipeline.tune_trial import trial_labels
 
     failed = [r for r in results_seen if r.error is not None]

@@ -13,59 +13,60 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from drm.metrics import metrics
 from drm.storage import Storage
 
 STAGING = ".staging"  # results/<sweep>/.staging/<trial_id>/…: a scheduler's provisional snapshot
 COMPANIONS = (("weights", ".pt"), ("curves", ".parquet"), ("profiles", ".parquet"))  # a trial's tables besides its rows
 TRIAL_FILES = (*COMPANIONS, ("replicates", ".parquet"))  # in the order they land: replicates, the commit, last
 
-REPLICATES = pa.schema(
-    [
-        ("sweep", pa.string()),
-        ("trial_id", pa.string()),
-        ("seed", pa.int64()),
-        ("problem", pa.string()),
-        ("dim", pa.int64()),
-        ("depth", pa.int64()),
-        ("width", pa.int64()),
-        ("activation", pa.string()),
-        ("rho", pa.float64()),
-        ("fourier", pa.int64()),  # null = no map
-        ("fourier_map", pa.string()),
-        ("epsilon", pa.float64()),
-        ("penalty", pa.float64()),
-        ("lr", pa.float64()),
-        ("epochs", pa.int64()),
-        ("batch", pa.int64()),
-        ("boundary_batch", pa.int64()),
-        ("dtype", pa.string()),
-        ("device", pa.string()),
-        ("pack_size", pa.int64()),
-        ("energy", pa.float64()),
-        ("boundary_l2", pa.float64()),
-        ("loss_final", pa.float64()),
-        ("transitions", pa.int64()),
-        ("transitions_per_period", pa.float64()),
-        ("transitions_wall", pa.float64()),  # median of two lines: may be a half-integer
-        ("bands", pa.int64()),
-        ("status", pa.string()),
-        ("error", pa.string()),
-        ("wall_seconds", pa.float64()),
-        ("steps_per_second", pa.float64()),
-        ("node", pa.string()),
-        ("mlflow_run_id", pa.string()),
-        ("mlflow_parent_run_id", pa.string()),
-        ("config_hash", pa.string()),
-        ("resample", pa.bool_()),
-        ("torch_version", pa.string()),
-        ("code_version", pa.string()),
-        ("finished_at", pa.timestamp("us", tz="UTC")),
-        ("transition_threshold", pa.float64()),
-        ("diverged_step", pa.int64()),  # null unless status = diverged
-        ("steps_done", pa.int64()),
-        ("step_mode", pa.string()),  # graphed (CUDA graph) or eager, and why
-    ]
-)
+_BEFORE_METRICS = [
+    ("sweep", pa.string()),
+    ("trial_id", pa.string()),
+    ("seed", pa.int64()),
+    ("problem", pa.string()),
+    ("dim", pa.int64()),
+    ("depth", pa.int64()),
+    ("width", pa.int64()),
+    ("activation", pa.string()),
+    ("rho", pa.float64()),
+    ("fourier", pa.int64()),  # null = no map
+    ("fourier_map", pa.string()),
+    ("epsilon", pa.float64()),
+    ("penalty", pa.float64()),
+    ("lr", pa.float64()),
+    ("epochs", pa.int64()),
+    ("batch", pa.int64()),
+    ("boundary_batch", pa.int64()),
+    ("dtype", pa.string()),
+    ("device", pa.string()),
+    ("pack_size", pa.int64()),
+]
+_AFTER_METRICS = [
+    ("status", pa.string()),
+    ("error", pa.string()),
+    ("wall_seconds", pa.float64()),
+    ("steps_per_second", pa.float64()),
+    ("node", pa.string()),
+    ("mlflow_run_id", pa.string()),
+    ("mlflow_parent_run_id", pa.string()),
+    ("config_hash", pa.string()),
+    ("resample", pa.bool_()),
+    ("torch_version", pa.string()),
+    ("code_version", pa.string()),
+    ("finished_at", pa.timestamp("us", tz="UTC")),
+    ("transition_threshold", pa.float64()),
+    ("diverged_step", pa.int64()),  # null unless status = diverged
+    ("steps_done", pa.int64()),
+    ("step_mode", pa.string()),  # graphed (CUDA graph) or eager, and why
+]
+
+
+def replicates_schema() -> pa.Schema:
+    """The replicates table: the configuration and provenance, every registered metric (drm.metrics), the status."""
+    measured = [(m.name, pa.int64() if m.kind is int else pa.float64()) for m in metrics()]
+    return pa.schema([*_BEFORE_METRICS, *measured, *_AFTER_METRICS])
+
 
 CURVES = pa.schema(
     [
@@ -111,7 +112,7 @@ def write_trial(results: Storage, tables: TrialTables, *where: str) -> None:
     results.write_bytes(tables.weights, *where, "weights", f"{name}.pt")
     results.write_table(tables.curves.cast(CURVES), *where, "curves", f"{name}.parquet")
     results.write_table(tables.profiles.cast(PROFILES), *where, "profiles", f"{name}.parquet")
-    results.write_table(tables.replicates.cast(REPLICATES), *where, "replicates", f"{name}.parquet")
+    results.write_table(tables.replicates.cast(replicates_schema()), *where, "replicates", f"{name}.parquet")
 
 
 def promote(results: Storage, trial_id: str, *where: str) -> bool:
@@ -134,4 +135,4 @@ def read_replicates(results: Storage | Path | str) -> pa.Table:
     """All committed replicate rows of a results folder (temporary files are never read)."""
     results = results if isinstance(results, Storage) else Storage(results)
     tables = [results.read_table("replicates", name) for name in results.names("replicates", suffix=".parquet")]
-    return pa.concat_tables(tables) if tables else REPLICATES.empty_table()
+    return pa.concat_tables(tables, promote_options="default") if tables else replicates_schema().empty_table()

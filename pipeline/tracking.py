@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from drm.metrics import metric_names
 from drm.storage import Storage, first_line
 from pipeline.host import Process
 from pipeline.reconcile import Inventory
@@ -214,7 +215,7 @@ class Tracker:
                 return None
             return Metric(key, float(value), now, step)
 
-        final_keys = ("energy", "transitions", "bands", "transitions_wall", "transitions_per_period", "boundary_l2", "loss_final")
+        final_keys = metric_names()
         for row in rows:
             run = runs.children[row["seed"]]
             if not self.client.get_run(run).data.metrics:  # a retried trial logs its results once

@@ -13,6 +13,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from drm.config import TrainConfig
+from drm.metrics import measured_for
+from drm.problems import get_problem
 from drm.storage import Storage
 from pipeline.recorder import StorageFailed
 from pipeline.trial import run_trial
@@ -82,16 +84,12 @@ def run_train(config: TrainConfig, seeds: list[int], *, device: str, home: Path,
             print(f"drmfm: {e}; nothing of this run was kept", file=sys.stderr)
             return 1
     table = Table(title=f"{name}  ({rows['device'][0].as_py()}, {rows['step_mode'][0].as_py()}, {rows['wall_seconds'][0].as_py():.1f} s)")
-    two_d = config.dim == 2
-    columns = ["seed", "status", "energy", "transitions"] + (["transitions_wall", "bands"] if two_d else []) + ["boundary_l2", "seconds"]
-    for c in columns:
+    shown = [m for m in measured_for(get_problem(config.problem)) if m.shown is not None]
+    for c in ["seed", "status", *(m.name for m in shown), "seconds"]:
         table.add_column(c, justify="right")
     for r in rows.to_pylist():
-        cells = [str(r["seed"]), r["status"], _fmt(r["energy"]), str(r["transitions"])]
-        if two_d:
-            cells += [_fmt(r["transitions_wall"], ".1f"), str(r["bands"])]
-        cells += [_fmt(r["boundary_l2"], ".2e"), f"{r['wall_seconds']:.1f}"]
-        table.add_row(*cells)
+        cells = [_fmt(r[m.name], m.shown) for m in shown]
+        table.add_row(str(r["seed"]), r["status"], *cells, f"{r['wall_seconds']:.1f}")
     out.print(table)
     out.print(f"results: {results_dir}")
     if uri is not None:

@@ -1,20 +1,19 @@
-"""One trial: the seeds of one configuration trained as one packed model, measured, and landed as tables.
+"""One trial's path, the same for `drmfm train` and for a sweep's trial: a pack of configurations × seeds
+is trained, measured once, and each configuration lands as its own trial's tables.
 
-This is what `drmfm train` runs once and what a sweep runs per trial.
+`TrialRun` holds a trained pack with the trial id of each of its configurations; the caller says when to
+stop (the end, or a sweep's checkpoint) and where the tables land (the recorder here, or its Ray actor).
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import functools
-import io
 import socket
-import subprocess
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import torch
 
@@ -22,27 +21,8 @@ from drm.config import TrainConfig
 from drm.measure import Measurements, measure
 from drm.storage import Storage
 from drm.train import PackedTrainer
-from pipeline.figures import profile_pngs
-from pipeline.tables import REPLICATES, TrialTables
-
-
-@functools.cache
-def code_version() -> str:
-    """The package version, with the git commit when run from a checkout."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        v = version("drmfm")
-    except PackageNotFoundError:
-        v = "unknown"
-    root = Path(__file__).resolve().parent.parent
-    try:
-        sha = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True, timeout=5
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        sha = ""
-    return f"{v}+g{sha}" if sha else v
+from pipeline.rows import trial_tables
+from pipeline.tables import TrialTables
 
 
 def resolve_device(device: str) -> torch.device:
@@ -52,188 +32,50 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def weights_bytes(trainer: PackedTrainer, members: range | None = None) -> bytes:
-    """The final parameters of `members` (default all; leading axis K), with their seeds and configuration."""
-    members = members or range(trainer.model.K)
-    pick = slice(members.start, members.stop)
-    state = {
-        "config": trainer.configs[members.start].as_dict(),
-        "seeds": trainer.model.seeds[pick],
-        # Weights and biases lead with the member axis; the map's B does only when it is per member.
-        "state_dict": {
-            k: (v[pick] if not k.startswith("features.") or v.dim() == 3 else v).detach().cpu()
-            for k, v in trainer.model.state_dict().items()
-        },
-    }
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    return buffer.getvalue()
+@dataclass
+class TrialRun:
+    """A pack in training: configuration i of `trainer.pack.slices()` lands as trial `labels[i]`,
+    with MLflow runs `runs[labels[i]]` (None when nothing is tracked)."""
 
+    trainer: PackedTrainer
+    sweep: str
+    labels: list[str]
+    node: str
+    runs: dict[str, Any]
+    seconds: float = 0.0  # training time so far, a resumed checkpoint's included
 
-def _nullable(values: np.ndarray | None, k: int, cast: type) -> object:
-    if values is None or not np.isfinite(values[k]):
-        return None
-    return cast(values[k])
+    @property
+    def done(self) -> bool:
+        return self.trainer.step >= self.trainer.config.epochs
 
+    def train(self, steps: int | None = None, progress: Callable[[int, int], None] | None = None) -> float:
+        """Up to `steps` more steps (default: to the end); returns the seconds they took."""
+        start = time.perf_counter()
+        self.trainer.run(steps=steps, progress=progress)
+        if self.trainer.device.type == "cuda":
+            torch.cuda.synchronize(self.trainer.device)
+        elapsed = time.perf_counter() - start
+        self.seconds += elapsed
+        return elapsed
 
-def _measured(m: Measurements, k: int, loss_final: np.ndarray, diverged: bool) -> dict[str, object]:
-    """Member k's measurements; a diverged member's are null (its frozen weights measure nothing)."""
-    columns = {
-        "energy": (m.energy, float),
-        "boundary_l2": (m.boundary_l2, float),
-        "loss_final": (loss_final, float),
-        "transitions": (m.transitions, int),
-        "transitions_per_period": (m.transitions_per_period, float),
-        "transitions_wall": (m.transitions_wall, float),
-        "bands": (m.bands, int),
-    }
-    return {name: None if diverged else _nullable(values, k, cast) for name, (values, cast) in columns.items()}
+    def measure(self) -> Measurements:
+        return measure(self.trainer.model, self.trainer.pack, self.trainer.last_loss)
 
+    def tables(self, m: Measurements, stopped: bool = False) -> list[TrialTables]:
+        """Each configuration's tables (`stopped`: a scheduler may end the trial here, not at its last step)."""
+        return [
+            trial_tables(self.trainer, m, sweep=self.sweep, trial_id=label, wall_seconds=self.seconds, node=self.node,
+                         mlflow_runs=self.runs[label], stopped=stopped, members=members)
+            for label, (_, members) in zip(self.labels, self.trainer.pack.slices(), strict=True)
+        ]
 
-def _config_columns(c: TrainConfig) -> dict[str, object]:
-    """The resolved configuration and provenance columns of a trial's rows."""
-    names = ("problem", "depth", "width", "activation", "rho", "fourier", "fourier_map", "epsilon", "penalty", "lr",
-             "epochs", "batch", "boundary_batch", "dtype", "resample", "transition_threshold")
-    return {
-        **{name: getattr(c, name) for name in names},
-        "dim": c.dim,
-        "config_hash": c.config_hash(),
-        "torch_version": torch.__version__,
-        "code_version": code_version(),
-    }
-
-
-def replicate_rows(
-    trainer: PackedTrainer,
-    m: Measurements,
-    *,
-    sweep: str,
-    trial_id: str,
-    wall_seconds: float,
-    node: str,
-    mlflow_runs: tuple[str, dict[int, str]] | None = None,
-    stopped: bool = False,
-    members: range | None = None,
-) -> pa.Table:
-    """One row per seed of `members` (default all), which share one configuration.
-
-    `stopped`: the trial may end here (a scheduler's snapshot), not at its last step.
-    """
-    members = members or range(trainer.model.K)
-    c = trainer.configs[members.start]
-    status = [("stopped" if stopped and s == "ok" else s) for s in trainer.status()]
-    parent, children = mlflow_runs if mlflow_runs is not None else (None, {})
-    diverged_step = trainer.diverged_step.cpu().tolist()
-    loss_final = trainer.last_loss.cpu().numpy()
-    finished = dt.datetime.now(dt.timezone.utc)
-    rows = []
-    for k in members:
-        seed = trainer.model.seeds[k]
-        rows.append(
-            {
-                "sweep": sweep,
-                "trial_id": trial_id,
-                "seed": seed,
-                **_config_columns(c),
-                "device": str(trainer.device),
-                "pack_size": trainer.model.K,
-                **_measured(m, k, loss_final, diverged=status[k] == "diverged"),
-                "status": status[k],
-                "error": f"non-finite loss at step {diverged_step[k]}" if status[k] == "diverged" else None,
-                "wall_seconds": wall_seconds,
-                "steps_per_second": trainer.step / wall_seconds if wall_seconds > 0 else None,
-                "node": node,
-                "mlflow_run_id": children.get(seed),
-                "mlflow_parent_run_id": parent,
-                "finished_at": finished,
-                "diverged_step": diverged_step[k] if diverged_step[k] >= 0 else None,
-                "steps_done": trainer.step,
-                "step_mode": trainer.step_mode,
-            }
-        )
-    return pa.Table.from_pylist(rows, schema=REPLICATES)
-
-
-def failed_rows(config: TrainConfig, seeds: list[int], *, sweep: str, trial_id: str, error: str) -> pa.Table:
-    """Rows of a trial that failed (its retries spent): the configuration, status `failed`, the error."""
-    finished = dt.datetime.now(dt.timezone.utc)
-    base = {
-        "sweep": sweep, "trial_id": trial_id, **_config_columns(config), "pack_size": len(seeds),
-        "status": "failed", "error": error, "finished_at": finished,
-    }
-    return pa.Table.from_pylist([{**base, "seed": seed} for seed in seeds], schema=REPLICATES)
-
-
-def curve_rows(trainer: PackedTrainer, *, sweep: str, trial_id: str, members: range | None = None) -> pa.Table:
-    members = members or range(trainer.model.K)
-    pick = slice(members.start, members.stop)
-    curves = trainer.curves()
-    loss, energy_mc = curves.loss[:, pick], curves.energy_mc[:, pick]
-    n, K = loss.shape
-    return pa.table(
-        {
-            "sweep": [sweep] * (n * K),
-            "trial_id": [trial_id] * (n * K),
-            "seed": np.repeat(np.array(trainer.model.seeds[pick]), n),
-            "step": np.tile(curves.steps, K),
-            "loss": loss.T.reshape(-1).astype(np.float64),
-            "energy_mc": energy_mc.T.reshape(-1).astype(np.float64),
-            "lr": np.tile(curves.lr, K),
-        }
-    )
-
-
-def profile_rows(seeds: list[int], m: Measurements, *, sweep: str, trial_id: str, members: range | None = None) -> pa.Table:
-    members = members or range(len(seeds))
-    pick = slice(members.start, members.stop)
-    seeds, profile_u, profile_du = seeds[pick], m.profile_u[pick], m.profile_du[pick]
-    K = len(seeds)
-    if "y" in m.grid:
-        yy, xx = np.meshgrid(m.grid["y"], m.grid["x"], indexing="ij")  # (ny, nx) like the profiles
-        x, y = np.tile(xx.reshape(-1), K), np.tile(yy.reshape(-1), K)
-    else:
-        x, y = np.tile(m.grid["x"], K), None
-    n = profile_u[0].size
-    return pa.table(
-        {
-            "sweep": [sweep] * (n * K),
-            "trial_id": [trial_id] * (n * K),
-            "seed": np.repeat(np.array(seeds), n),
-            "x": x.astype(np.float32),
-            "y": y.astype(np.float32) if y is not None else pa.nulls(n * K, pa.float32()),
-            "u": profile_u.reshape(-1).astype(np.float32),
-            "du": profile_du.reshape(-1).astype(np.float32),
-        }
-    )
-
-
-def trial_tables(
-    trainer: PackedTrainer,
-    m: Measurements,
-    *,
-    sweep: str,
-    trial_id: str,
-    wall_seconds: float,
-    node: str,
-    mlflow_runs: tuple[str, dict[int, str]] | None = None,
-    stopped: bool = False,
-    members: range | None = None,
-) -> TrialTables:
-    """The rows, curves, profiles and weights of `members` (default all; one configuration), and,
-    when they have MLflow runs, their figures."""
-    replicates = replicate_rows(
-        trainer, m, sweep=sweep, trial_id=trial_id, wall_seconds=wall_seconds, node=node, mlflow_runs=mlflow_runs,
-        stopped=stopped, members=members,
-    )
-    profiles = profile_rows(trainer.model.seeds, m, sweep=sweep, trial_id=trial_id, members=members)
-    return TrialTables(
-        trial_id=trial_id,
-        replicates=replicates,
-        curves=curve_rows(trainer, sweep=sweep, trial_id=trial_id, members=members),
-        profiles=profiles,
-        weights=weights_bytes(trainer, members),
-        figures=profile_pngs(profiles, f"{sweep} {trial_id}") if mlflow_runs is not None and not stopped else {},
-    )
+    def land(self, land: Callable[[TrialTables, Any], None]) -> tuple[Measurements, list[TrialTables]]:
+        """Measure once, and land every configuration's tables with `land(tables, its runs)`."""
+        m = self.measure()
+        landed = self.tables(m)
+        for t in landed:
+            land(t, self.runs[t.trial_id])
+        return m, landed
 
 
 def run_trial(
@@ -248,24 +90,18 @@ def run_trial(
     tracking_uri: str | None = None,
     experiment: str = "train",
 ) -> pa.Table:
-    """Train, measure and land one trial; returns its replicate rows (one per seed).
+    """Train, measure and land one trial (`drmfm train`); returns its replicate rows (one per seed).
 
     With `tracking_uri`, the trial is also recorded in MLflow, in `experiment` (which must exist).
     """
     from pipeline.recorder import Recorder
 
     config = config.resolve()
-    where = resolve_device(device)
     # On CUDA a step is replayed from a CUDA graph (a small network's step is launch-bound).
-    trainer = PackedTrainer(config, seeds, where)
+    trainer = PackedTrainer(config, seeds, resolve_device(device))
     recorder = Recorder(Storage(results_dir), tracking_uri, experiment, sweep)
     runs = recorder.open_runs(trial_id, config.as_dict(), config.config_hash(), seeds)
-    start = time.perf_counter()
-    trainer.run(progress=progress)
-    if trainer.device.type == "cuda":
-        torch.cuda.synchronize(trainer.device)
-    wall = time.perf_counter() - start
-    m = measure(trainer.model, config)
-    tables = trial_tables(trainer, m, sweep=sweep, trial_id=trial_id, wall_seconds=wall, node=socket.gethostname(), mlflow_runs=runs)
-    recorder.land(tables, runs)
+    run = TrialRun(trainer, sweep, [trial_id], socket.gethostname(), {trial_id: runs})
+    run.train(progress=progress)
+    _, (tables,) = run.land(recorder.land)
     return tables.replicates

@@ -22,10 +22,11 @@ import numpy as np
 import torch
 
 from drm.config import TrainConfig, pack_key
-from drm.measure import Measurements, measure
+from drm.measure import Measurements
+from drm.metrics import metric_names
 from drm.train import PackedTrainer
-from pipeline.spec import METRICS, SweepSpec
-from pipeline.trial import trial_tables
+from pipeline.spec import SweepSpec
+from pipeline.trial import TrialRun
 
 _SLICE_STEPS = 500  # steps between looks at the clock
 _CHECKPOINT_SECONDS = 30.0  # default time between checkpoints
@@ -42,15 +43,10 @@ class TrialContext:
 
 
 def _measured_columns(m: Measurements, trainer: PackedTrainer) -> list[dict[str, float]]:
-    """One dict per member: its status and every result metric (NaN where not measured)."""
-    per_member = {
-        "energy": m.energy, "transitions": m.transitions, "bands": m.bands, "transitions_wall": m.transitions_wall,
-        "transitions_per_period": m.transitions_per_period, "boundary_l2": m.boundary_l2,
-        "loss_final": trainer.last_loss.detach().cpu().numpy(),
-    }
+    """One dict per member: its status and every metric (NaN where not measured)."""
     statuses = trainer.status()
     return [
-        {"status": statuses[k], **{name: np.nan if per_member[name] is None else float(per_member[name][k]) for name in METRICS}}
+        {"status": statuses[k], **{name: np.nan if values is None else float(values[k]) for name, values in m.values.items()}}
         for k in range(trainer.model.K)
     ]
 
@@ -62,7 +58,7 @@ def objective_metrics(seeds: list[dict[str, Any]], agg: str, step: int) -> dict[
     """
     ok = [s for s in seeds if s["status"] == "ok"]
     out = {}
-    for name in METRICS:
+    for name in metric_names():
         values = np.array([np.nan if s.get(name) is None else s[name] for s in ok], dtype=float)
         values = values[np.isfinite(values)]
         out[name] = float(_AGG[agg](values)) if values.size else float("nan")
@@ -109,76 +105,81 @@ def run_tune_trial(params: dict[str, Any], ctx: TrialContext) -> None:
         ray.get(ctx.recorder.count.remote(0.0, time.perf_counter() - began))
         tune.report({**objective_metrics(earlier, spec.objective.agg, last_step), "trained_seconds": 0.0})
         return
-    configs, labels = [configs[j] for j in todo], [labels[j] for j in todo]
     torch.set_num_threads(max(1, int(spec.resources.cpu)))
-    device = "cuda" if torch.cuda.is_available() and ray.get_gpu_ids() else "cpu"
-    seeds = list(range(spec.seeds))
-    groups = pack_groups(configs)
-    # Member order in a pack: configuration by configuration, each with all its seeds.
-    trainers = [PackedTrainer([configs[j] for j in group for _ in seeds], seeds * len(group), device) for group in groups]
-    trained_seconds = [0.0] * len(groups)
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as folder:
-            state = torch.load(Path(folder) / "state.pt", map_location=trainers[0].device)
-        # A pack resumes from its own state, matched by its configurations (a checkpoint of an
-        # earlier version, without them, by position).
-        keys = [tuple(configs[j].config_hash() for j in group) for group in groups]
-        saved = dict(zip(map(tuple, state.get("packs", keys)), zip(state["trainers"], state["trained_seconds"])))
-        for g, key in enumerate(keys):
-            if key in saved:
-                trainers[g].load_state_dict(saved[key][0])
-                trained_seconds[g] = saved[key][1]
-    node = ray.get_runtime_context().get_node_id() or socket.gethostname()
-    runs = {
-        label: ray.get(ctx.recorder.open_runs.remote(label, c.as_dict(), c.config_hash(), seeds)) if ctx.tracking else None
-        for label, c in zip(labels, configs)
-    }
-    packs = Packs(spec, groups, labels, trainers, trained_seconds, earlier=earlier)
+    packs = Packs(spec, _packs(ctx, [configs[j] for j in todo], [labels[j] for j in todo]), earlier=earlier)
     try:
-        _train_and_land(packs, node, ctx.recorder, runs, began)
+        _train_and_land(packs, ctx.recorder, began)
     except Exception:
         # Tune may retry it: the retry finds these runs by their tags and reopens them. The runs of
         # configurations that have landed stay as they are (FINISHED, beside their rows).
+        runs = {label: r for run in packs.runs for label, r in run.runs.items()}
         ray.get([ctx.recorder.fail_runs.remote(r) for label, r in runs.items() if label not in packs.landed], timeout=60)
         raise
 
 
+def _packs(ctx: TrialContext, configs: list[TrainConfig], labels: list[str]) -> list[TrialRun]:
+    """The trial's configurations as packed models (those that share a shape train together), each resumed
+    from Tune's checkpoint where it has one, with its MLflow runs open."""
+    import ray
+    from ray import tune
+
+    spec = ctx.spec
+    device = "cuda" if torch.cuda.is_available() and ray.get_gpu_ids() else "cpu"
+    node = ray.get_runtime_context().get_node_id() or socket.gethostname()
+    seeds = list(range(spec.seeds))
+    runs = []
+    for group in pack_groups(configs):
+        # Member order in a pack: configuration by configuration, each with all its seeds.
+        trainer = PackedTrainer([configs[j] for j in group for _ in seeds], seeds * len(group), device)
+        opened = {
+            labels[j]: ray.get(ctx.recorder.open_runs.remote(labels[j], configs[j].as_dict(), configs[j].config_hash(), seeds))
+            if ctx.tracking else None
+            for j in group
+        }
+        runs.append(TrialRun(trainer, spec.name, [labels[j] for j in group], node, opened))
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            state = torch.load(Path(folder) / "state.pt", map_location=runs[0].trainer.device)
+        # A pack resumes from its own state, matched by its configurations (a checkpoint of an
+        # earlier version, without them, by position).
+        keys = [_key(run) for run in runs]
+        saved = dict(zip(map(tuple, state.get("packs", keys)), zip(state["trainers"], state["trained_seconds"])))
+        for run, key in zip(runs, keys):
+            if key in saved:
+                run.trainer.load_state_dict(saved[key][0])
+                run.seconds = saved[key][1]
+    return runs
+
+
+def _key(run: TrialRun) -> tuple[str, ...]:
+    """A pack's configurations, as its checkpoint names them."""
+    return tuple(config.config_hash() for config, _ in run.trainer.pack.slices())
+
+
 @dataclass
 class Packs:
-    """A trial's packed models: trainers[g] trains configurations groups[g] (landing as labels[j])."""
+    """A trial's packed models, trained one after the other."""
 
     spec: SweepSpec
-    groups: list[list[int]]
-    labels: list[str]
-    trainers: list[PackedTrainer]
-    trained_seconds: list[float]
+    runs: list[TrialRun]
     earlier: list[dict] = field(default_factory=list)  # rows of this trial's configurations that had landed before
     landed: set[str] = field(default_factory=set)
     session_seconds: float = 0.0  # training time in this process (what this run of the driver paid for)
 
     def state(self) -> dict:
         return {
-            "packs": [[t.configs[self.spec.seeds * i].config_hash() for i in range(len(group))] for t, group in zip(self.trainers, self.groups)],
-            "trainers": [t.state_dict() for t in self.trainers],
-            "trained_seconds": list(self.trained_seconds),
+            "packs": [list(_key(run)) for run in self.runs],
+            "trainers": [run.trainer.state_dict() for run in self.runs],
+            "trained_seconds": [run.seconds for run in self.runs],
         }
-
-    def tables(self, g: int, m: Measurements, node: str, runs: dict, stopped: bool = False) -> list:
-        """Each configuration of pack g as its own trial's tables."""
-        S = self.spec.seeds
-        return [
-            trial_tables(self.trainers[g], m, sweep=self.spec.name, trial_id=self.labels[j], wall_seconds=self.trained_seconds[g],
-                         node=node, mlflow_runs=runs[self.labels[j]], stopped=stopped, members=range(i * S, (i + 1) * S))
-            for i, j in enumerate(self.groups[g])
-        ]
 
     def objective(self, measured: list[tuple[Measurements, PackedTrainer]]) -> dict[str, float]:
         seeds = [*self.earlier, *(s for m, trainer in measured for s in _measured_columns(m, trainer))]
         return objective_metrics(seeds, self.spec.objective.agg, measured[-1][1].step)
 
 
-def _train_and_land(packs: Packs, node: str, recorder, runs: dict, began: float) -> None:
+def _train_and_land(packs: Packs, recorder, began: float) -> None:
     import ray
     from ray import tune
 
@@ -188,34 +189,29 @@ def _train_and_land(packs: Packs, node: str, recorder, runs: dict, began: float)
     every = spec.checkpoint_every or _SLICE_STEPS
     since_checkpoint = 0.0
     done = []
-    for g, trainer in enumerate(packs.trainers):
-        epochs = trainer.config.epochs
-        while trainer.step < epochs:
-            start = time.perf_counter()
-            trainer.run(steps=every - trainer.step % every)
-            if trainer.device.type == "cuda":
-                torch.cuda.synchronize(trainer.device)
-            elapsed = time.perf_counter() - start
-            packs.trained_seconds[g] += elapsed
+    for run in packs.runs:
+        trainer = run.trainer
+        while not run.done:
+            elapsed = run.train(steps=every - trainer.step % every)
             packs.session_seconds += elapsed
             since_checkpoint += elapsed
-            if trainer.step >= epochs:
-                break
-            if spec.checkpoint_every is None and since_checkpoint < _CHECKPOINT_SECONDS:
+            if run.done or (spec.checkpoint_every is None and since_checkpoint < _CHECKPOINT_SECONDS):
                 continue
             since_checkpoint = 0.0
-            m = measure(trainer.model, trainer.configs)
+            m = run.measure()
             if spec.scheduler is not None:
                 # The scheduler may end the trial after this report. Its state here is staged as
                 # `stopped`; the driver promotes it to the tables only if the trial does end here.
-                ray.get([recorder.stage.remote(t) for t in packs.tables(g, m, node, runs, stopped=True)])
+                ray.get([recorder.stage.remote(t) for t in run.tables(m, stopped=True)])
             with tempfile.TemporaryDirectory() as folder:
                 torch.save(packs.state(), Path(folder) / "state.pt")
                 tune.report(packs.objective([*done, (m, trainer)]), checkpoint=tune.Checkpoint.from_directory(folder))
-        m = measure(trainer.model, trainer.configs)
-        for t in packs.tables(g, m, node, runs):
-            ray.get(recorder.land.remote(t, runs[t.trial_id]))
-            packs.landed.add(t.trial_id)
+
+        def land(tables, runs) -> None:
+            ray.get(recorder.land.remote(tables, runs))
+            packs.landed.add(tables.trial_id)
+
+        m, _ = run.land(land)
         done.append((m, trainer))
     ray.get(recorder.count.remote(packs.session_seconds, time.perf_counter() - began))
-    tune.report({**packs.objective(done), "trained_seconds": sum(packs.trained_seconds)})
+    tune.report({**packs.objective(done), "trained_seconds": sum(run.seconds for run in packs.runs)})

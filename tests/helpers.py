@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from drm.config import TrainConfig
+from drm.problems import get_problem
 from pipeline.tables import read_replicates
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -156,7 +157,7 @@ def mlflow_whole(home: Path, name: str, configurations: int, seeds: int) -> None
 def small(problem: str, **overrides) -> TrainConfig:
     """A small configuration of `problem` for exact-comparison tests (float64, narrow, few points)."""
     base = {"problem": problem, "width": 24, "depth": 3, "dtype": "float64", "epochs": 200}
-    if problem == "twin_branching":
+    if get_problem(problem).dim > 1:  # the boundary in equal shares on each edge
         base.update(batch=48, boundary_batch=40)
     else:
         base.update(batch=32)

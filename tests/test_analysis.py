@@ -15,9 +15,10 @@ from analysis.effects import effects
 from analysis.models import fit_counts
 from analysis.reproduction import reproduction
 from analysis.stats import bootstrap_ci, holm, wilson_ci
-from analysis.summary import configuration_key, p2_reference, summarise
+from analysis.summary import configuration_key, summarise
+from drm.problems import get_problem
 from drm.storage import Storage
-from pipeline.tables import CURVES, PROFILES, REPLICATES, TrialTables, write_trial
+from pipeline.tables import CURVES, PROFILES, TrialTables, replicates_schema, write_trial
 from tests.helpers import drmfm, frame
 
 
@@ -127,7 +128,7 @@ def test_wilson_and_holm_match_statsmodels():
 
 
 def test_the_p2_reference_is_the_zigzag_energy():
-    assert p2_reference(np.array([0, 1, 2, 16])) == pytest.approx([1.0, 1 / 12, 1 / 48, 1 / 3072])
+    assert get_problem("double_well_u2").energy_reference(np.array([0, 1, 2, 16])) == pytest.approx([1.0, 1 / 12, 1 / 48, 1 / 3072])
 
 
 def synthetic_folder(folder, statuses: dict[str, int] | None = None) -> Storage:
@@ -154,7 +155,7 @@ def synthetic_folder(folder, statuses: dict[str, int] | None = None) -> Storage:
                              "transitions": None if bad else int(t[seed]) + (1000 if status[seed] == "stopped" else 0),
                              "transitions_per_period": None if bad or i is None else t[seed] / 2 ** (i - 1),
                              "status": status[seed], "config_hash": trial})
-            replicates = pa.Table.from_pylist(rows, schema=REPLICATES)
+            replicates = pa.Table.from_pylist(rows, schema=replicates_schema())
             curves = pa.table({"sweep": ["syn"] * 20 * n, "trial_id": [trial] * 20 * n, "seed": np.repeat(np.arange(n), 20),
                                "step": np.tile(np.arange(20) * 50, n), "loss": rng.uniform(0.01, 1, 20 * n),
                                "energy_mc": rng.uniform(0.01, 1, 20 * n), "lr": np.full(20 * n, 1e-4)}).cast(CURVES)
@@ -300,7 +301,7 @@ def test_2d_profiles_are_drawn_as_u_y_fields(tmp_path):
     profiles = pa.table({"sweep": ["s"] * field.size, "trial_id": ["t"] * field.size, "seed": [0] * field.size,
                          "x": xx.reshape(-1).astype(np.float32), "y": yy.reshape(-1).astype(np.float32),
                          "u": field, "du": field}).cast(PROFILES)
-    write_trial(results, TrialTables("t", REPLICATES.empty_table(), CURVES.empty_table(), profiles, b""))
+    write_trial(results, TrialTables("t", replicates_schema().empty_table(), CURVES.empty_table(), profiles, b""))
     rows = frame({(3, 2): np.array([4])}, problem="twin_branching")
     rows["source"], rows["trial_id"] = results.location, "t"
     drawn = figures.profiles(rows, "twin_branching", ["problem", "depth"])

@@ -10,7 +10,7 @@ import pytest
 
 from analysis.analyze import analyze
 from drm.storage import Storage
-from pipeline.tables import CURVES, PROFILES, REPLICATES, TrialTables, write_trial
+from pipeline.tables import CURVES, PROFILES, TrialTables, replicates_schema, write_trial
 
 PROBLEMS = {"double_well": 1, "twin_branching": 2}
 
@@ -55,7 +55,7 @@ def study(folder, configurations: list[dict], seeds: int = 4, problem: str = "do
         profiles = pa.table({"sweep": ["s"] * n * seeds, "trial_id": [trial] * n * seeds, "seed": np.repeat(np.arange(seeds), n),
                              "x": np.tile(x, seeds).astype(np.float32), "y": y, "u": np.tile(u, seeds).astype(np.float32),
                              "du": np.tile(du, seeds).astype(np.float32)}).cast(PROFILES)
-        write_trial(results, TrialTables(trial, pa.Table.from_pylist(rows, schema=REPLICATES), curves, profiles, b""))
+        write_trial(results, TrialTables(trial, pa.Table.from_pylist(rows, schema=replicates_schema()), curves, profiles, b""))
     return results.location
 
 

@@ -14,14 +14,14 @@ ROOT = Path(__file__).resolve().parent.parent
 def imported(package: str) -> dict[str, set[str]]:
     """Per module of `package`, the top-level packages it imports (anywhere in the file)."""
     out = {}
-    for path in sorted((ROOT / package).glob("*.py")):
+    for path in sorted((ROOT / package).rglob("*.py")):
         names = set()
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):
                 names |= {alias.name.split(".")[0] for alias in node.names}
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                 names.add(node.module.split(".")[0])
-        out[path.name] = names
+        out[str(path.relative_to(ROOT))] = names
     return out
 
 
@@ -29,3 +29,38 @@ def imported(package: str) -> dict[str, set[str]]:
 def test_a_layer_imports_nothing_above_it(package, forbidden):
     offending = {module: sorted(names & forbidden) for module, names in imported(package).items() if names & forbidden}
     assert offending == {}
+
+
+def _sources():
+    for package in ("drm", "pipeline", "analysis"):
+        yield from sorted((ROOT / package).rglob("*.py"))
+
+
+def test_modules_and_functions_fit_on_a_screen():
+    """STYLE.md: modules of 100-400 lines (a little over is a judgement, not a split), functions of at most ~60."""
+    long_modules = {str(p.relative_to(ROOT)): n for p in _sources() if (n := len(p.read_text().splitlines())) > 420}
+    long_functions = {
+        f"{p.relative_to(ROOT)}:{node.name}": node.end_lineno - node.lineno + 1
+        for p in _sources()
+        for node in ast.walk(ast.parse(p.read_text()))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno - node.lineno + 1 > 60
+    }
+    assert long_modules == {} and long_functions == {}
+
+
+def test_no_code_outside_the_problems_branches_on_a_problem_s_name():
+    """A comparison with a problem's name (==, !=, in) outside drm/problems: what the Problem should say."""
+    from drm.problems import PROBLEMS
+
+    names = set(PROBLEMS)
+    branching = []
+    for path in _sources():
+        if path.is_relative_to(ROOT / "drm" / "problems"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Compare):
+                operands = [node.left, *node.comparators]
+                literals = {c.value for o in operands for c in ast.walk(o) if isinstance(c, ast.Constant) and isinstance(c.value, str)}
+                if literals & names:
+                    branching.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert branching == []

@@ -12,6 +12,7 @@ import torch
 from analysis.ntk import decay_exponent, decay_fit, decay_table, fit_range, gram, grid_points, jacobians, k2_claim, numerical_rank, spectra
 from drm.config import TrainConfig
 from drm.network import initial_parameters, layer_sizes
+from drm.problems import get_problem
 from tests.helpers import drmfm
 
 
@@ -45,7 +46,7 @@ def explicit_jacobians(depth: int, width: int, fourier: int, x: torch.Tensor) ->
 
 
 def test_the_gram_matrices_equal_an_explicit_jacobian_product():
-    x = grid_points(1, 7)
+    x = grid_points(get_problem("double_well"), 7)
     config = TrainConfig(problem="double_well", depth=2, width=5, fourier=1, activation="tanh")
     j_u, j_x = jacobians(config, x)
     e_u, e_x = explicit_jacobians(2, 5, 1, x)
@@ -60,7 +61,7 @@ def test_the_gram_matrices_are_symmetric_positive_semidefinite(problem):
         lam = s.eigenvalues
         assert lam[0] > 0 and lam.min() >= -1e-10 * lam[0]
         assert np.all(np.diff(lam) <= 1e-12 * lam[0])  # sorted, descending
-    g = gram(*jacobians(TrainConfig(problem=problem, depth=2, width=16, fourier=2), grid_points(2 if problem == "twin_branching" else 1, 24)))
+    g = gram(*jacobians(TrainConfig(problem=problem, depth=2, width=16, fourier=2), grid_points(get_problem(problem), 24)))
     assert np.array_equal(g, g.T)
 
 

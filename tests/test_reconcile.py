@@ -12,7 +12,7 @@ from drm.storage import Storage
 from drm.train import PackedTrainer
 from pipeline.reconcile import inspect, repair
 from pipeline.tables import read_replicates, write_trial
-from pipeline.trial import failed_rows, trial_tables
+from pipeline.rows import failed_rows, trial_tables
 from tests.helpers import small
 
 SEEDS = 2

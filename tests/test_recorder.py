@@ -14,7 +14,7 @@ from drm.train import PackedTrainer
 from pipeline.reconcile import inspect
 from pipeline.recorder import Recorder, StorageFailed
 from pipeline.tables import STAGING, read_replicates, write_trial
-from pipeline.trial import failed_rows, trial_tables
+from pipeline.rows import failed_rows, trial_tables
 from tests.helpers import small
 
 

@@ -157,3 +157,14 @@ def test_runs_stuck_at_zero_get_an_odds_ratio_where_one_exists():
     assert np.isfinite(r["estimate"]) and "logistic" in r["model"]
     text = said(claims.sentences(found, data, "twin_branching"), "Stuck at u ≡ 0")
     assert f"The odds of it change by {claims.ratio(r)} with each step of i; {claims.holm_p(r)}." in text
+
+
+def test_a_level_that_counted_zero_in_every_run_gets_no_interval_but_a_permutation_p():
+    """Plain DRM at 0 in all 4 seeds, the map at 7: the log-ratio is infinite, and a Wald interval at
+    wherever the fit stopped would be an artefact. The exact two-sided permutation p is 2/C(8, 4) = 1/35."""
+    found = effects(frame({(3, None): np.zeros(4), (3, 2): np.full(4, 7)}))
+    r = row(found, "transitions", "fourier_on")
+    assert pd.isna(r["estimate"]) and pd.isna(r["ci_low"]) and pd.isna(r["ci_high"]) and "separation" in r["model"]
+    assert r["p_value"] < 0.1  # Monte Carlo over 200 permutations of an exact 1/35
+    sentence = said(claims.sentences(found, frame({(3, None): np.zeros(4), (3, 2): np.full(4, 7)}), "double_well"), "Map on")
+    assert "no finite ratio" in sentence and "permutation test" in sentence

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from drm.sampling import boundary_points, interior_points
+from drm.problems import Interval, UnitSquare
+from drm.sampling import interior_points
 
 
 def test_points_depend_only_on_seed_and_step():
@@ -33,13 +34,13 @@ def test_points_are_uniform_in_the_open_unit_cube():
 
 
 def test_boundary_points_1d_are_the_end_points():
-    b = boundary_points(torch.tensor([1, 2]), 3, 2, 1, torch.float64)
+    b = Interval().boundary_points(torch.tensor([1, 2]), 3, 2, torch.float64)
     assert b.shape == (2, 2, 1)
     assert b[:, :, 0].tolist() == [[0.0, 1.0], [0.0, 1.0]]
 
 
 def test_boundary_points_2d_lie_on_each_edge_in_equal_shares():
-    b = boundary_points(torch.tensor([0, 1]), 3, 400, 2, torch.float64)
+    b = UnitSquare().boundary_points(torch.tensor([0, 1]), 3, 400, torch.float64)
     assert b.shape == (2, 400, 2)
     x, y = b[..., 0], b[..., 1]
     on_edge = (x == 0) | (x == 1) | (y == 0) | (y == 1)

@@ -140,3 +140,19 @@ def test_packed_dimensions_leave_the_search_and_ride_in_every_trial():
     from pipeline.samplers import search_space
 
     assert list(search_space(spec)) == ["depth"]
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")  # Optuna's notice that qmc and gp may change
+def test_every_sampler_a_spec_may_name_is_built_and_an_unknown_one_is_refused():
+    import dataclasses
+
+    from pipeline.samplers import SAMPLERS, sampler
+
+    for name in SAMPLERS:  # the names the spec accepts are the ones that build
+        raw = _with(lambda r, name=name: r.setdefault("search", {}).update(sampler=name, **({} if name == "grid" else {"num_samples": 2})))
+        assert type(sampler(parse_spec(raw))).__name__.lower().startswith(name.replace("grid", "tunegrid"))
+    spec = parse_spec(BASE)
+    with pytest.raises(ValueError, match="search.sampler: unknown 'cmaes'; allowed: grid, random, tpe, qmc, gp"):
+        sampler(dataclasses.replace(spec, search=dataclasses.replace(spec.search, sampler="cmaes")))
+    with pytest.raises(SpecError, match="unknown 'cmaes'"):
+        parse_spec(_with(lambda r: r.setdefault("search", {}).update(sampler="cmaes", num_samples=2)))

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pytest
 
 from drm.storage import Storage
-from pipeline.tables import CURVES, PROFILES, REPLICATES, TrialTables, committed, promote, read_replicates, write_trial
+from pipeline.tables import CURVES, PROFILES, TrialTables, committed, promote, read_replicates, replicates_schema, write_trial
 from tests.helpers import drmfm
 
 BUCKET = "drmfm-test"
@@ -60,7 +60,7 @@ def _boto_credentials() -> dict:
 def _trial(trial_id: str, n: int) -> TrialTables:
     """A trial's tables with n seed rows (configuration columns null: storage does not read them)."""
     given = {"sweep": ["s"] * n, "trial_id": [trial_id] * n, "seed": list(range(n)), "status": ["ok"] * n}
-    replicates = pa.table({f.name: pa.array(given[f.name], f.type) if f.name in given else pa.nulls(n, f.type) for f in REPLICATES})
+    replicates = pa.table({f.name: pa.array(given[f.name], f.type) if f.name in given else pa.nulls(n, f.type) for f in replicates_schema()})
     return TrialTables(trial_id, replicates, CURVES.empty_table(), PROFILES.empty_table(), weights=b"w" * 10)
 
 

@@ -1,4 +1,4 @@
-"""Checks of drm.metrics against analytic counts and a plain-Python reference."""
+"""Checks of drm.counts against analytic counts and a plain-Python reference."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections import deque
 import numpy as np
 import pytest
 
-from drm.metrics import count_bands, count_transitions, trapezoid_weights
+from drm.counts import count_bands, count_transitions, trapezoid_weights
 
 KS = (1, 3, 8)
 X = np.linspace(0.0, 1.0, 20001)

@@ -1,0 +1,113 @@
+"""The contract every registered problem keeps (the paper's, and any a package installs: tests/test_plugin.py
+runs this module with the example plugin installed). Written once, run on each problem."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from drm.config import TrainConfig
+from drm.measure import measure, quadrature_energy
+from drm.metrics import measured_for
+from drm.problems import PROBLEMS, Problem, get_problem
+from drm.reference import ReferenceNet, reference_loss
+from drm.train import PackedTrainer, build_model, member_loss
+from tests.helpers import small
+
+
+@pytest.fixture(params=list(PROBLEMS))
+def problem(request) -> Problem:
+    return get_problem(request.param)
+
+
+def _smooth(problem: Problem):
+    """u = 0.3 Π sin(π x_i) · (1 + 0.5 x_a), zero on ∂[0, 1]^d, and its exact ∇u and u_2 along the oscillation axis a."""
+    a = problem.oscillation_axis
+
+    def fields(points: torch.Tensor):  # points (N, d) -> u (1, N), grad (1, N, d), u_2 (1, N)
+        x = points.detach().to(torch.float64).clone().requires_grad_(True)
+        u = 0.3 * torch.sin(torch.pi * x).prod(dim=1) * (1 + 0.5 * x[:, a])
+        (grad,) = torch.autograd.grad(u.sum(), x, create_graph=True)
+        (row,) = torch.autograd.grad(grad[:, a].sum(), x)
+        return u.detach()[None], grad.detach()[None], row[:, a][None]
+
+    return fields
+
+
+def _gauss_legendre(problem: Problem, fields, epsilon: float, nodes: int = 96) -> float:
+    """∫_D W by tensor Gauss-Legendre on [0, 1]^d: exact to round-off for this smooth integrand (the truth)."""
+    t, w = np.polynomial.legendre.leggauss(nodes)
+    t, w = (t + 1) / 2, w / 2
+    grids = np.meshgrid(*[t] * problem.dim, indexing="ij")
+    weights = np.prod(np.meshgrid(*[w] * problem.dim, indexing="ij"), axis=0).reshape(-1)
+    points = torch.tensor(np.stack([g.reshape(-1) for g in grids], axis=1))
+    u, grad, u_2 = fields(points)
+    eps = torch.tensor([[epsilon]], dtype=torch.float64)
+    return float((problem.density(points[None], u, grad, u_2, eps)[0].numpy() * weights).sum())
+
+
+@pytest.mark.parametrize("epsilon", [0.0, 0.1])
+def test_the_measurement_quadrature_of_a_smooth_function_equals_gauss_legendre(problem, epsilon):
+    fields = _smooth(problem)
+    energy = float(quadrature_energy(problem, epsilon, fields)[0])
+    truth = _gauss_legendre(problem, fields, epsilon)
+    grid = problem.domain.quadrature(torch.float64, "cpu")
+    h = 1.0 / (grid.shape[0] - 1)
+    assert energy == pytest.approx(truth, rel=20 * h**2, abs=1e-12)  # the trapezoid rule's second order
+    assert float(grid.weights.sum()) == pytest.approx(1.0, rel=1e-12)  # |D| = 1
+
+
+def test_streams_equal_autograd_and_the_packed_loss_equals_the_plain_one(problem):
+    """Derivatives carried forward equal autograd's, and so does the loss built on them (float64, 1e-10)."""
+    config = small(problem.name, activation="tanh", epsilon=0.05, fourier=2)
+    trainer = PackedTrainer(config, [3, 11])
+    x, x_boundary = trainer.points(torch.tensor(5))
+    loss, _ = member_loss(trainer.model, trainer.pack, x, x_boundary, trainer.epsilon)
+    a = problem.oscillation_axis
+    jet = trainer.model.jet(x, x_boundary, a)
+    for k, seed in enumerate([3, 11]):
+        net = ReferenceNet(config, seed)
+        xk = x[k].clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(net(xk).sum(), xk, create_graph=True)
+        (row,) = torch.autograd.grad(grad[:, a].sum(), xk, retain_graph=True)
+        torch.testing.assert_close(jet.grad[k], grad, rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(jet.u_2[k], row[:, a], rtol=1e-10, atol=1e-10)
+        plain, _ = reference_loss(net, config, x[k], x_boundary[k])
+        torch.testing.assert_close(loss[k], plain.detach(), rtol=1e-10, atol=1e-12)
+
+
+def test_points_are_drawn_inside_the_domain_and_on_its_boundary(problem):
+    seeds = torch.tensor([0, 7])
+    n = problem.default_boundary_batch
+    assert problem.domain.check_boundary_batch(n) is None
+    inside = problem.domain.interior_points(seeds, 3, 64, torch.float64)
+    edge = problem.domain.boundary_points(seeds, 3, n, torch.float64)
+    assert inside.shape == (2, 64, problem.dim) and edge.shape == (2, n, problem.dim)
+    assert bool(((inside > 0) & (inside < 1)).all())
+    assert bool(((edge >= 0) & (edge <= 1)).all())
+    assert bool(((edge == 0) | (edge == 1)).any(dim=-1).all())  # every boundary point lies on ∂D
+
+
+def test_the_measurements_have_the_grid_s_shapes_and_every_applicable_metric(problem):
+    config = small(problem.name, fourier=1, epochs=30)
+    model = build_model(config, [0, 1], "cpu", torch.float64)
+    m = measure(model, config)
+    grid = problem.domain.quadrature(torch.float64, "cpu")
+    assert m.profile_u.shape == m.profile_du.shape == (2, *grid.shape)
+    assert [len(m.grid[axis]) for axis in m.grid] == list(reversed(grid.shape))  # axes x (, y) of (ny, nx)
+    for metric in measured_for(problem):
+        values = m.values[metric.name]
+        assert values is None or values.shape == (2,), metric.name
+    assert m.energy is not None and np.isfinite(m.energy).all() and (m.boundary_l2 >= 0).all()
+
+
+def test_a_short_training_lowers_each_member_s_loss(problem):
+    config = TrainConfig(problem=problem.name, width=16, epochs=300, lr=3e-3, dtype="float64",
+                         boundary_batch=problem.default_boundary_batch, batch=64)
+    trainer = PackedTrainer(config, [0, 1])
+    trainer.run(steps=1)
+    first = trainer.last_loss.clone()
+    trainer.run()
+    assert trainer.status() == ["ok", "ok"]
+    assert bool((trainer.last_loss < first).all())
