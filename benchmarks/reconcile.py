@@ -23,8 +23,8 @@ from drm.measure import measure
 from drm.storage import Storage
 from drm.train import PackedTrainer
 from pipeline.reconcile import inspect, repair
-from pipeline.tables import TrialTables, write_trial
 from pipeline.rows import trial_tables
+from pipeline.tables import TrialTables, write_trial
 
 
 def main() -> None:

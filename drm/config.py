@@ -61,6 +61,11 @@ class TrainConfig:
     def dim(self) -> int:
         return get_problem(self.problem).dim
 
+    @property
+    def needs_u2(self) -> bool:
+        """Whether the loss has its ε² u_2² term, so that the second-derivative stream is carried."""
+        return self.epsilon > 0
+
     def resolve(self) -> TrainConfig:
         """The same configuration with the paper's defaults filled in, every field checked."""
         if self.problem not in PROBLEMS:

@@ -37,6 +37,6 @@ def step_bytes(config: TrainConfig, members: int, at_once: int | None = None) ->
     dim = get_problem(c.problem).dim
     element = 8 if c.dtype == "float64" else 4
     N, Nb, H, L = c.batch, c.boundary_batch, c.width, c.depth
-    T = N + Nb + (dim + (1 if c.epsilon > 0 else 0)) * N
+    T = N + Nb + (dim + (1 if c.needs_u2 else 0)) * N
     K, A = members, members if at_once is None else at_once
     return element * (4 * K * parameters(c) + A * L * (2 * T * H + 4 * N * H) + 3 * A * T * H)

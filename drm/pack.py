@@ -63,7 +63,7 @@ class Pack:
     @cached_property
     def needs_u2(self) -> bool:
         """Whether the second-derivative stream is carried: once one member has ε > 0, for all."""
-        return any(c.epsilon > 0 for c in self.configs)
+        return any(c.needs_u2 for c in self.configs)
 
     @property
     def second_axis(self) -> int | None:

@@ -58,7 +58,7 @@ def reference_loss(net: ReferenceNet, config: TrainConfig, x: Tensor, x_boundary
     u = net(x)
     (grad,) = torch.autograd.grad(u.sum(), x, create_graph=True)  # (N, d)
     u_2 = None
-    if config.epsilon > 0:
+    if config.needs_u2:
         a = problem.oscillation_axis
         (hess_row,) = torch.autograd.grad(grad[:, a].sum(), x, create_graph=True)
         u_2 = hess_row[:, a]

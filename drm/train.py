@@ -95,7 +95,7 @@ def members_at_once(config: TrainConfig, K: int, device: str) -> int:
     """How many of K members of `config` run their forward and backward together on `device`."""
     c = config.resolve()
     dtype = torch.float64 if c.dtype == "float64" else torch.float32
-    return _member_chunks(c, K, torch.device(device), dtype, c.epsilon > 0)[0].stop
+    return _member_chunks(c, K, torch.device(device), dtype, c.needs_u2)[0].stop
 
 
 class PackedTrainer:

@@ -43,7 +43,7 @@ def flops_per_trial_step(config: TrainConfig) -> float:
 
     features = FourierMap(problem.dim, c.fourier, c.fourier_map).out_features
     sizes = layer_sizes(features, c.depth, c.width)
-    rows = c.batch + c.boundary_batch + problem.dim * c.batch + (c.batch if c.epsilon > 0 else 0)
+    rows = c.batch + c.boundary_batch + problem.dim * c.batch + (c.batch if c.needs_u2 else 0)
     macs = [n_in * n_out for n_in, n_out in zip(sizes[:-1], sizes[1:])]
     return 2.0 * rows * (2 * sum(macs) + sum(macs[1:]))
 

@@ -95,7 +95,7 @@ def check_capacity(spec: SweepSpec, local: bool) -> None:
     for point in spec.grid_points(list(spec.searched)) if spec.is_grid else spec.corners():
         configs = spec.trial_configs({k: point[k] for k in spec.searched})
         for group in pack_groups(configs):
-            largest = max((configs[j] for j in group), key=lambda c: c.epsilon > 0)  # ε > 0 carries one more stream
+            largest = max((configs[j] for j in group), key=lambda c: c.needs_u2)  # u_2 is one more stream
             try:
                 check_step_memory(largest, spec.seeds * len(group), "cpu", "width/seeds")
             except ConfigError as e:

@@ -11,8 +11,8 @@ from drm.measure import measure
 from drm.storage import Storage
 from drm.train import PackedTrainer
 from pipeline.reconcile import inspect, repair
-from pipeline.tables import read_replicates, write_trial
 from pipeline.rows import failed_rows, trial_tables
+from pipeline.tables import read_replicates, write_trial
 from tests.helpers import small
 
 SEEDS = 2

@@ -13,8 +13,8 @@ from drm.storage import Storage
 from drm.train import PackedTrainer
 from pipeline.reconcile import inspect
 from pipeline.recorder import Recorder, StorageFailed
-from pipeline.tables import STAGING, read_replicates, write_trial
 from pipeline.rows import failed_rows, trial_tables
+from pipeline.tables import STAGING, read_replicates, write_trial
 from tests.helpers import small
 
 
