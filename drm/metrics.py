@@ -83,8 +83,12 @@ def _on_images(problem: Problem) -> bool:
 
 
 _PAPER = (
-    Metric("energy", float, "I(u) with its ε term, without the penalty, by the trapezoid rule on the measurement grid",
-           lambda v: v.energy, shown=".5g"),
+    Metric("energy", float, "I(u) with its ε term, without the penalty, by the trapezoid rule (refined to 0.1% where it can be)",
+           lambda v: v.energy.value, shown=".5g"),
+    Metric("energy_quadrature_error", float, "the energy's estimated quadrature error, |I_h − I_2h| on its grid (absolute)",
+           lambda v: v.energy.error, objective=False, shown=".1e"),
+    Metric("energy_grid", int, "nodes per axis of the grid the energy was taken on (the domain's cap when it was reached)",
+           lambda v: np.full(v.model.K, v.energy.nodes), objective=False),
     Metric("boundary_l2", float, "RMS of u on ∂D", lambda v: v.boundary_rms(), shown=".2e"),
     Metric("loss_final", float, "the last Monte Carlo loss of training", lambda v: v.loss_final),
     Metric("transitions", int, "sign changes of u along the oscillation axis (on the line x = 0.5 in 2D), with a hysteresis band",

@@ -15,8 +15,9 @@ from typing import Annotated
 
 import typer
 
-from drm.config import DEVICES, ConfigError, TrainConfig
+from drm.config import ConfigError, TrainConfig
 from drm.problems import PROBLEMS
+from pipeline._cli_input import BadInput, check_device, check_folder, check_ntk_memory, check_train_memory, home_dir, parse_fourier, parse_seeds
 from pipeline.spec import SpecError
 
 app = typer.Typer(
@@ -31,81 +32,6 @@ app = typer.Typer(
 
 # Typer raises its own click's errors (vendored in recent typer, the click package in older ones).
 _UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
-
-
-class BadInput(Exception):
-    """Input outside what is allowed: the CLI prints it as one line and exits 2."""
-
-
-def home_dir(home: Path | None) -> Path:
-    """--home, else $DRMFM_HOME, else ./drmfm-home (a folder, or nothing yet)."""
-    path = Path(home or os.environ.get("DRMFM_HOME") or "drmfm-home")
-    _check_folder("home", path)
-    return path
-
-
-def _check_folder(field: str, path: Path) -> None:
-    """A folder, or a path whose nearest existing ancestor is a folder (it is made when written)."""
-    for place in (path, *path.absolute().parents):
-        try:
-            exists = place.exists()
-        except OSError as e:  # a folder above it that this user may not enter
-            raise BadInput(f"{field}: {str(path)!r} cannot be reached ({e.strerror or type(e).__name__} at {str(place)!r}); "
-                           "allowed: a folder this user can write") from None
-        if exists:
-            if not place.is_dir():
-                where = "is a file" if place == path else f"is under {str(place)!r}, a file"
-                raise BadInput(f"{field}: {str(path)!r} {where}; allowed: a folder (made if missing)")
-            return
-
-
-def _parse_fourier(value: str) -> int | None:
-    if value.strip().lower() == "none":
-        return None
-    try:
-        i = int(value)
-    except ValueError:
-        raise BadInput(f"fourier: {value!r} is not allowed; allowed: an integer >= 0 or 'none'") from None
-    if i < 0:
-        raise BadInput(f"fourier: {value!r} is not allowed; allowed: an integer >= 0 or 'none'")
-    return i
-
-
-def _parse_seeds(seeds: int | None, seed_list: str | None) -> list[int]:
-    if seeds is not None and seed_list is not None:
-        raise BadInput("seeds: give --seeds S or --seed-list, not both")
-    if seed_list is not None:
-        try:
-            out = [int(s) for s in seed_list.split(",") if s.strip()]
-        except ValueError:
-            raise BadInput(f"seed-list: {seed_list!r} is not allowed; allowed: integers >= 0, comma-separated") from None
-        if not out or min(out) < 0 or len(set(out)) != len(out):
-            raise BadInput(f"seed-list: {seed_list!r} is not allowed; allowed: distinct integers >= 0, comma-separated")
-        return out
-    n = 1 if seeds is None else seeds
-    if n < 1:
-        raise BadInput(f"seeds: {n} is not allowed; allowed: an integer >= 1")
-    return list(range(n))
-
-
-def _check_device(device: str) -> None:
-    if device not in DEVICES:
-        raise BadInput(f"device: unknown {device!r}; allowed: {', '.join(DEVICES)}")
-    if device == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise BadInput("device: cuda is not available on this machine; allowed here: auto, cpu")
-
-
-def _check_train_memory(config: TrainConfig, members: int, device: str) -> None:
-    from pipeline.resources import check_step_memory
-
-    if device == "auto":
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    check_step_memory(config, members, device, "width/seeds")
 
 
 @app.command()
@@ -157,7 +83,7 @@ def train(
         width=width,
         activation=activation,
         rho=rho,
-        fourier=_parse_fourier(fourier),
+        fourier=parse_fourier(fourier),
         fourier_map=fourier_map,
         epsilon=epsilon,
         epochs=epochs,
@@ -168,9 +94,9 @@ def train(
         resample=not fixed_points,
         dtype=dtype,
     ).resolve()
-    seed_values = _parse_seeds(seeds, seed_list)
-    _check_device(device)
-    _check_train_memory(config, len(seed_values), device)
+    seed_values = parse_seeds(seeds, seed_list)
+    check_device(device)
+    check_train_memory(config, len(seed_values), device)
     from pipeline.train_command import run_train
 
     code = run_train(config, seed_values, device=device, home=home_dir(home), mlflow=not no_mlflow)
@@ -185,7 +111,7 @@ def bench(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (INTERFACE.md).")] = False,
 ) -> None:
     """Training throughput: reference vs packed trainer (K = 1, 8, 64; 256 on a GPU), vs the matmul peak."""
-    _check_device(device)
+    check_device(device)
     if dtype not in ("float32", "float64"):
         raise BadInput(f"dtype: unknown {dtype!r}; allowed: float32, float64")
     if seconds <= 0:
@@ -284,7 +210,7 @@ def analyze(
     """Statistics of band counts: summary.csv, effects.csv, reproduction.csv, figures/ and report.md."""
     _need_analysis_extra()
     if out is not None and "://" not in out:
-        _check_folder("out", Path(out))
+        check_folder("out", Path(out))
     from analysis.analyze import analyze as run_analysis
 
     def say(line: str) -> None:
@@ -313,7 +239,7 @@ def ntk(
     """Empirical NTK spectra at initialisation, with the map and without: eigenvalues, decay exponents, a log-log figure."""
     if problem not in PROBLEMS:
         raise BadInput(f"problem: unknown {problem!r}; allowed: {', '.join(PROBLEMS)}")
-    i = _parse_fourier(fourier)
+    i = parse_fourier(fourier)
     for name, value, low in (("depth", depth, 1), ("width", width, 1), ("points", points, 8), ("fit-from", fit_from, 1), ("seeds", seeds, 1)):
         if value < low:
             raise BadInput(f"{name}: {value} is not allowed; allowed: an integer >= {low}")
@@ -323,8 +249,8 @@ def ntk(
     if not fit_from < last <= points:
         raise BadInput(f"fit-to: {last} is not allowed; allowed: fit-from < fit-to <= points ({points})")
     target_dir = out or home_dir(home) / "ntk" / f"{problem}-d{depth}-i{'none' if i is None else i}"
-    _check_folder("out", target_dir)
-    _check_ntk_memory(problem, depth, width, i, points)
+    check_folder("out", target_dir)
+    check_ntk_memory(problem, depth, width, i, points)
     _need_analysis_extra()
     from analysis.ntk import decay_table, describe, k2_claim, seed_table, slopes_table, spectra, spectrum_png, spectrum_table
     from drm.storage import Storage
@@ -347,21 +273,6 @@ def ntk(
 
 
 NTK_MAX_POINTS = 4096  # 8192² Gram: 0.5 GiB, and an eigendecomposition of minutes on 2 cores
-
-
-def _check_ntk_memory(problem: str, depth: int, width: int, fourier: int | None, points: int) -> None:
-    """The Jacobians (2N × P) and the Gram matrix (2N × 2N), float64, against free memory."""
-    from drm.memory import parameters
-    from pipeline.resources import free_memory
-
-    P = parameters(TrainConfig(problem=problem, depth=depth, width=width, fourier=fourier))
-    need = 8 * (2 * points * P * 2 + 3 * (2 * points) ** 2)
-    free = free_memory("cpu")
-    if free is not None and need > free:
-        raise BadInput(
-            f"points: {points} points of a depth-{depth}, width-{width} net need ≈ {need / 1024**3:.1f} GiB; "
-            f"this machine has {free / 1024**3:.1f} GiB free; allowed: fewer points or a narrower net"
-        )
 
 
 @app.command()

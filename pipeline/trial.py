@@ -58,8 +58,9 @@ class TrialRun:
         self.seconds += elapsed
         return elapsed
 
-    def measure(self) -> Measurements:
-        return measure(self.trainer.model, self.trainer.pack, self.trainer.last_loss)
+    def measure(self, refine: bool = True) -> Measurements:
+        """Every metric of every member (`refine` False: the energy on the measurement grid, with its error)."""
+        return measure(self.trainer.model, self.trainer.pack, self.trainer.last_loss, refine)
 
     def tables(self, m: Measurements, stopped: bool = False) -> list[TrialTables]:
         """Each configuration's tables (`stopped`: a scheduler may end the trial here, not at its last step)."""

@@ -198,7 +198,7 @@ def _train_and_land(packs: Packs, recorder, began: float) -> None:
             if run.done or (spec.checkpoint_every is None and since_checkpoint < _CHECKPOINT_SECONDS):
                 continue
             since_checkpoint = 0.0
-            m = run.measure()
+            m = run.measure(refine=False)  # a checkpoint's energy stays on the measurement grid, its error stated
             if spec.scheduler is not None:
                 # The scheduler may end the trial after this report. Its state here is staged as
                 # `stopped`; the driver promotes it to the tables only if the trial does end here.

@@ -36,6 +36,7 @@ class Interval:
     """D = [0, 1]: the boundary is the two end points; transitions are counted on the quadrature grid."""
 
     nodes: int = 20_001  # the energy's quadrature and the counting grid
+    max_nodes: int = 160_001  # the finest grid the energy is refined to (drm.measure.refined_energy)
     dim: ClassVar[int] = 1
     label: ClassVar[str] = "[0, 1]"
     default_boundary_batch: ClassVar[int] = 2
@@ -57,12 +58,14 @@ class Interval:
         ends = torch.arange(2, dtype=dtype, device=seeds.device)[:, None]  # (2, 1): x = 0, 1
         return ends.expand(len(seeds), 2, 1)
 
-    def quadrature(self, dtype: torch.dtype, device: torch.device | str) -> Grid:
+    def quadrature(self, dtype: torch.dtype, device: torch.device | str, nodes: int | None = None) -> Grid:
+        """The trapezoid rule on `nodes` (default: the measurement grid's) equispaced nodes."""
         import torch
 
-        t = torch.linspace(0, 1, self.nodes, dtype=dtype, device=device)
-        w = torch.as_tensor(trapezoid_weights(self.nodes), dtype=dtype, device=device)
-        return Grid(t[:, None], w, (self.nodes,), {"x": np.linspace(0, 1, self.nodes)})
+        n = nodes or self.nodes
+        t = torch.linspace(0, 1, n, dtype=dtype, device=device)
+        w = torch.as_tensor(trapezoid_weights(n), dtype=dtype, device=device)
+        return Grid(t[:, None], w, (n,), {"x": np.linspace(0, 1, n)})
 
     def line(self, axis: int, offset: float, dtype: torch.dtype, device: torch.device | str) -> Tensor | None:
         """The counting line: on an interval, the quadrature grid itself (None)."""
@@ -80,6 +83,7 @@ class UnitSquare:
     oscillation axis on lines across D (the middle one, and two near the walls)."""
 
     nodes: int = 257  # per side of the quadrature grid: x = 0.5 is a node
+    max_nodes: int = 1_025  # per side of the finest grid the energy is refined to (drm.measure.refined_energy)
     line_nodes: int = 4_097  # along each counting line
     dim: ClassVar[int] = 2
     label: ClassVar[str] = "[0, 1]²"
@@ -109,15 +113,17 @@ class UnitSquare:
         ys = torch.cat([t[:, :2], fixed[:, 2:]], dim=1)
         return torch.stack([xs, ys], dim=-1).reshape(k, 4 * per_edge, 2)
 
-    def quadrature(self, dtype: torch.dtype, device: torch.device | str) -> Grid:
+    def quadrature(self, dtype: torch.dtype, device: torch.device | str, nodes: int | None = None) -> Grid:
+        """The tensor trapezoid rule on `nodes`² (default: the measurement grid's) equispaced nodes."""
         import torch
 
-        t = torch.linspace(0, 1, self.nodes, dtype=dtype, device=device)
-        w = torch.as_tensor(trapezoid_weights(self.nodes), dtype=dtype, device=device)
+        n = nodes or self.nodes
+        t = torch.linspace(0, 1, n, dtype=dtype, device=device)
+        w = torch.as_tensor(trapezoid_weights(n), dtype=dtype, device=device)
         yy, xx = torch.meshgrid(t, t, indexing="ij")  # (ny, nx): y along axis 0
         points = torch.stack([xx, yy], dim=-1).reshape(-1, 2)  # (ny·nx, 2)
-        axes = {"x": np.linspace(0, 1, self.nodes), "y": np.linspace(0, 1, self.nodes)}
-        return Grid(points, (w[:, None] * w[None, :]).reshape(-1), (self.nodes, self.nodes), axes)
+        axes = {"x": np.linspace(0, 1, n), "y": np.linspace(0, 1, n)}
+        return Grid(points, (w[:, None] * w[None, :]).reshape(-1), (n, n), axes)
 
     def line(self, axis: int, offset: float, dtype: torch.dtype, device: torch.device | str) -> Tensor:
         """The counting line along `axis` with the other coordinate at `offset` (x = offset, y ∈ [0, 1]

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import final
-
-from torch import Tensor
+from typing import TYPE_CHECKING, final
 
 from drm.problems import Interval, Problem
+
+if TYPE_CHECKING:  # the density needs only tensor methods: `drmfm problems` does not import torch for it
+    from torch import Tensor
 
 LOAD = 0.1
 
