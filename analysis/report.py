@@ -88,8 +88,9 @@ def _header(results: Results) -> list[str]:
 def _per_configuration(summary: pd.DataFrame) -> list[str]:
     return [
         "## Per configuration\n",
-        "Median and interquartile range of the per-seed counts, the mean with a 95% bootstrap interval, and the median energy "
-        "(`summary.csv` has the rest).\n",
+        "Median and interquartile range of the per-seed counts, the mean with a 95% bootstrap interval, the median energy, "
+        "and the share of seeds whose count changes when the hysteresis band τ = 0.1 becomes 0.05 or 0.3 (a count that "
+        "depends on τ is a count of noise as much as of interfaces; `summary.csv` has the rest).\n",
         table(
             summary.assign(
                 kept=summary["n_ok"].astype(str) + "/" + summary["n"].astype(str),
@@ -98,7 +99,8 @@ def _per_configuration(summary: pd.DataFrame) -> list[str]:
                 + "–" + _shown(summary, "transitions_mean_ci_high") + ")",
             ),
             {"problem": "problem", "depth": "depth", "fourier_label": "i", "epsilon": "ε", "epochs": "epochs", "kept": "ok/n",
-             "transitions_median": "transitions median", "t_iqr": "IQR", "t_mean": "mean (95% CI)", "energy_median": "energy median"},
+             "transitions_median": "transitions median", "t_iqr": "IQR", "t_mean": "mean (95% CI)", "energy_median": "energy median",
+             "count_tau_sensitive_share": "τ-sensitive seeds"},
         ),
         _agreeing_seeds(summary),
     ]

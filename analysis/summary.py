@@ -79,11 +79,12 @@ def summarise(rows: pd.DataFrame) -> pd.DataFrame:
                 energy_median_ci_low=energy_ci[0],
                 energy_median_ci_high=energy_ci[1],
             )
-            for extra in [*(m.name for m in metrics() if m.summary), "energy_over_reference"]:
+            for extra, column in [*((m.name, m.summary_column) for m in metrics() if m.summary),
+                                  ("energy_over_reference", "energy_over_reference_median")]:
                 if extra not in ok:
                     continue
                 values_ = ok[extra].astype("float64").to_numpy()
-                if np.isfinite(values_).any():
-                    entry[f"{extra}_median"] = float(np.nanmedian(values_))
+                if np.isfinite(values_).any():  # a share is the mean of 0/1, a median the median
+                    entry[column] = float(np.nanmean(values_) if column.endswith("_share") else np.nanmedian(values_))
         out.append(entry)
     return pd.DataFrame(out)

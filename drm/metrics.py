@@ -36,21 +36,35 @@ class Metric:
     """One measured column of the replicates table (nullable)."""
 
     name: str
-    kind: type  # int or float: the column's type (int64, float64)
+    kind: type  # int, float or bool: the column's type (int64, float64, bool)
     doc: str
     compute: Callable[[View], np.ndarray | None]
     applies: Callable[[Problem], bool] = everywhere  # the problems where it means something
     objective: bool = True  # whether a sweep's objective may name it
-    summary: bool = False  # whether summary.csv gives its median per configuration (<name>_median)
+    summary: bool = False  # whether summary.csv gives its median per configuration (<name>_median; a bool's share, <name>_share)
     shown: str | None = None  # the format `drmfm train` prints it with (None: not printed)
 
     def __post_init__(self) -> None:
-        if self.kind not in (int, float):
-            raise ValueError(f"metric {self.name!r}: kind must be int or float, not {self.kind!r}")
+        if self.kind not in (int, float, bool):
+            raise ValueError(f"metric {self.name!r}: kind must be int, float or bool, not {self.kind!r}")
+
+    @property
+    def summary_column(self) -> str:
+        return f"{self.name}_share" if self.kind is bool else f"{self.name}_median"
 
 
 def _transitions(v: View) -> np.ndarray:
     return count_transitions(v.along(0.5), v.threshold)
+
+
+SENSITIVITY_THRESHOLDS = (0.05, 0.3)  # the other hysteresis half-widths a count is checked at
+
+
+def _tau_sensitive(v: View) -> np.ndarray:
+    """Whether the count on the same derivative changes at τ = 0.05 or 0.3 (from the count at the row's τ)."""
+    line = v.along(0.5)
+    count = count_transitions(line, v.threshold)
+    return np.any([count_transitions(line, tau) != count for tau in SENSITIVITY_THRESHOLDS], axis=0)
 
 
 def _transitions_per_period(v: View) -> np.ndarray | None:
@@ -93,6 +107,8 @@ _PAPER = (
     Metric("loss_final", float, "the last Monte Carlo loss of training", lambda v: v.loss_final),
     Metric("transitions", int, "sign changes of u along the oscillation axis (on the line x = 0.5 in 2D), with a hysteresis band",
            _transitions, shown="d"),
+    Metric("count_tau_sensitive", bool, "whether the transitions change at τ = 0.05 or 0.3 (the same derivative, the same line)",
+           _tau_sensitive, objective=False, summary=True),
     Metric("transitions_per_period", float, "transitions per period of the sincos map, sin(2^i π x) having 2^(i-1) on [0, 1]",
            _transitions_per_period, applies=_one_dimensional, summary=True),
     Metric("transitions_wall", float, "median of the transitions on the lines near the walls (x = 0.05, 0.95): may be a half-integer",

@@ -64,7 +64,7 @@ _AFTER_METRICS = [
 
 def replicates_schema() -> pa.Schema:
     """The replicates table: the configuration and provenance, every registered metric (drm.metrics), the status."""
-    measured = [(m.name, pa.int64() if m.kind is int else pa.float64()) for m in metrics()]
+    measured = [(m.name, {int: pa.int64(), float: pa.float64(), bool: pa.bool_()}[m.kind]) for m in metrics()]
     return pa.schema([*_BEFORE_METRICS, *measured, *_AFTER_METRICS])
 
 

@@ -28,7 +28,7 @@ REQUIRED = """sweep, trial_id, seed, problem, dim, depth, width, activation, rho
 penalty, lr, epochs, batch, boundary_batch, dtype, device, pack_size, energy, boundary_l2, loss_final,
 transitions, transitions_per_period, transitions_wall, bands, status, error, wall_seconds,
 steps_per_second, node, mlflow_run_id, mlflow_parent_run_id, config_hash, resample, torch_version,
-code_version, finished_at"""
+code_version, finished_at, energy_quadrature_error, energy_grid, count_tau_sensitive"""
 
 
 def drmfm(*args: str, home: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:

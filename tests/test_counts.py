@@ -222,3 +222,19 @@ def test_trapezoid_exact_on_linear(n: int) -> None:
 def test_trapezoid_rejects_single_node() -> None:
     with pytest.raises(ValueError):
         trapezoid_weights(1)
+
+
+def test_a_count_that_changes_with_the_hysteresis_band_is_flagged_and_a_clean_one_is_not():
+    """Row 0 switches between ±1 (its count is 3 at any τ up to 1); row 1 adds a wiggle of ±0.2 inside a
+    phase, counted at τ = 0.1 and 0.05 but not at 0.3: sensitive."""
+    from types import SimpleNamespace
+
+    from drm.metrics import _tau_sensitive
+
+    clean = np.repeat([1.0, -1.0, 1.0, -1.0], 50)
+    wiggle = clean.copy()
+    wiggle[20:30] = [0.2, -0.2] * 5
+    view = SimpleNamespace(along=lambda offset: np.stack([clean, wiggle]), threshold=0.1)
+    assert count_transitions(np.stack([clean, wiggle]), 0.1).tolist() == [3, 13]
+    assert count_transitions(np.stack([clean, wiggle]), 0.3).tolist() == [3, 3]
+    assert _tau_sensitive(view).tolist() == [False, True]
