@@ -108,6 +108,11 @@ def representative(rows: pd.DataFrame, key: list[str], limit: int) -> list[tuple
     return out
 
 
+def _derivative(problem: str) -> str:
+    """The derivative a problem's profiles hold: along its oscillation axis."""
+    return f"u_{PROBLEMS[problem].axis_name}" if problem in PROBLEMS else "du"
+
+
 def profiles(rows: pd.DataFrame, problem: str, key: list[str], limit: int = 8) -> Figure | None:
     """The paper's panels redrawn from stored profiles: u and u_x (1D) or the u_y field (2D)."""
     chosen = [(label, row, read_trial_table(row["source"], "profiles", row["trial_id"])) for label, row in representative(rows, key, limit)]
@@ -127,7 +132,7 @@ def profiles(rows: pd.DataFrame, problem: str, key: list[str], limit: int = 8) -
             ax.title.set_fontsize(7)
         for ax in axes[n:]:
             ax.set_axis_off()
-        fig.colorbar(image, ax=list(axes[:n]), shrink=0.7, label="u_y")
+        fig.colorbar(image, ax=list(axes[:n]), shrink=0.7, label=_derivative(problem))
     else:
         fig = Figure(figsize=(3.2 * n, 4.4), layout="constrained")
         axes = np.array(fig.subplots(2, n, sharex=True, squeeze=False))
@@ -138,7 +143,7 @@ def profiles(rows: pd.DataFrame, problem: str, key: list[str], limit: int = 8) -
             axes[0, j].set_title(f"{label}\nseed {row['seed']}: {row['transitions']} transitions", fontsize=7)
             axes[1, j].set(xlabel="x")
         axes[0, 0].set(ylabel="u")
-        axes[1, 0].set(ylabel="u_x")
+        axes[1, 0].set(ylabel=_derivative(problem))
     fig.suptitle(f"{problem}: profiles of the median seed of each configuration")
     return fig
 

@@ -32,8 +32,13 @@ CASES = {
     "p3_eps": [TrainConfig(problem="twin_branching", width=16, epochs=30, fourier=2, epsilon=0.1 / 16, batch=48, boundary_batch=40,
                            dtype="float64")],
     "p3": [TrainConfig(problem="twin_branching", width=16, epochs=30, batch=48, boundary_batch=40, dtype="float64")],
+    "p1_eps_float32": [TrainConfig(problem="double_well", width=16, epochs=60, epsilon=0.05, activation="tanh", fourier=1)],
+    "p4_float32": [TrainConfig(problem="twin_branching", width=16, epochs=30, fourier=3, epsilon=0.1 / 16, batch=48, boundary_batch=40)],
     "mixed": [TrainConfig(problem="double_well", width=16, epochs=60, fourier=f, epsilon=e, activation="tanh", dtype="float64")
               for f in (1, 2) for e in (0.0, 0.02)],
+    # A mixed float32 pack: before, its ε was squared in float32 (one ulp from an unmixed run's ε²).
+    "mixed_float32": [TrainConfig(problem="double_well", width=16, epochs=60, fourier=f, epsilon=e, activation="tanh")
+                      for f in (1, 2) for e in (0.1, 0.2)],
 }
 
 

@@ -72,8 +72,15 @@ def quadrature_energy(problem: Problem, epsilon: float | Tensor, fields: Fields,
     """
     grid = problem.domain.quadrature(dtype, device)
     u, grad, u_2 = fields(grid.points)
-    epsilon = torch.as_tensor(epsilon, dtype=dtype, device=device).reshape(-1, 1)  # (K or 1, 1)
-    return (problem.density(grid.points[None], u, grad, u_2, epsilon) * grid.weights).sum(dim=1)
+    return (problem.density(grid.points[None], u, grad, u_2, _epsilon(epsilon, u_2, device)) * grid.weights).sum(dim=1)
+
+
+def _epsilon(epsilon: float | Tensor, u_2: Tensor | None, device: str | torch.device) -> Tensor:
+    """ε as the density takes it, (K or 1, 1) float64; refused where it is > 0 and no u_2 was given."""
+    epsilon = torch.as_tensor(epsilon, dtype=torch.float64, device=device).reshape(-1, 1)
+    if u_2 is None and bool((epsilon > 0).any()):
+        raise ValueError("epsilon > 0 needs the second-derivative stream u_2; the fields gave none")
+    return epsilon
 
 
 @dataclass(frozen=True)
@@ -119,12 +126,11 @@ def refined_energy(problem: Problem, epsilon: float | Tensor, fields: Fields, dt
 
 def _chunked_energy(problem: Problem, epsilon: float | Tensor, fields: Fields, grid: Grid) -> Tensor:
     """Σ_j w_j W(x_j, …) over the grid in chunks of points (a fine 2D grid does not fit at once): (K,)."""
-    epsilon = torch.as_tensor(epsilon, dtype=grid.points.dtype, device=grid.points.device).reshape(-1, 1)  # (K or 1, 1)
     total = None
     for start in range(0, grid.points.shape[0], _QUADRATURE_CHUNK):
         x, w = grid.points[start : start + _QUADRATURE_CHUNK], grid.weights[start : start + _QUADRATURE_CHUNK]
         u, grad, u_2 = fields(x)
-        part = (problem.density(x[None], u, grad, u_2, epsilon) * w).sum(dim=1)
+        part = (problem.density(x[None], u, grad, u_2, _epsilon(epsilon, u_2, x.device)) * w).sum(dim=1)
         total = part if total is None else total + part
     return total
 
@@ -188,7 +194,7 @@ def view(model: PackedMLP, pack: Pack, loss_final: Tensor | None = None, refine:
         on_grid["u"], on_grid["grad"], u_2 = _evaluate(model, points, pack.second_axis)
         return on_grid["u"], on_grid["grad"], u_2
 
-    epsilon = pack.epsilon(p.dtype, p.device)
+    epsilon = pack.epsilon(p.device)
     at_grid = quadrature_energy(problem, epsilon, fields, p.dtype, p.device)
     energy = refined_energy(problem, epsilon, lambda points: _evaluate(model, points, pack.second_axis), p.dtype, p.device,
                             on_grid=at_grid, refine=refine)

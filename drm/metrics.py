@@ -10,6 +10,7 @@ trial's configuration gives it no meaning (the column is then null).
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from drm.config import TrainConfig
 from drm.counts import count_bands, count_transitions
 
 if TYPE_CHECKING:
@@ -25,6 +27,14 @@ if TYPE_CHECKING:
     from drm.problems import Problem
 
 GROUP = "drmfm.metrics"
+# Names a metric may not take: the rows' other columns, and the keys Tune, MLflow and the summary
+# already give a meaning (a metric named `status` or `step` would overwrite them).
+RESERVED = frozenset({
+    *(f.name for f in dataclasses.fields(TrainConfig)), "sweep", "trial_id", "seed", "dim", "device", "pack_size", "status", "error",
+    "wall_seconds", "steps_per_second", "node", "mlflow_run_id", "mlflow_parent_run_id", "config_hash", "torch_version",
+    "code_version", "finished_at", "diverged_step", "steps_done", "step_mode", "step", "n_ok", "diverged", "trained_seconds",
+    "loss", "energy_mc", "energy_reference", "energy_over_reference", "source", "fourier_label", "role",
+})
 
 
 def everywhere(problem: Problem) -> bool:
@@ -45,8 +55,15 @@ class Metric:
     shown: str | None = None  # the format `drmfm train` prints it with (None: not printed)
 
     def __post_init__(self) -> None:
+        if not (isinstance(self.name, str) and self.name.isidentifier() and self.name.isascii()) or self.name in RESERVED:
+            raise ValueError(f"metric {self.name!r}: allowed: an ASCII identifier that no other column or report key has taken")
         if self.kind not in (int, float, bool):
             raise ValueError(f"metric {self.name!r}: kind must be int, float or bool, not {self.kind!r}")
+        if self.shown is not None:
+            try:
+                format(self.kind(1), self.shown)
+            except (ValueError, TypeError):
+                raise ValueError(f"metric {self.name!r}: shown={self.shown!r} cannot format a {self.kind.__name__}") from None
 
     @property
     def summary_column(self) -> str:
@@ -105,16 +122,16 @@ _PAPER = (
            lambda v: np.full(v.model.K, v.energy.nodes), objective=False),
     Metric("boundary_l2", float, "RMS of u on ∂D", lambda v: v.boundary_rms(), shown=".2e"),
     Metric("loss_final", float, "the last Monte Carlo loss of training", lambda v: v.loss_final),
-    Metric("transitions", int, "sign changes of u along the oscillation axis (on the line x = 0.5 in 2D), with a hysteresis band",
+    Metric("transitions", int, "sign changes of the derivative along the oscillation axis (on the middle line in 2D), with a hysteresis band",
            _transitions, shown="d"),
     Metric("count_tau_sensitive", bool, "whether the transitions change at τ = 0.05 or 0.3 (the same derivative, the same line)",
            _tau_sensitive, objective=False, summary=True),
     Metric("transitions_per_period", float, "transitions per period of the sincos map, sin(2^i π x) having 2^(i-1) on [0, 1]",
            _transitions_per_period, applies=_one_dimensional, summary=True),
-    Metric("transitions_wall", float, "median of the transitions on the lines near the walls (x = 0.05, 0.95): may be a half-integer",
+    Metric("transitions_wall", float, "median of the transitions on the lines at 0.05 and 0.95 (near the walls): may be a half-integer",
            _transitions_wall, applies=_with_walls, summary=True, shown=".1f"),
-    Metric("bands", int, "4-connected components of u_y > τ plus those of u_y < −τ on the grid", _bands, applies=_on_images,
-           summary=True, shown="d"),
+    Metric("bands", int, "4-connected components of du > τ plus those of du < −τ on the grid (du along the oscillation axis)",
+           _bands, applies=_on_images, summary=True, shown="d"),
 )
 
 
@@ -163,6 +180,7 @@ def measured_for(problem: Problem) -> list[Metric]:
 
 
 def register_metric(metric: Metric) -> Metric:
-    """Add a column (for a notebook or a test; a package uses the entry point group `drmfm.metrics`)."""
+    """Add a column to this process (a notebook's `drm.measure`). A sweep's Ray workers do not see it:
+    for `drmfm` a package declares it in the entry point group `drmfm.metrics`."""
     _REGISTRY.add(metric, "register_metric")
     return metric

@@ -70,11 +70,12 @@ class Pack:
         """The axis of u_2 when it is carried, else None."""
         return self.problem.oscillation_axis if self.needs_u2 else None
 
-    def epsilon(self, dtype: torch.dtype, device: torch.device | str) -> Tensor:
-        """ε of every member: (K, 1)."""
+    def epsilon(self, device: torch.device | str) -> Tensor:
+        """ε of every member, (K, 1), in float64 whatever the model's dtype: ε² is rounded once, to the
+        density's dtype (`Problem.regularised`), as a Python number would be."""
         import torch
 
-        return torch.tensor([[c.epsilon] for c in self.configs], dtype=dtype, device=device)
+        return torch.tensor([[c.epsilon] for c in self.configs], dtype=torch.float64, device=device)
 
     def slices(self) -> list[tuple[TrainConfig, range]]:
         """Each configuration with its members, in order (one slice for an unmixed pack)."""

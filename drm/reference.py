@@ -62,8 +62,9 @@ def reference_loss(net: ReferenceNet, config: TrainConfig, x: Tensor, x_boundary
         a = problem.oscillation_axis
         (hess_row,) = torch.autograd.grad(grad[:, a].sum(), x, create_graph=True)
         u_2 = hess_row[:, a]
-    epsilon = torch.full((1,), config.epsilon, dtype=u.dtype, device=u.device)  # broadcasts like (K, 1) over (N,)
-    energy_mc = problem.density(x, u, grad, u_2, epsilon).mean()
+    epsilon = torch.full((1, 1), config.epsilon, dtype=torch.float64, device=u.device)
+    # One member, as the density takes them: x (1, N, d), u (1, N), grad (1, N, d), u_2 (1, N).
+    energy_mc = problem.density(x[None], u[None], grad[None], None if u_2 is None else u_2[None], epsilon)[0].mean()
     return energy_mc + config.penalty * net(x_boundary).square().mean(), energy_mc
 
 

@@ -129,7 +129,7 @@ class PackedTrainer:
         self.dtype = getattr(torch, self.config.dtype)
         fourier = self.pack.fourier if self.mixed else None
         self.model = build_model(self.config, list(self.pack.seeds), self.device, self.dtype, fourier)
-        self.epsilon = self.pack.epsilon(self.dtype, self.device)  # (K, 1)
+        self.epsilon = self.pack.epsilon(self.device)  # (K, 1), float64
         self._params = list(self.model.parameters())
         for p in self._params:
             p.grad = torch.zeros_like(p)  # written in place each step (static for CUDA graphs)

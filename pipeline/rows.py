@@ -64,9 +64,9 @@ def _nullable(values: np.ndarray | None, k: int, cast: type) -> object:
     return cast(values[k])
 
 
-def _measured(m: Measurements, k: int, diverged: bool) -> dict[str, object]:
+def _measured(values: dict[str, np.ndarray | None], k: int, diverged: bool) -> dict[str, object]:
     """Member k's value of every metric; a diverged member's are null (its frozen weights measure nothing)."""
-    return {metric.name: None if diverged else _nullable(m.values[metric.name], k, metric.kind) for metric in metrics()}
+    return {metric.name: None if diverged else _nullable(values.get(metric.name), k, metric.kind) for metric in metrics()}
 
 
 def _config_columns(c: TrainConfig) -> dict[str, object]:
@@ -103,6 +103,9 @@ def replicate_rows(
     status = [("stopped" if stopped and s == "ok" else s) for s in trainer.status()]
     parent, children = mlflow_runs if mlflow_runs is not None else (None, {})
     diverged_step = trainer.diverged_step.cpu().tolist()
+    values = dict(m.values)
+    if values.get("loss_final") is None:  # measured without the trainer's last loss: the trainer has it
+        values["loss_final"] = trainer.last_loss.detach().cpu().numpy()
     finished = dt.datetime.now(dt.timezone.utc)
     rows = []
     for k in members:
@@ -115,7 +118,7 @@ def replicate_rows(
                 **_config_columns(c),
                 "device": str(trainer.device),
                 "pack_size": trainer.model.K,
-                **_measured(m, k, diverged=status[k] == "diverged"),
+                **_measured(values, k, diverged=status[k] == "diverged"),
                 "status": status[k],
                 "error": f"non-finite loss at step {diverged_step[k]}" if status[k] == "diverged" else None,
                 "wall_seconds": wall_seconds,
@@ -210,5 +213,5 @@ def trial_tables(
         curves=curve_rows(trainer, sweep=sweep, trial_id=trial_id, members=members),
         profiles=profiles,
         weights=weights_bytes(trainer, members),
-        figures=profile_pngs(profiles, f"{sweep} {trial_id}") if mlflow_runs is not None and not stopped else {},
+        figures=profile_pngs(profiles, f"{sweep} {trial_id}", f"u_{trainer.problem.axis_name}") if mlflow_runs is not None and not stopped else {},
     )

@@ -62,6 +62,15 @@ _AFTER_METRICS = [
 ]
 
 
+def conform(rows: pa.Table) -> pa.Table:
+    """Rows in the schema of this process's registry, matched by name: a metric the rows lack is null,
+    and a metric only the process that measured them knows (a package on that node alone) is kept."""
+    schema = replicates_schema()
+    columns = [rows.column(f.name).cast(f.type) if f.name in rows.column_names else pa.nulls(rows.num_rows, f.type) for f in schema]
+    extra = [f for f in rows.schema if f.name not in schema.names]
+    return pa.Table.from_arrays([*columns, *(rows.column(f.name) for f in extra)], schema=pa.schema([*schema, *extra]))
+
+
 def replicates_schema() -> pa.Schema:
     """The replicates table: the configuration and provenance, every registered metric (drm.metrics), the status."""
     measured = [(m.name, {int: pa.int64(), float: pa.float64(), bool: pa.bool_()}[m.kind]) for m in metrics()]
@@ -112,7 +121,7 @@ def write_trial(results: Storage, tables: TrialTables, *where: str) -> None:
     results.write_bytes(tables.weights, *where, "weights", f"{name}.pt")
     results.write_table(tables.curves.cast(CURVES), *where, "curves", f"{name}.parquet")
     results.write_table(tables.profiles.cast(PROFILES), *where, "profiles", f"{name}.parquet")
-    results.write_table(tables.replicates.cast(replicates_schema()), *where, "replicates", f"{name}.parquet")
+    results.write_table(conform(tables.replicates), *where, "replicates", f"{name}.parquet")
 
 
 def promote(results: Storage, trial_id: str, *where: str) -> bool:

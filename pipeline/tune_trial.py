@@ -127,28 +127,30 @@ def _packs(ctx: TrialContext, configs: list[TrainConfig], labels: list[str]) -> 
     device = "cuda" if torch.cuda.is_available() and ray.get_gpu_ids() else "cpu"
     node = ray.get_runtime_context().get_node_id() or socket.gethostname()
     seeds = list(range(spec.seeds))
+    groups = pack_groups(configs)
+    # Member order in a pack: configuration by configuration, each with all its seeds.
+    trainers = [PackedTrainer([configs[j] for j in group for _ in seeds], seeds * len(group), device) for group in groups]
+    seconds = [0.0] * len(groups)
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:  # read before any MLflow run is opened: a checkpoint that fails leaves none RUNNING
+        with checkpoint.as_directory() as folder:
+            state = torch.load(Path(folder) / "state.pt", map_location=trainers[0].device)
+        # A pack resumes from its own state, matched by its configurations (a checkpoint of an
+        # earlier version, without them, by position).
+        keys = [tuple(configs[j].config_hash() for j in group) for group in groups]
+        saved = dict(zip(map(tuple, state.get("packs", keys)), zip(state["trainers"], state["trained_seconds"])))
+        for g, key in enumerate(keys):
+            if key in saved:
+                trainers[g].load_state_dict(saved[key][0])
+                seconds[g] = saved[key][1]
     runs = []
-    for group in pack_groups(configs):
-        # Member order in a pack: configuration by configuration, each with all its seeds.
-        trainer = PackedTrainer([configs[j] for j in group for _ in seeds], seeds * len(group), device)
+    for group, trainer, trained in zip(groups, trainers, seconds):
         opened = {
             labels[j]: ray.get(ctx.recorder.open_runs.remote(labels[j], configs[j].as_dict(), configs[j].config_hash(), seeds))
             if ctx.tracking else None
             for j in group
         }
-        runs.append(TrialRun(trainer, spec.name, [labels[j] for j in group], node, opened))
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as folder:
-            state = torch.load(Path(folder) / "state.pt", map_location=runs[0].trainer.device)
-        # A pack resumes from its own state, matched by its configurations (a checkpoint of an
-        # earlier version, without them, by position).
-        keys = [_key(run) for run in runs]
-        saved = dict(zip(map(tuple, state.get("packs", keys)), zip(state["trainers"], state["trained_seconds"])))
-        for run, key in zip(runs, keys):
-            if key in saved:
-                run.trainer.load_state_dict(saved[key][0])
-                run.seconds = saved[key][1]
+        runs.append(TrialRun(trainer, spec.name, [labels[j] for j in group], node, opened, trained))
     return runs
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 
 from pipeline.tables import CURVES, PROFILES, read_replicates, replicates_schema
 from pipeline.trial import run_trial
@@ -54,3 +55,15 @@ def test_a_rerun_trial_replaces_its_rows(tmp_path):
     _trial(tmp_path, "double_well")
     _trial(tmp_path, "double_well")
     assert read_replicates(tmp_path).num_rows == 2
+
+
+def test_a_metric_cannot_take_a_name_another_column_or_report_key_has():
+    from drm.metrics import RESERVED, Metric, metric_names
+
+    fixed = set(replicates_schema().names) - set(metric_names())
+    assert fixed <= RESERVED  # every other column of the rows is reserved
+    for name in ("status", "step", "loss", "seed", "not an identifier"):
+        with pytest.raises(ValueError, match="allowed: an ASCII identifier"):
+            Metric(name, float, "", lambda view: None)
+    with pytest.raises(ValueError, match="cannot format a float"):
+        Metric("fine_name", float, "", lambda view: None, shown="d")

@@ -52,12 +52,13 @@ class Problem(ABC):
     @abstractmethod
     def density(self, x: Tensor, u: Tensor, grad: Tensor, u_2: Tensor | None, epsilon: Tensor) -> Tensor:
         """W at N points of K members: x (K or 1, N, d), u (K, N), grad (K, N, d), u_2 (K, N) or None
-        (when no member has ε > 0), epsilon (K, 1) -> (K, N)."""
+        (when no member has ε > 0), epsilon (K or 1, 1) float64 -> (K, N)."""
 
     @staticmethod
     def regularised(w: Tensor, u_2: Tensor | None, epsilon: Tensor) -> Tensor:
-        """w + ε² u_2² (w itself when no member carries u_2)."""
-        return w if u_2 is None else w + epsilon.square() * u_2.square()
+        """w + ε² u_2²; u_2 is None only when no member has ε > 0 (a `Pack` carries it whenever one has).
+        ε (K, 1) is float64: ε² is rounded once, to w's dtype."""
+        return w if u_2 is None else w + epsilon.square().to(w.dtype) * u_2.square()
 
     def energy_reference(self, transitions: np.ndarray) -> np.ndarray | None:
         """The energy a profile with this many transitions should reach, where the problem knows one; else None."""

@@ -16,6 +16,8 @@ from drm.problems.base import Problem
 from drm.problems.paper import DoubleWell, DoubleWellU2, TwinBranching
 
 GROUP = "drmfm.problems"
+_REQUIRED = ("name", "label", "equation", "domain", "oscillation_axis", "default_activation", "default_fourier_map", "default_epochs",
+             "default_batch")
 
 
 class _Problems(Mapping[str, Problem]):
@@ -28,6 +30,14 @@ class _Problems(Mapping[str, Problem]):
     def add(self, problem: Problem, origin: str) -> None:
         if not isinstance(problem, Problem):
             raise TypeError(f"{origin}: {problem!r} is not a drm.Problem")
+        missing = [a for a in _REQUIRED if not hasattr(problem, a)]
+        if missing:
+            raise TypeError(f"{origin}: problem {type(problem).__name__} lacks {', '.join(missing)} (see drm.problems.Problem)")
+        if not (isinstance(problem.name, str) and problem.name.isidentifier()):
+            raise ValueError(f"{origin}: problem name {problem.name!r}; allowed: an identifier (it is a spec's and a flag's value)")
+        if not 0 <= problem.oscillation_axis < problem.dim:
+            raise ValueError(f"{origin}: problem {problem.name!r}: oscillation_axis {problem.oscillation_axis} is not an axis of its "
+                             f"{problem.dim}D domain")
         known = self._by_name.get(problem.name)
         if known is not None and type(known) is not type(problem):
             raise ValueError(f"{origin}: problem {problem.name!r} is already registered (by {type(known).__module__})")
@@ -46,7 +56,8 @@ class _Problems(Mapping[str, Problem]):
                 print(f"drmfm: warning: {origin} ({GROUP}) was not loaded: {type(e).__name__}: {e}", file=sys.stderr)
 
     def __getitem__(self, name: str) -> Problem:
-        self._load_plugins()
+        if name not in self._by_name:  # a known name is found without looking at the installed packages
+            self._load_plugins()
         return self._by_name[name]
 
     def __iter__(self) -> Iterator[str]:
