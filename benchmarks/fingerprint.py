@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from drm.config import TrainConfig
-from drm.measure import measure
+from drm.measurement import measure
 from drm.train import PackedTrainer
 
 COLUMNS = ("energy", "boundary_l2", "transitions", "transitions_per_period", "transitions_wall", "bands")

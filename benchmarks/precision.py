@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from drm.config import TrainConfig
-from drm.measure import measure
+from drm.measurement import measure
 from drm.train import PackedTrainer
 
 RUNS = {  # the fixed set: the bench's two cases and a 1D run with ε (u_xx in the energy)

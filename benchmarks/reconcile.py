@@ -19,7 +19,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from drm.config import TrainConfig
-from drm.measure import measure
+from drm.measurement import measure
 from drm.storage import Storage
 from drm.train import PackedTrainer
 from pipeline.reconcile import inspect, repair

@@ -4,7 +4,7 @@ computed from a trained pack, whether a sweep may optimise it and how the summar
 The result schema, a spec's objective, Tune's reports, the MLflow metrics, summary.csv and the table
 `drmfm train` prints all read this registry. The paper's columns are below; a package adds one
 through the entry point group `drmfm.metrics` (naming a `Metric`), a notebook with `register_metric`.
-Each is computed by `compute(view)` from a `drm.measure.View`: per member (K,), or None where the
+Each is computed by `compute(view)` from a `drm.measurement.View`: per member (K,), or None where the
 trial's configuration gives it no meaning (the column is then null).
 """
 
@@ -23,7 +23,7 @@ from drm.config import TrainConfig
 from drm.counts import count_bands, count_transitions
 
 if TYPE_CHECKING:
-    from drm.measure import View
+    from drm.measurement import View
     from drm.problems import Problem
 
 GROUP = "drmfm.metrics"

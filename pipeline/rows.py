@@ -14,7 +14,7 @@ import pyarrow as pa
 import torch
 
 from drm.config import TrainConfig
-from drm.measure import Measurements
+from drm.measurement import Measurements
 from drm.metrics import metrics
 from drm.train import PackedTrainer
 from pipeline.figures import profile_pngs

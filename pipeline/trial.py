@@ -18,7 +18,7 @@ import pyarrow as pa
 import torch
 
 from drm.config import TrainConfig
-from drm.measure import Measurements, measure
+from drm.measurement import Measurements, measure
 from drm.storage import Storage
 from drm.train import PackedTrainer
 from pipeline.rows import trial_tables

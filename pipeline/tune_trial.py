@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from drm.config import TrainConfig, pack_key
-from drm.measure import Measurements
+from drm.measurement import Measurements
 from drm.metrics import metric_names
 from drm.train import PackedTrainer
 from pipeline.spec import SweepSpec

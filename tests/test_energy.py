@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from drm.measure import quadrature_energy, refined_energy
+from drm.measurement import quadrature_energy, refined_energy
 from drm.problems import get_problem
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from drm.measure import measure
+from drm.measurement import measure
 from drm.train import PackedTrainer
 from tests.helpers import small
 

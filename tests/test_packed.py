@@ -124,7 +124,7 @@ MIXED = {
 @pytest.mark.parametrize("name", list(MIXED))
 def test_a_mixed_pack_gives_each_member_what_it_gets_alone(name):
     """Members of one pack with their own frequency and ε train and measure as separate runs do."""
-    from drm.measure import measure
+    from drm.measurement import measure
 
     configs = MIXED[name]
     seeds = [3, 1, 4, 1][: len(configs)]

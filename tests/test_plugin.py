@@ -47,7 +47,7 @@ def test_the_plugin_keeps_the_problems_contract(plugin):
 
 def test_its_energy_is_the_closed_form_on_a_known_function(plugin):
     """u ≡ 0: I = ∫ 1 + (0.1 sin 2πx)² dx = 1 + 0.005, by the problem as drmfm loaded it."""
-    code = ("import torch; from drm.problems import get_problem; from drm.measure import quadrature_energy\n"
+    code = ("import torch; from drm.problems import get_problem; from drm.measurement import quadrature_energy\n"
             "zero = lambda p: (torch.zeros(1, len(p), dtype=p.dtype), torch.zeros(1, len(p), 1, dtype=p.dtype), None)\n"
             f"print(float(quadrature_energy(get_problem({plugin!r}), 0.0, zero)[0]))")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from drm.config import TrainConfig
-from drm.measure import measure, quadrature_energy
+from drm.measurement import measure, quadrature_energy
 from drm.metrics import measured_for
 from drm.problems import PROBLEMS, Problem, get_problem
 from drm.reference import ReferenceNet, reference_loss
@@ -118,3 +118,49 @@ def test_a_short_training_lowers_each_member_s_loss(problem):
     trainer.run()
     assert trainer.status() == ["ok", "ok"]
     assert bool((trainer.last_loss < first).all())
+
+
+NOTEBOOK = '''
+from dataclasses import dataclass
+import torch
+import drm
+from drm.measurement import quadrature_energy
+from drm.problems import Interval, Problem
+
+@dataclass(frozen=True)
+class Shifted(Problem):
+    name = "shifted_well"
+    label = "a double well about u = 1/2"
+    equation = "I(u) = ∫ (u_x² − 1)² + (u − 1/2)² dx"
+    domain = Interval()
+    oscillation_axis = 0
+    default_activation, default_fourier_map, default_epochs, default_batch = "tanh", "sincos", 50, 32
+
+    def density(self, x, u, grad, u_2, epsilon):
+        return self.regularised((grad[..., 0].square() - 1).square() + (u - 0.5).square(), u_2, epsilon)
+
+drm.register_problem(Shifted)
+trainer = drm.PackedTrainer(drm.TrainConfig(problem="shifted_well", width=8, dtype="float64"), [0, 1])
+trainer.run()
+assert trainer.status() == ["ok", "ok"] and drm.measure(trainer.model, trainer.pack).energy.shape == (2,)
+zero = lambda p: (torch.zeros(1, len(p), dtype=p.dtype), torch.zeros(1, len(p), 1, dtype=p.dtype), None)
+print(float(quadrature_energy(drm.get_problem("shifted_well"), 0.0, zero)[0]))
+try:
+    drm.register_problem(type("Impostor", (Shifted,), {}))
+except ValueError as e:
+    print(e)
+'''
+
+
+def test_a_problem_registered_in_a_notebook_trains_is_measured_and_keeps_its_name():
+    """u ≡ 0 has energy ∫ 1 + 1/4 dx = 1.25; another class may not take the name."""
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT
+
+    run = subprocess.run([sys.executable, "-c", NOTEBOOK], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert run.returncode == 0, run.stderr
+    energy, refused = run.stdout.splitlines()
+    assert float(energy) == pytest.approx(1.25, rel=1e-9)
+    assert "problem 'shifted_well' is already registered" in refused

@@ -8,7 +8,7 @@ import errno
 
 import pytest
 
-from drm.measure import measure
+from drm.measurement import measure
 from drm.storage import Storage
 from drm.train import PackedTrainer
 from pipeline.reconcile import inspect

@@ -17,7 +17,7 @@ import pytest
 import torch
 import yaml
 
-from drm.measure import measure
+from drm.measurement import measure
 from drm.train import PackedTrainer
 from pipeline.spec import parse_spec
 from pipeline.tables import read_replicates

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from drm.config import TrainConfig
-from drm.measure import measure
+from drm.measurement import measure
 from drm.train import PackedTrainer
 
 SEEDS = list(range(6))

@@ -36,7 +36,7 @@ class Interval:
     """D = [0, 1]: the boundary is the two end points; transitions are counted on the quadrature grid."""
 
     nodes: int = 20_001  # the energy's quadrature and the counting grid
-    max_nodes: int = 160_001  # the finest grid the energy is refined to (drm.measure.refined_energy)
+    max_nodes: int = 160_001  # the finest grid the energy is refined to (drm.measurement.refined_energy)
     dim: ClassVar[int] = 1
     label: ClassVar[str] = "[0, 1]"
     default_boundary_batch: ClassVar[int] = 2
@@ -83,7 +83,7 @@ class UnitSquare:
     oscillation axis on lines across D (the middle one, and two near the walls)."""
 
     nodes: int = 257  # per side of the quadrature grid: x = 0.5 is a node
-    max_nodes: int = 1_025  # per side of the finest grid the energy is refined to (drm.measure.refined_energy)
+    max_nodes: int = 1_025  # per side of the finest grid the energy is refined to (drm.measurement.refined_energy)
     line_nodes: int = 4_097  # along each counting line
     dim: ClassVar[int] = 2
     label: ClassVar[str] = "[0, 1]²"
