@@ -22,6 +22,7 @@ from drm.metrics import metrics
 from drm.network import PackedMLP
 from drm.pack import Pack
 from drm.problems import Grid, Problem
+from drm.problems.domains import Domain
 
 _CHUNK_ELEMENTS = 1 << 23  # bound on K · points · width per evaluation chunk
 TOLERANCE = 1e-3  # the relative quadrature error an energy is refined to
@@ -144,11 +145,13 @@ class View:
 
     model: PackedMLP
     pack: Pack
-    energy: Energy  # on the finest grid its refinement reached
+    energy: Energy | None  # on the finest grid its refinement reached (None: a recount, which takes none)
     u: np.ndarray  # (K, *grid shape)
     du: np.ndarray  # the derivative along the oscillation axis, (K, *grid shape)
     loss_final: np.ndarray | None  # (K,), when a trainer gave it
     axes: dict[str, np.ndarray]  # the grid's coordinates (x; or x, y)
+    threshold: float  # the hysteresis half-width τ of the counts
+    domain: Domain  # where it is counted: the problem's, or a recount's other counting grid
     _lines: dict[float, np.ndarray] = field(default_factory=dict)
 
     @property
@@ -156,8 +159,8 @@ class View:
         return self.pack.problem
 
     @property
-    def threshold(self) -> float:
-        return self.pack.config.transition_threshold
+    def count_grid(self) -> int:
+        return self.domain.counting_nodes
 
     def _like(self) -> Tensor:
         return next(self.model.parameters())
@@ -167,7 +170,7 @@ class View:
         grid itself on an interval): (K, n)."""
         if offset not in self._lines:
             p = self._like()
-            points = self.problem.domain.line(self.problem.oscillation_axis, offset, p.dtype, p.device)
+            points = self.domain.line(self.problem.oscillation_axis, offset, p.dtype, p.device)
             if points is None:
                 self._lines[offset] = self.du.reshape(self.model.K, -1)
             else:
@@ -202,7 +205,19 @@ def view(model: PackedMLP, pack: Pack, loss_final: Tensor | None = None, refine:
     u = on_grid["u"].cpu().numpy().reshape(shape)
     du = on_grid["grad"][..., problem.oscillation_axis].cpu().numpy().reshape(shape)
     last = None if loss_final is None else loss_final.detach().cpu().numpy()
-    return View(model, pack, energy, u, du, last, grid.axes)
+    return View(model, pack, energy, u, du, last, grid.axes, pack.config.transition_threshold, problem.domain)
+
+
+def counting_view(model: PackedMLP, pack: Pack, threshold: float, count_grid: int | None = None) -> View:
+    """The pack seen for its counts alone (no energy): at hysteresis half-width `threshold`, on lines of
+    `count_grid` nodes (1D: a grid of that many nodes; default: the problem's counting grid)."""
+    p = next(model.parameters())
+    domain = pack.problem.domain if count_grid is None else pack.problem.domain.counting(count_grid)
+    grid = domain.quadrature(p.dtype, p.device)
+    u, grad, _ = _evaluate(model, grid.points, pack.second_axis)  # as `view` evaluates it: the same bits
+    shape = (model.K, *grid.shape)
+    du = grad[..., pack.problem.oscillation_axis].cpu().numpy().reshape(shape)
+    return View(model, pack, None, u.cpu().numpy().reshape(shape), du, None, grid.axes, threshold, domain)
 
 
 def measure(model: PackedMLP, config: TrainConfig | list[TrainConfig] | Pack, loss_final: Tensor | None = None,

@@ -223,6 +223,29 @@ def analyze(
 
 
 @app.command()
+def recount(
+    results: Annotated[list[str], typer.Argument(help="One or more results folders (HOME/results/<sweep>, or s3://…).")],
+    threshold: Annotated[list[float] | None, typer.Option(
+        "--threshold", help="Hysteresis half-width τ to count at; repeat for several [default: each row's own, 0.1].")] = None,
+    grid: Annotated[int | None, typer.Option(
+        help="Nodes of the counting grid (1D) or of each counting line (2D; bands stay on the 257² grid) [default: each row's own].")] = None,
+    out: Annotated[str | None, typer.Option(help="Where <sweep>.parquet goes [default: <RESULTS>/recount].")] = None,
+) -> None:
+    """Transitions, transitions per period, walls and bands again, from the stored weights, at other τ and grids."""
+    from pipeline.recount import RecountError
+    from pipeline.recount import recount as run_recount
+
+    if out is not None and "://" not in out:
+        check_folder("out", Path(out))
+    try:
+        written = run_recount(results, threshold, grid, out, progress=lambda line: print(f"recount: {line}", file=sys.stderr, flush=True))
+    except RecountError as e:
+        raise BadInput(str(e)) from None
+    for where, rows in written:
+        print(f"recount: {rows} rows -> {where}")
+
+
+@app.command()
 def ntk(
     problem: Annotated[str, typer.Option(help="Problem (see drmfm problems).")] = "double_well",
     depth: Annotated[int, typer.Option(help="Hidden layers.")] = 3,

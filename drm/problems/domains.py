@@ -8,6 +8,7 @@ and nowhere else: the trainer, the measurements and the pipeline ask the domain.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
@@ -41,6 +42,15 @@ class Interval:
     label: ClassVar[str] = "[0, 1]"
     default_boundary_batch: ClassVar[int] = 2
     wall_offsets: ClassVar[tuple[float, ...]] = ()  # an interval has no walls to count beside
+
+    @property
+    def counting_nodes(self) -> int:
+        """The nodes transitions are counted on: the measurement grid's."""
+        return self.nodes
+
+    def counting(self, nodes: int) -> Interval:
+        """This interval with transitions counted on `nodes` nodes (its measurement grid: the profiles')."""
+        return dataclasses.replace(self, nodes=nodes)
 
     def check_boundary_batch(self, n: int) -> str | None:
         return None if n == 2 else "1D problems use the two end points: allowed 2"
@@ -89,6 +99,15 @@ class UnitSquare:
     label: ClassVar[str] = "[0, 1]²"
     default_boundary_batch: ClassVar[int] = 400
     wall_offsets: ClassVar[tuple[float, ...]] = (0.05, 0.95)
+
+    @property
+    def counting_nodes(self) -> int:
+        """The nodes along each counting line (bands are counted on the measurement grid)."""
+        return self.line_nodes
+
+    def counting(self, nodes: int) -> UnitSquare:
+        """This square with its counting lines of `nodes` nodes."""
+        return dataclasses.replace(self, line_nodes=nodes)
 
     def check_boundary_batch(self, n: int) -> str | None:
         if isinstance(n, bool) or not isinstance(n, int) or n < 4:
