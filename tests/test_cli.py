@@ -51,9 +51,12 @@ def test_cuda_on_a_machine_without_it_is_bad_input(tmp_path):
 
 
 def test_every_command_has_help():
-    for command in ["problems", "train", "bench"]:
+    listed = drmfm("--help")
+    commands = ["problems", "train", "bench", "sweep", "status", "analyze", "recount", "ntk", "ui"]
+    assert listed.returncode == 0 and all(c in listed.stdout for c in commands), listed.stdout
+    for command in commands:
         result = drmfm(command, "--help")
-        assert result.returncode == 0 and "Usage" in result.stdout
+        assert result.returncode == 0 and "Usage" in result.stdout, (command, result.stderr)
 
 
 def test_problems_lists_the_three_problems():
