@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["count_transitions", "count_bands", "trapezoid_weights"]
+__all__ = ["count_transitions", "count_transitions_on_device", "count_bands", "frozen_step", "trapezoid_weights"]
 
 
 def _banded_sign(g: np.ndarray, threshold: float) -> np.ndarray:
@@ -45,6 +45,31 @@ def count_transitions(g: np.ndarray, threshold: float) -> np.ndarray:
     # to 0, so a product < 0 marks exactly one +/- flip across the band.
     flips = filled[..., 1:] * filled[..., :-1] < 0
     return flips.sum(axis=-1, dtype=np.int64)
+
+
+def count_transitions_on_device(g, threshold: float):
+    """`count_transitions` of a torch tensor g (..., n), on its device, without reading it back: an int64
+    tensor (...). The same forward fill of the last signed sample, with torch.cummax."""
+    import torch
+
+    s = torch.where(torch.isfinite(g) & (g.abs() > threshold), torch.sign(g), torch.zeros_like(g)).to(torch.int8)
+    n = s.shape[-1]
+    index = torch.arange(n, device=g.device).expand_as(s)
+    last = torch.where(s != 0, index, torch.full_like(index, -1)).cummax(dim=-1).values
+    filled = torch.where(last >= 0, s.gather(-1, last.clamp(min=0)), torch.zeros_like(s)).to(torch.int64)
+    return (filled[..., 1:] * filled[..., :-1] < 0).sum(dim=-1)
+
+
+def frozen_step(steps: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Per member, the first logged step from which its count never changed again: steps (n,), counts
+    (n, K) -> (K,) int64 (-1 where nothing was logged)."""
+    counts = np.asarray(counts)
+    if counts.shape[0] == 0:
+        return np.full(counts.shape[1:], -1, dtype=np.int64)
+    same = counts == counts[-1]  # (n, K)
+    # The first index of the final run of equal counts: after the last index that differs.
+    differs = np.where(~same, np.arange(len(steps))[:, None], -1).max(axis=0)
+    return np.asarray(steps)[differs + 1].astype(np.int64)
 
 
 def _row_runs(c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

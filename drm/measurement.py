@@ -12,17 +12,22 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from drm.config import TrainConfig
+from drm.counts import frozen_step
 from drm.metrics import metrics
 from drm.network import PackedMLP
 from drm.pack import Pack
 from drm.problems import Grid, Problem
 from drm.problems.domains import Domain
+
+if TYPE_CHECKING:
+    from drm.train import Curves
 
 _CHUNK_ELEMENTS = 1 << 23  # bound on K · points · width per evaluation chunk
 TOLERANCE = 1e-3  # the relative quadrature error an energy is refined to
@@ -152,6 +157,7 @@ class View:
     axes: dict[str, np.ndarray]  # the grid's coordinates (x; or x, y)
     threshold: float  # the hysteresis half-width τ of the counts
     domain: Domain  # where it is counted: the problem's, or a recount's other counting grid
+    frozen: np.ndarray | None = None  # (K,) the step from which the curves' count held (NaN: none counted)
     _lines: dict[float, np.ndarray] = field(default_factory=dict)
 
     @property
@@ -221,14 +227,20 @@ def counting_view(model: PackedMLP, pack: Pack, threshold: float, count_grid: in
 
 
 def measure(model: PackedMLP, config: TrainConfig | list[TrainConfig] | Pack, loss_final: Tensor | None = None,
-            refine: bool = True) -> Measurements:
+            refine: bool = True, history: Curves | None = None) -> Measurements:
     """Every metric registered for the problem (drm.metrics) of every member, and the profiles.
 
     `config` may be one configuration per member (a mixed pack: each its own frequency and ε), or the
     Pack; `loss_final` (K,): the trainer's last loss, recorded as `loss_final`. `refine` False keeps the
-    energy on the measurement grid, with its error estimate (a sweep's checkpoints).
+    energy on the measurement grid, with its error estimate (a sweep's checkpoints). `history`: the
+    trainer's curves, whose counts give `count_frozen_step`.
     """
     pack = config if isinstance(config, Pack) else Pack.of(config, model.seeds)
     v = view(model, pack, loss_final, refine)
+    if history is not None:
+        counted = history.transitions >= 0  # (n, K): points a 0.1 checkpoint logged uncounted are left out
+        frozen = np.array([frozen_step(history.steps[counted[:, k]], history.transitions[counted[:, k], k:k + 1])[0]
+                           for k in range(model.K)], dtype=float)
+        v.frozen = np.where(frozen >= 0, frozen, np.nan)
     values = {m.name: m.compute(v) if m.applies(pack.problem) else None for m in metrics()}
     return Measurements(values=values, grid=v.axes, profile_u=v.u, profile_du=v.du)

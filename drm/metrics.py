@@ -126,6 +126,8 @@ _PAPER = (
            _transitions, shown="d"),
     Metric("count_grid", int, "nodes of the counting grid (1D) or of each counting line (2D; bands on the measurement grid)",
            lambda v: np.full(v.model.K, v.count_grid), objective=False),
+    Metric("count_frozen_step", int, "the first logged step from which the curves' count (on the curve grid) never changed",
+           lambda v: v.frozen, objective=False),
     Metric("count_tau_sensitive", bool, "whether the transitions change at τ = 0.05 or 0.3 (the same derivative, the same line)",
            _tau_sensitive, objective=False, summary=True),
     Metric("transitions_per_period", float, "transitions per period of the sincos map, sin(2^i π x) having 2^(i-1) on [0, 1]",

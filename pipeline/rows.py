@@ -160,6 +160,9 @@ def curve_rows(trainer: PackedTrainer, *, sweep: str, trial_id: str, members: ra
             "loss": loss.T.reshape(-1).astype(np.float64),
             "energy_mc": energy_mc.T.reshape(-1).astype(np.float64),
             "lr": np.tile(curves.lr, K),
+            # -1: a point a checkpoint of version 0.1 logged without counting it
+            "transitions": pa.array(curves.transitions[:, pick].T.reshape(-1), mask=curves.transitions[:, pick].T.reshape(-1) < 0,
+                                    type=pa.int64()),
         }
     )
 

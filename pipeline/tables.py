@@ -62,10 +62,10 @@ _AFTER_METRICS = [
 ]
 
 
-def conform(rows: pa.Table) -> pa.Table:
-    """Rows in the schema of this process's registry, matched by name: a metric the rows lack is null,
-    and a metric only the process that measured them knows (a package on that node alone) is kept."""
-    schema = replicates_schema()
+def conform(rows: pa.Table, schema: pa.Schema | None = None) -> pa.Table:
+    """Rows in `schema` (default: the replicates of this process's registry), matched by name: a column the
+    rows lack is null, and one only the process that made them knows (a package on that node alone) is kept."""
+    schema = schema or replicates_schema()
     columns = [rows.column(f.name).cast(f.type) if f.name in rows.column_names else pa.nulls(rows.num_rows, f.type) for f in schema]
     extra = [f for f in rows.schema if f.name not in schema.names]
     return pa.Table.from_arrays([*columns, *(rows.column(f.name) for f in extra)], schema=pa.schema([*schema, *extra]))
@@ -86,6 +86,7 @@ CURVES = pa.schema(
         ("loss", pa.float64()),
         ("energy_mc", pa.float64()),
         ("lr", pa.float64()),
+        ("transitions", pa.int64()),  # on the curve grid (drm.train.Curves)
     ]
 )
 
@@ -119,7 +120,7 @@ def write_trial(results: Storage, tables: TrialTables, *where: str) -> None:
     """Land one trial in `results` (or a folder below it): weights, curves, profiles, replicates last."""
     name = tables.trial_id
     results.write_bytes(tables.weights, *where, "weights", f"{name}.pt")
-    results.write_table(tables.curves.cast(CURVES), *where, "curves", f"{name}.parquet")
+    results.write_table(conform(tables.curves, CURVES), *where, "curves", f"{name}.parquet")
     results.write_table(tables.profiles.cast(PROFILES), *where, "profiles", f"{name}.parquet")
     results.write_table(conform(tables.replicates), *where, "replicates", f"{name}.parquet")
 

@@ -60,7 +60,7 @@ class TrialRun:
 
     def measure(self, refine: bool = True) -> Measurements:
         """Every metric of every member (`refine` False: the energy on the measurement grid, with its error)."""
-        return measure(self.trainer.model, self.trainer.pack, self.trainer.last_loss, refine)
+        return measure(self.trainer.model, self.trainer.pack, self.trainer.last_loss, refine, self.trainer.curves())
 
     def tables(self, m: Measurements, stopped: bool = False) -> list[TrialTables]:
         """Each configuration's tables (`stopped`: a scheduler may end the trial here, not at its last step)."""

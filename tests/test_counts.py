@@ -238,3 +238,26 @@ def test_a_count_that_changes_with_the_hysteresis_band_is_flagged_and_a_clean_on
     assert count_transitions(np.stack([clean, wiggle]), 0.1).tolist() == [3, 13]
     assert count_transitions(np.stack([clean, wiggle]), 0.3).tolist() == [3, 3]
     assert _tau_sensitive(view).tolist() == [False, True]
+
+
+def test_the_device_count_equals_the_numpy_count():
+    """Random signals with a dead band, NaNs and runs inside the band: the same counts, row by row."""
+    import torch
+
+    from drm.counts import count_transitions_on_device
+
+    rng = np.random.default_rng(7)
+    g = rng.normal(scale=0.5, size=(64, 257))
+    g[rng.random(g.shape) < 0.05] = np.nan
+    g[3] = 0.01  # entirely inside the band
+    for tau in (0.0, 0.1, 0.3):
+        assert count_transitions_on_device(torch.tensor(g), tau).tolist() == count_transitions(g, tau).tolist()
+
+
+def test_the_frozen_step_is_where_the_last_run_of_equal_counts_begins():
+    from drm.counts import frozen_step
+
+    steps = np.array([0, 10, 20, 30, 40])
+    counts = np.array([[1, 5, 2], [2, 5, 2], [2, 5, 3], [4, 5, 2], [4, 5, 2]])  # (n, K)
+    assert frozen_step(steps, counts).tolist() == [30, 0, 30]
+    assert frozen_step(steps[:0], counts[:0]).tolist() == [-1, -1, -1]

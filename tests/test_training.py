@@ -40,3 +40,36 @@ def test_p1_energy_falls_below_the_no_transition_state():
     assert np.all(energies < 0.2), energies
     curves = trainer.curves()
     assert curves.loss[-1].mean() < curves.loss[0].mean()
+
+
+def test_a_count_that_changes_at_a_known_step_gives_that_count_frozen_step():
+    """With lr = 1e-12 nothing moves, so the count only changes where the weights and map of a trained net
+    with another frequency (another count) are put in: at step 100, the first point logged after it is the
+    frozen step."""
+    import torch
+
+    config = TrainConfig(problem="double_well", width=16, epochs=200, lr=1e-12, fourier=1, log_points=50).resolve()
+    trained = PackedTrainer(TrainConfig(problem="double_well", width=16, epochs=300, lr=3e-3, fourier=3), [0])
+    trained.run()
+    trainer = PackedTrainer(config, [0])
+    trainer.run(steps=100)
+    with torch.no_grad():
+        for name, value in trained.model.state_dict().items():
+            trainer.model.state_dict()[name].copy_(value)
+    trainer.run()
+    curves = trainer.curves()
+    before, after = curves.transitions[curves.steps < 100, 0], curves.transitions[curves.steps >= 100, 0]
+    assert len(set(before)) == 1 and len(set(after)) == 1 and before[0] != after[0]  # one change, where the weights changed
+    m = measure(trainer.model, trainer.pack, history=curves)
+    assert m.count_frozen_step[0] == curves.steps[curves.steps >= 100][0] == 100
+    assert curves.steps[-1] == config.epochs - 1 and curves.transitions[-1, 0] == m.transitions[0]  # the last point is the end's count
+
+
+def test_the_curves_last_count_is_the_final_count():
+    config = TrainConfig(problem="double_well_u2", width=32, epochs=600, lr=3e-3, fourier=2).resolve()
+    trainer = PackedTrainer(config, SEEDS)
+    trainer.run()
+    curves = trainer.curves()
+    m = measure(trainer.model, trainer.pack, history=curves)
+    assert curves.transitions[-1].tolist() == m.transitions.tolist()
+    assert all(0 <= s <= config.epochs - 1 for s in m.count_frozen_step)

@@ -38,6 +38,7 @@ class Interval:
 
     nodes: int = 20_001  # the energy's quadrature and the counting grid
     max_nodes: int = 160_001  # the finest grid the energy is refined to (drm.measurement.refined_energy)
+    curve_nodes: int = 1_025  # the grid transitions are counted on at each learning-curve point (a cheap one)
     dim: ClassVar[int] = 1
     label: ClassVar[str] = "[0, 1]"
     default_boundary_batch: ClassVar[int] = 2
@@ -54,6 +55,10 @@ class Interval:
 
     def check_boundary_batch(self, n: int) -> str | None:
         return None if n == 2 else "1D problems use the two end points: allowed 2"
+
+    def curve_points(self, axis: int, dtype: torch.dtype, device: torch.device | str) -> Tensor:
+        """Where a learning-curve point counts transitions: `curve_nodes` nodes on [0, 1], (n, 1)."""
+        return self.counting(self.curve_nodes).quadrature(dtype, device).points
 
     def interior_points(self, seeds: Tensor, step: int | Tensor, n: int, dtype: torch.dtype) -> Tensor:
         from drm.sampling import interior_points
@@ -94,6 +99,7 @@ class UnitSquare:
 
     nodes: int = 257  # per side of the quadrature grid: x = 0.5 is a node
     max_nodes: int = 1_025  # per side of the finest grid the energy is refined to (drm.measurement.refined_energy)
+    curve_nodes: int = 1_025  # along the middle line, at each learning-curve point (a cheap count)
     line_nodes: int = 4_097  # along each counting line
     dim: ClassVar[int] = 2
     label: ClassVar[str] = "[0, 1]²"
@@ -108,6 +114,10 @@ class UnitSquare:
     def counting(self, nodes: int) -> UnitSquare:
         """This square with its counting lines of `nodes` nodes."""
         return dataclasses.replace(self, line_nodes=nodes)
+
+    def curve_points(self, axis: int, dtype: torch.dtype, device: torch.device | str) -> Tensor:
+        """Where a learning-curve point counts transitions: the middle line, `curve_nodes` nodes, (n, 2)."""
+        return self.counting(self.curve_nodes).line(axis, 0.5, dtype, device)
 
     def check_boundary_batch(self, n: int) -> str | None:
         if isinstance(n, bool) or not isinstance(n, int) or n < 4:
