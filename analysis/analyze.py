@@ -59,6 +59,7 @@ def analyze(folders: list[str], out: str | None = None, progress: Callable[[str]
             f"energy_vs_transitions_{problem}.png": lambda: fig.energy_vs_transitions(rows, problem),
             f"profiles_{problem}.png": lambda: fig.profiles(rows, problem, key),
             f"learning_curves_{problem}.png": lambda: fig.learning_curves(rows, problem, key),
+            f"counts_through_training_{problem}.png": lambda: fig.counts_through_training(rows, problem, key),
         }
         for name, draw in drawn.items():
             figure = draw()

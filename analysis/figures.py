@@ -171,3 +171,27 @@ def learning_curves(rows: pd.DataFrame, problem: str, key: list[str], limit: int
     ax.set(xlabel="step (epoch)", ylabel="training loss (median over seeds)", title=f"{problem}: learning curves")
     ax.legend(fontsize=6, title=None)
     return fig
+
+
+def counts_through_training(rows: pd.DataFrame, problem: str, key: list[str], limit: int = 12) -> Figure | None:
+    """The transitions of each seed against the step (counted on the curve grid while training), one panel
+    line per configuration: the median over seeds with the band from the lowest to the highest seed."""
+    import seaborn as sns
+
+    frames = []
+    for label, row in representative(rows, key, limit):
+        curves = read_trial_table(row["source"], "curves", row["trial_id"])
+        if curves is None or "transitions" not in curves or curves["transitions"].isna().all():
+            continue  # a table of 0.1, before counts were logged
+        seeds = set(rows.loc[rows["trial_id"] == row["trial_id"], "seed"].astype(int))
+        frames.append(curves[curves["seed"].isin(seeds)].assign(configuration=label, transitions=lambda c: c["transitions"].astype("float64")))
+    if not frames:
+        return None
+    data = pd.concat(frames)
+    fig = Figure(figsize=(8, 4.5), layout="constrained")
+    ax = fig.subplots()
+    sns.lineplot(data=data, x="step", y="transitions", hue="configuration", estimator="median", errorbar=("pi", 100), ax=ax, lw=1)
+    ax.set(xlabel="step (epoch)", ylabel="transitions (median; band: all seeds)", title=f"{problem}: counts through training")
+    ax.legend(fontsize=6, title=None)
+    return fig
+

@@ -128,3 +128,5 @@ def test_analyze_completes_on_a_real_train_folder(tmp_path):
     done = drmfm("analyze", str(folder), "--out", str(tmp_path / "out"))
     assert done.returncode == 0, done.stderr
     _complete(tmp_path / "out", 1)
+    # The counts logged through training, drawn (a synthetic folder without them draws none).
+    assert (tmp_path / "out" / "figures" / "counts_through_training_double_well.png").stat().st_size > 10_000
