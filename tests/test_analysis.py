@@ -18,7 +18,7 @@ from analysis.stats import bootstrap_ci, holm, wilson_ci
 from analysis.summary import configuration_key, summarise
 from drm.problems import get_problem
 from drm.storage import Storage
-from pipeline.tables import CURVES, PROFILES, TrialTables, replicates_schema, write_trial
+from pipeline.tables import CURVES, PROFILES, TrialTables, conform, replicates_schema, write_trial
 from tests.helpers import drmfm, frame
 
 
@@ -156,9 +156,9 @@ def synthetic_folder(folder, statuses: dict[str, int] | None = None) -> Storage:
                              "transitions_per_period": None if bad or i is None else t[seed] / 2 ** (i - 1),
                              "status": status[seed], "config_hash": trial})
             replicates = pa.Table.from_pylist(rows, schema=replicates_schema())
-            curves = pa.table({"sweep": ["syn"] * 20 * n, "trial_id": [trial] * 20 * n, "seed": np.repeat(np.arange(n), 20),
+            curves = conform(pa.table({"sweep": ["syn"] * 20 * n, "trial_id": [trial] * 20 * n, "seed": np.repeat(np.arange(n), 20),
                                "step": np.tile(np.arange(20) * 50, n), "loss": rng.uniform(0.01, 1, 20 * n),
-                               "energy_mc": rng.uniform(0.01, 1, 20 * n), "lr": np.full(20 * n, 1e-4)}).cast(CURVES)
+                               "energy_mc": rng.uniform(0.01, 1, 20 * n), "lr": np.full(20 * n, 1e-4)}), CURVES)
             u = np.abs(((x * (1 + (i or 0))) % 1) - 0.5)
             profiles = pa.table({"sweep": ["syn"] * x.size * n, "trial_id": [trial] * x.size * n, "seed": np.repeat(np.arange(n), x.size),
                                  "x": np.tile(x, n).astype(np.float32), "y": pa.nulls(x.size * n, pa.float32()),

@@ -10,7 +10,7 @@ import pytest
 
 from analysis.analyze import analyze
 from drm.storage import Storage
-from pipeline.tables import CURVES, PROFILES, TrialTables, replicates_schema, write_trial
+from pipeline.tables import CURVES, PROFILES, TrialTables, conform, replicates_schema, write_trial
 
 PROBLEMS = {"double_well": 1, "twin_branching": 2}
 
@@ -38,9 +38,9 @@ def study(folder, configurations: list[dict], seeds: int = 4, problem: str = "do
                  "bands": None if bad or dim == 1 else int(t[seed]) + 1,
                  "status": "diverged" if bad else "ok", "config_hash": trial} for seed in range(seeds)]
         steps = np.arange(10) * 100
-        curves = pa.table({"sweep": ["s"] * 10 * seeds, "trial_id": [trial] * 10 * seeds, "seed": np.repeat(np.arange(seeds), 10),
+        curves = conform(pa.table({"sweep": ["s"] * 10 * seeds, "trial_id": [trial] * 10 * seeds, "seed": np.repeat(np.arange(seeds), 10),
                            "step": np.tile(steps, seeds), "loss": rng.uniform(0.01, 1, 10 * seeds),
-                           "energy_mc": rng.uniform(0.01, 1, 10 * seeds), "lr": np.full(10 * seeds, 1e-4)}).cast(CURVES)
+                           "energy_mc": rng.uniform(0.01, 1, 10 * seeds), "lr": np.full(10 * seeds, 1e-4)}), CURVES)
         if dim == 1:
             x = np.linspace(0, 1, 101)
             y = pa.nulls(x.size * seeds, pa.float32())

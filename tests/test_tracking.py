@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 
 from pipeline.recorder import Recorder
-from pipeline.tables import CURVES, PROFILES, TrialTables, replicates_schema
+from pipeline.tables import CURVES, PROFILES, TrialTables, conform, replicates_schema
 from pipeline.tracking import Tracker, ensure_experiment
 
 
@@ -14,8 +14,8 @@ def _tables(trial_id: str, runs: tuple[str, dict[int, str]], config_hash: str = 
     parent, children = runs
     rows = [{"sweep": "s", "trial_id": trial_id, "seed": seed, "status": "ok", "energy": 0.5 + seed, "transitions": 4,
              "mlflow_run_id": run, "mlflow_parent_run_id": parent, "config_hash": config_hash} for seed, run in children.items()]
-    curves = pa.table({"sweep": ["s"] * 4, "trial_id": [trial_id] * 4, "seed": [0, 0, 1, 1], "step": [0, 10, 0, 10],
-                       "loss": [1.0, 0.5, 1.0, 0.4], "energy_mc": [0.9, 0.4, 0.9, 0.3], "lr": [1e-4] * 4}).cast(CURVES)
+    curves = conform(pa.table({"sweep": ["s"] * 4, "trial_id": [trial_id] * 4, "seed": [0, 0, 1, 1], "step": [0, 10, 0, 10],
+                       "loss": [1.0, 0.5, 1.0, 0.4], "energy_mc": [0.9, 0.4, 0.9, 0.3], "lr": [1e-4] * 4}), CURVES)
     return TrialTables(trial_id, pa.Table.from_pylist(rows, schema=replicates_schema()), curves, PROFILES.empty_table(), b"w")
 
 
