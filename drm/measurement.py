@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 _CHUNK_ELEMENTS = 1 << 23  # bound on K · points · width per evaluation chunk
 TOLERANCE = 1e-3  # the relative quadrature error an energy is refined to
+_NODES_PER_INTERFACE = 16  # the fewest nodes per counted interface a settled counting grid holds
 
 
 @dataclass
@@ -175,13 +176,11 @@ class View:
         """The derivative along the oscillation axis on the counting line at `offset` (the measurement
         grid itself on an interval): (K, n)."""
         if offset not in self._lines:
-            p = self._like()
-            points = self.domain.line(self.problem.oscillation_axis, offset, p.dtype, p.device)
-            if points is None:
-                self._lines[offset] = self.du.reshape(self.model.K, -1)
+            if self.domain.line(self.problem.oscillation_axis, offset, torch.float64, "cpu") is None and self.du.shape[1:] == (
+                    self.domain.counting_nodes,):
+                self._lines[offset] = self.du.reshape(self.model.K, -1)  # an interval counted on its measurement grid
             else:
-                grad = _evaluate(self.model, points, None)[1]  # (K, n, d)
-                self._lines[offset] = grad[..., self.problem.oscillation_axis].cpu().numpy()
+                self._lines[offset] = _derivative_along(self.model, self.pack, self.domain, offset)
         return self._lines[offset]
 
     def boundary_rms(self) -> np.ndarray:
@@ -191,9 +190,41 @@ class View:
         return u.square().mean(dim=1).sqrt().cpu().numpy()
 
 
+def _derivative_along(model: PackedMLP, pack: Pack, domain: Domain, offset: float) -> np.ndarray:
+    """The derivative along the oscillation axis on `domain`'s counting line at `offset` (an interval's
+    counting grid): (K, n)."""
+    p = next(model.parameters())
+    axis = pack.problem.oscillation_axis
+    points = domain.line(axis, offset, p.dtype, p.device)
+    if points is None:
+        points = domain.quadrature(p.dtype, p.device).points
+    return _evaluate(model, points, None)[1][..., axis].cpu().numpy()
+
+
+def settled_counting(model: PackedMLP, pack: Pack, threshold: float, first: np.ndarray | None = None) -> Domain:
+    """The problem's domain with a counting grid fine enough for the interfaces present: n is doubled (2n − 1
+    nodes) until the count on the middle line agrees with the count on the grid twice as fine for every
+    member, and the grid holds at least `_NODES_PER_INTERFACE` nodes per counted interface (two coarse
+    grids can agree by aliasing), up to the domain's `max_counting_nodes`. The grid returned is the
+    coarser of the pair that agrees (or the cap).
+
+    `first`: the derivative on the problem's own counting line, when it was evaluated already."""
+    from drm.counts import count_transitions
+
+    domain = pack.problem.domain
+    current = count_transitions(first if first is not None else _derivative_along(model, pack, domain, 0.5), threshold)
+    while 2 * domain.counting_nodes - 1 <= domain.max_counting_nodes:
+        finer = domain.counting(2 * domain.counting_nodes - 1)
+        counted = count_transitions(_derivative_along(model, pack, finer, 0.5), threshold)
+        if np.array_equal(counted, current) and domain.counting_nodes >= _NODES_PER_INTERFACE * (int(current.max(initial=0)) + 1):
+            return domain
+        domain, current = finer, counted
+    return domain
+
+
 def view(model: PackedMLP, pack: Pack, loss_final: Tensor | None = None, refine: bool = True) -> View:
-    """Evaluate the pack on its measurement grid (with u_2 where a member has ε > 0) and its energies
-    (refined where their error needs it, unless `refine` is False)."""
+    """Evaluate the pack on its measurement grid (with u_2 where a member has ε > 0), its energies and its
+    counting grid (refined where the energy's error or the count needs it, unless `refine` is False)."""
     p = next(model.parameters())
     problem = pack.problem
     grid = problem.domain.quadrature(p.dtype, p.device)
@@ -211,7 +242,12 @@ def view(model: PackedMLP, pack: Pack, loss_final: Tensor | None = None, refine:
     u = on_grid["u"].cpu().numpy().reshape(shape)
     du = on_grid["grad"][..., problem.oscillation_axis].cpu().numpy().reshape(shape)
     last = None if loss_final is None else loss_final.detach().cpu().numpy()
-    return View(model, pack, energy, u, du, last, grid.axes, pack.config.transition_threshold, problem.domain)
+    seen = View(model, pack, energy, u, du, last, grid.axes, pack.config.transition_threshold, problem.domain)
+    if refine:  # the counts on a grid fine enough for the interfaces present
+        seen.domain = settled_counting(model, pack, seen.threshold, seen.along(0.5))
+        if seen.domain != problem.domain:
+            seen._lines.clear()
+    return seen
 
 
 def counting_view(model: PackedMLP, pack: Pack, threshold: float, count_grid: int | None = None) -> View:

@@ -99,9 +99,9 @@ def test_the_measurements_have_the_grid_s_shapes_and_every_applicable_metric(pro
     grid = problem.domain.quadrature(torch.float64, "cpu")
     assert m.profile_u.shape == m.profile_du.shape == (2, *grid.shape)
     assert [len(m.grid[axis]) for axis in m.grid] == list(reversed(grid.shape))  # axes x (, y) of (ny, nx)
-    # Null only where this configuration gives a column no meaning: no trainer gave a last loss, and
-    # transitions per period belong to the periodic map.
-    meaningless = {"loss_final"} | ({"transitions_per_period"} if config.fourier_map != "sincos" else set())
+    # Null only where this configuration gives a column no meaning: no trainer gave a last loss or its
+    # curves, and transitions per period belong to the periodic map.
+    meaningless = {"loss_final", "count_frozen_step"} | ({"transitions_per_period"} if config.fourier_map != "sincos" else set())
     for metric in measured_for(problem):
         values = m.values[metric.name]
         assert (values is None) == (metric.name in meaningless), metric.name
@@ -164,3 +164,48 @@ def test_a_problem_registered_in_a_notebook_trains_is_measured_and_keeps_its_nam
     energy, refused = run.stdout.splitlines()
     assert float(energy) == pytest.approx(1.25, rel=1e-9)
     assert "problem 'shifted_well' is already registered" in refused
+
+
+COARSE = '''
+import json
+from dataclasses import dataclass
+import torch
+import drm
+from drm.counts import count_transitions
+from drm.measurement import _derivative_along, measure
+from drm.problems import Interval, Problem
+
+@dataclass(frozen=True)
+class Coarse(Problem):  # P1 measured on a grid far too coarse for its interfaces
+    name = "coarse_well"
+    label = equation = "P1 on 65 nodes"
+    domain = Interval(nodes=65, max_nodes=129, max_counting_nodes=16385)
+    oscillation_axis = 0
+    default_activation, default_fourier_map, default_epochs, default_batch = "relu", "sincos", 10, 32
+
+    def density(self, x, u, grad, u_2, epsilon):
+        return self.regularised((grad[..., 0].square() - 1).square(), u_2, epsilon)
+
+drm.register_problem(Coarse)
+config = drm.TrainConfig(problem="coarse_well", width=16, fourier=6, activation="tanh", dtype="float64").resolve()
+model = drm.build_model(config, [0, 1], "cpu", torch.float64)
+m = measure(model, config)
+fine = count_transitions(_derivative_along(model, drm.Pack.of(config, [0, 1]), Interval(nodes=160_001), 0.5), 0.1)
+print(json.dumps({"grid": int(m.count_grid[0]), "counted": m.transitions.tolist(), "fine": fine.tolist()}))
+'''
+
+
+def test_the_counting_grid_is_refined_until_the_count_settles():
+    """sin(2^6 πx) through a smooth (tanh) net makes ~100 interfaces: 65 nodes miss them; the grid is
+    doubled until two agree with 16 nodes per interface, and the count is then the one of a 160,001-node
+    grid (the truth here)."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT
+
+    run = subprocess.run([sys.executable, "-c", COARSE], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert run.returncode == 0, run.stderr
+    found = json.loads(run.stdout)
+    assert found["grid"] >= 16 * (max(found["counted"]) + 1) and found["counted"] == found["fine"], found

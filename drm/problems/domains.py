@@ -39,6 +39,7 @@ class Interval:
     nodes: int = 20_001  # the energy's quadrature and the counting grid
     max_nodes: int = 160_001  # the finest grid the energy is refined to (drm.measurement.refined_energy)
     curve_nodes: int = 1_025  # the grid transitions are counted on at each learning-curve point (a cheap one)
+    max_counting_nodes: int = 160_001  # the finest counting grid (drm.measurement.settled_counting)
     dim: ClassVar[int] = 1
     label: ClassVar[str] = "[0, 1]"
     default_boundary_batch: ClassVar[int] = 2
@@ -100,6 +101,7 @@ class UnitSquare:
     nodes: int = 257  # per side of the quadrature grid: x = 0.5 is a node
     max_nodes: int = 1_025  # per side of the finest grid the energy is refined to (drm.measurement.refined_energy)
     curve_nodes: int = 1_025  # along the middle line, at each learning-curve point (a cheap count)
+    max_counting_nodes: int = 65_537  # along the finest counting lines (drm.measurement.settled_counting)
     line_nodes: int = 4_097  # along each counting line
     dim: ClassVar[int] = 2
     label: ClassVar[str] = "[0, 1]²"
