@@ -19,7 +19,7 @@ from torch import Tensor
 from drm._allocator import keep_freed_memory
 from drm.activations import Activation
 from drm.config import TrainConfig
-from drm.counts import count_transitions_on_device
+from drm.counts import count_bands, count_transitions_on_device
 from drm.features import FourierMap
 from drm.network import PackedMLP
 from drm.optim import PackedAdam, cosine_lr
@@ -75,9 +75,11 @@ class Curves:
     energy_mc: np.ndarray
     lr: np.ndarray
     transitions: np.ndarray
+    bands: np.ndarray | None = None  # (n_log, K) where counts are images (2D): about five points and the last, -1 elsewhere
 
 
 _WARMUP_STEPS = 3  # eager steps before a CUDA graph is captured
+_BAND_POINTS = 5  # curve points (besides the last) whose bands are counted: each reads an image back
 _CPU_CHUNK_BYTES = 12 << 20  # a (members, T, H) activation a CPU chunk may hold (about an L3's share)
 
 
@@ -155,6 +157,11 @@ class PackedTrainer:
         self._curve_buf = torch.full((n_log, 2, K), float("nan"), dtype=self.dtype, device=self.device)
         self._curve_counts = torch.full((n_log, K), -1, dtype=torch.int64, device=self.device)
         self._curve_points = self.problem.domain.curve_points(self.problem.oscillation_axis, self.dtype, self.device)
+        # Bands need connected components, counted on the host on the measurement grid's image: read back
+        # at every `_bands_every`-th curve point and the last (about six per run, never per step).
+        self._curve_image = self.problem.domain.curve_image(self.dtype, self.device)
+        self._bands_every = -(-n_log // _BAND_POINTS)
+        self._curve_bands: dict[int, list[int]] = {}  # curve point -> each member's bands
         self._curve_steps: list[int] = []
         self._curve_lr: list[float] = []
         self._graph: torch.cuda.CUDAGraph | None = None
@@ -201,11 +208,18 @@ class PackedTrainer:
         else:
             self._device_step()
         if self.step % self.log_every == 0 or self.step == self.config.epochs - 1:  # the last step too: where the count ends
-            self._curve_buf[len(self._curve_steps)] = torch.stack([self.last_loss, self.last_energy_mc])
-            self._curve_counts[len(self._curve_steps)] = self._count()
-            self._curve_steps.append(self.step)
-            self._curve_lr.append(float(cosine_lr(self.config.lr, self.step, self.config.epochs)))
+            self._log_point()
         self.step += 1
+
+    def _log_point(self) -> None:
+        """A learning-curve point: loss, energy_mc and transitions on the device; bands now and then."""
+        point = len(self._curve_steps)
+        self._curve_buf[point] = torch.stack([self.last_loss, self.last_energy_mc])
+        self._curve_counts[point] = self._count()
+        if self._curve_image is not None and (point % self._bands_every == 0 or self.step == self.config.epochs - 1):
+            self._curve_bands[point] = self._bands()
+        self._curve_steps.append(self.step)
+        self._curve_lr.append(float(cosine_lr(self.config.lr, self.step, self.config.epochs)))
 
     def _graphed_step(self) -> None:
         # torch.cuda.graph's recipe: a few eager warm-up steps on a side stream, then capture once,
@@ -256,11 +270,24 @@ class PackedTrainer:
         du = self.model.jet(x).grad[..., self.problem.oscillation_axis]  # (K, n)
         return count_transitions_on_device(du, self.config.transition_threshold)
 
+    @torch.no_grad()
+    def _bands(self) -> list[int]:
+        """Each member's bands now, on the domain's curve image (read back to the host): K counts."""
+        points, shape = self._curve_image
+        x = points.expand(self.model.K, -1, -1)  # (K, ny·nx, 2)
+        du = self.model.jet(x).grad[..., self.problem.oscillation_axis].reshape(self.model.K, *shape)  # (K, ny, nx)
+        return count_bands(du.cpu().numpy(), self.config.transition_threshold).tolist()
+
     def curves(self) -> Curves:
         n = len(self._curve_steps)
         buf = self._curve_buf[:n].cpu().numpy()  # (n, 2, K)
         counts = self._curve_counts[:n].cpu().numpy()  # (n, K)
-        return Curves(np.array(self._curve_steps), buf[:, 0], buf[:, 1], np.array(self._curve_lr), counts)
+        bands = None
+        if self._curve_image is not None:  # -1 (null): a point whose bands were not counted
+            bands = np.full((n, self.model.K), -1, dtype=np.int64)
+            for point, counted in self._curve_bands.items():
+                bands[point] = counted
+        return Curves(np.array(self._curve_steps), buf[:, 0], buf[:, 1], np.array(self._curve_lr), counts, bands)
 
     def status(self) -> list[str]:
         return ["ok" if a else "diverged" for a in self.active.cpu().tolist()]
@@ -283,6 +310,7 @@ class PackedTrainer:
             "last_energy_mc": self.last_energy_mc.clone(),
             "curve_buf": self._curve_buf.clone(),
             "curve_counts": self._curve_counts.clone(),
+            "curve_bands": {point: list(b) for point, b in self._curve_bands.items()},
             "curve_steps": list(self._curve_steps),
             "curve_lr": list(self._curve_lr),
         }
@@ -303,3 +331,4 @@ class PackedTrainer:
         self.step = int(state["step"])
         self._curve_steps = list(state["curve_steps"])
         self._curve_lr = list(state["curve_lr"])
+        self._curve_bands = {int(point): list(b) for point, b in state.get("curve_bands", {}).items()}

@@ -161,10 +161,16 @@ def curve_rows(trainer: PackedTrainer, *, sweep: str, trial_id: str, members: ra
             "energy_mc": energy_mc.T.reshape(-1).astype(np.float64),
             "lr": np.tile(curves.lr, K),
             # -1: a point a checkpoint of version 0.1 logged without counting it
-            "transitions": pa.array(curves.transitions[:, pick].T.reshape(-1), mask=curves.transitions[:, pick].T.reshape(-1) < 0,
-                                    type=pa.int64()),
+            "transitions": _counts(curves.transitions[:, pick]),
+            "bands": _counts(curves.bands[:, pick]) if curves.bands is not None else pa.nulls(n * K, pa.int64()),
         }
     )
+
+
+def _counts(counts: np.ndarray) -> pa.Array:
+    """(n, K) counts as the curves' column, member by member; -1 (a point logged uncounted) is null."""
+    flat = counts.T.reshape(-1)
+    return pa.array(flat, mask=flat < 0, type=pa.int64())
 
 
 def profile_rows(seeds: list[int], m: Measurements, *, sweep: str, trial_id: str, members: range | None = None) -> pa.Table:

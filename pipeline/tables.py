@@ -87,6 +87,7 @@ CURVES = pa.schema(
         ("energy_mc", pa.float64()),
         ("lr", pa.float64()),
         ("transitions", pa.int64()),  # on the curve grid (drm.train.Curves)
+        ("bands", pa.int64()),  # 2D: on the measurement grid
     ]
 )
 

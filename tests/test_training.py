@@ -73,3 +73,15 @@ def test_the_curves_last_count_is_the_final_count():
     m = measure(trainer.model, trainer.pack, history=curves)
     assert curves.transitions[-1].tolist() == m.transitions.tolist()
     assert all(0 <= s <= config.epochs - 1 for s in m.count_frozen_step)
+
+
+def test_in_2d_the_curves_also_count_bands_and_their_last_point_is_the_final_count():
+    config = TrainConfig(problem="twin_branching", width=32, epochs=400, lr=3e-3, fourier=2, epsilon=0.1 / 16, batch=200,
+                         boundary_batch=80, log_points=20).resolve()
+    trainer = PackedTrainer(config, [0, 1, 2])
+    trainer.run()
+    curves = trainer.curves()
+    m = measure(trainer.model, trainer.pack, history=curves)
+    assert curves.bands.shape == curves.transitions.shape == (len(curves.steps), 3)
+    assert curves.bands[-1].tolist() == m.bands.tolist()  # the same image, the same bands
+    assert curves.transitions[-1].tolist() == m.transitions.tolist()

@@ -61,6 +61,10 @@ class Interval:
         """Where a learning-curve point counts transitions: `curve_nodes` nodes on [0, 1], (n, 1)."""
         return self.counting(self.curve_nodes).quadrature(dtype, device).points
 
+    def curve_image(self, dtype: torch.dtype, device: torch.device | str) -> None:
+        """An interval has no image to count bands on."""
+        return None
+
     def interior_points(self, seeds: Tensor, step: int | Tensor, n: int, dtype: torch.dtype) -> Tensor:
         from drm.sampling import interior_points
 
@@ -101,6 +105,7 @@ class UnitSquare:
     nodes: int = 257  # per side of the quadrature grid: x = 0.5 is a node
     max_nodes: int = 1_025  # per side of the finest grid the energy is refined to (drm.measurement.refined_energy)
     curve_nodes: int = 1_025  # along the middle line, at each learning-curve point (a cheap count)
+    curve_image_nodes: int = 257  # per side of the image bands are counted on at each learning-curve point: the measurement grid
     max_counting_nodes: int = 65_537  # along the finest counting lines (drm.measurement.settled_counting)
     line_nodes: int = 4_097  # along each counting line
     dim: ClassVar[int] = 2
@@ -120,6 +125,12 @@ class UnitSquare:
     def curve_points(self, axis: int, dtype: torch.dtype, device: torch.device | str) -> Tensor:
         """Where a learning-curve point counts transitions: the middle line, `curve_nodes` nodes, (n, 2)."""
         return self.counting(self.curve_nodes).line(axis, 0.5, dtype, device)
+
+    def curve_image(self, dtype: torch.dtype, device: torch.device | str) -> tuple[Tensor, tuple[int, int]]:
+        """Where a learning-curve point counts bands: a `curve_image_nodes`² image, the measurement grid's (a
+        coarser one, 129², missed a band of a field the final count resolved)."""
+        grid = self.quadrature(dtype, device, self.curve_image_nodes)
+        return grid.points, grid.shape
 
     def check_boundary_batch(self, n: int) -> str | None:
         if isinstance(n, bool) or not isinstance(n, int) or n < 4:
