@@ -111,6 +111,8 @@ def test_a_run_resumed_from_a_checkpoint_equals_an_uninterrupted_run(tmp_path):
         assert torch.equal(a, b)
     assert whole.curves().steps.tolist() == resumed.curves().steps.tolist()
     torch.testing.assert_close(torch.tensor(whole.curves().loss), torch.tensor(resumed.curves().loss), rtol=0, atol=0)
+    assert whole.curves().transitions.tolist() == resumed.curves().transitions.tolist()  # the counts through training too
+    assert whole.curves().bands.tolist() == resumed.curves().bands.tolist()
 
 
 MIXED = {
