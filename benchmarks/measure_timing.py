@@ -45,9 +45,9 @@ def main() -> None:
         unrefined = _time(lambda: measure(model, pack, refine=False))
 
         def bare() -> None:
-            from drm.measurement import _evaluate
+            from drm.measurement import evaluate
 
-            quadrature_energy(pack.problem, pack.epsilon("cpu"), lambda p: _evaluate(model, p, pack.second_axis), torch.float32)
+            quadrature_energy(pack.problem, pack.epsilon("cpu"), lambda p: evaluate(model, p, pack.second_axis), torch.float32)
 
         out[name] = {"members": args.members, "steps": args.steps, "energy_grid": int(m.energy_grid[0]),
                      "max_relative_error": float((m.energy_quadrature_error / abs(m.energy)).max()),

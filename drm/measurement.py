@@ -52,7 +52,7 @@ class Measurements:
 
 
 @torch.no_grad()
-def _evaluate(model: PackedMLP, points: Tensor, second_axis: int | None) -> tuple[Tensor, Tensor, Tensor | None]:
+def evaluate(model: PackedMLP, points: Tensor, second_axis: int | None) -> tuple[Tensor, Tensor, Tensor | None]:
     """u, ∇u, u_2 of every member at the same points (n, d): (K, n), (K, n, d), (K, n) | None."""
     K, width = model.K, model.sizes[1]
     chunk = max(64, _CHUNK_ELEMENTS // (K * width))
@@ -186,7 +186,7 @@ class View:
     def boundary_rms(self) -> np.ndarray:
         """RMS of u on the domain's boundary points: (K,)."""
         p = self._like()
-        u = _evaluate(self.model, self.problem.domain.edge(p.dtype, p.device), None)[0]
+        u = evaluate(self.model, self.problem.domain.edge(p.dtype, p.device), None)[0]
         return u.square().mean(dim=1).sqrt().cpu().numpy()
 
 
@@ -198,7 +198,7 @@ def _derivative_along(model: PackedMLP, pack: Pack, domain: Domain, offset: floa
     points = domain.line(axis, offset, p.dtype, p.device)
     if points is None:
         points = domain.quadrature(p.dtype, p.device).points
-    return _evaluate(model, points, None)[1][..., axis].cpu().numpy()
+    return evaluate(model, points, None)[1][..., axis].cpu().numpy()
 
 
 def settled_counting(model: PackedMLP, pack: Pack, threshold: float, first: np.ndarray | None = None) -> Domain:
@@ -231,12 +231,12 @@ def view(model: PackedMLP, pack: Pack, loss_final: Tensor | None = None, refine:
     on_grid: dict[str, Tensor] = {}
 
     def fields(points: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
-        on_grid["u"], on_grid["grad"], u_2 = _evaluate(model, points, pack.second_axis)
+        on_grid["u"], on_grid["grad"], u_2 = evaluate(model, points, pack.second_axis)
         return on_grid["u"], on_grid["grad"], u_2
 
     epsilon = pack.epsilon(p.device)
     at_grid = quadrature_energy(problem, epsilon, fields, p.dtype, p.device)
-    energy = refined_energy(problem, epsilon, lambda points: _evaluate(model, points, pack.second_axis), p.dtype, p.device,
+    energy = refined_energy(problem, epsilon, lambda points: evaluate(model, points, pack.second_axis), p.dtype, p.device,
                             on_grid=at_grid, refine=refine)
     shape = (model.K, *grid.shape)
     u = on_grid["u"].cpu().numpy().reshape(shape)
@@ -256,7 +256,7 @@ def counting_view(model: PackedMLP, pack: Pack, threshold: float, count_grid: in
     p = next(model.parameters())
     domain = pack.problem.domain if count_grid is None else pack.problem.domain.counting(count_grid)
     grid = domain.quadrature(p.dtype, p.device)
-    u, grad, _ = _evaluate(model, grid.points, pack.second_axis)  # as `view` evaluates it: the same bits
+    u, grad, _ = evaluate(model, grid.points, pack.second_axis)  # as `view` evaluates it: the same bits
     shape = (model.K, *grid.shape)
     du = grad[..., pack.problem.oscillation_axis].cpu().numpy().reshape(shape)
     return View(model, pack, None, u.cpu().numpy().reshape(shape), du, None, grid.axes, threshold, domain)

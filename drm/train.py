@@ -263,20 +263,20 @@ class PackedTrainer:
         if progress is not None:
             progress(self.step, self.config.epochs)
 
-    @torch.no_grad()
     def _count(self) -> Tensor:
         """Each member's transitions now, on the curve grid, on the device (nothing is read back): (K,)."""
-        x = self._curve_points.expand(self.model.K, -1, -1)  # (K, n, d)
-        du = self.model.jet(x).grad[..., self.problem.oscillation_axis]  # (K, n)
+        from drm.measurement import evaluate
+
+        du = evaluate(self.model, self._curve_points, None)[1][..., self.problem.oscillation_axis]  # (K, n), in chunks
         return count_transitions_on_device(du, self.config.transition_threshold)
 
-    @torch.no_grad()
     def _bands(self) -> list[int]:
         """Each member's bands now, on the domain's curve image (read back to the host): K counts."""
+        from drm.measurement import evaluate
+
         points, shape = self._curve_image
-        x = points.expand(self.model.K, -1, -1)  # (K, ny·nx, 2)
-        du = self.model.jet(x).grad[..., self.problem.oscillation_axis].reshape(self.model.K, *shape)  # (K, ny, nx)
-        return count_bands(du.cpu().numpy(), self.config.transition_threshold).tolist()
+        du = evaluate(self.model, points, None)[1][..., self.problem.oscillation_axis]  # (K, ny·nx), in chunks
+        return count_bands(du.reshape(self.model.K, *shape).cpu().numpy(), self.config.transition_threshold).tolist()
 
     def curves(self) -> Curves:
         n = len(self._curve_steps)
