@@ -97,7 +97,7 @@ class Energy:
 
     value: np.ndarray
     error: np.ndarray
-    nodes: int
+    nodes: np.ndarray  # (K,) each member's own: a member is measured as it would be alone
 
 
 def refined_energy(problem: Problem, epsilon: float | Tensor, fields: Fields, dtype: torch.dtype = torch.float64,
@@ -105,8 +105,10 @@ def refined_energy(problem: Problem, epsilon: float | Tensor, fields: Fields, dt
                    tolerance: float = TOLERANCE) -> Energy:
     """I(u) by the trapezoid rule with an estimate of its error, |I_h − I_2h| (the same integrand on the
     grid and on the grid half as fine: for the rule's order 2 the error of I_h is about a third of it,
-    and far less once the field is resolved), never below the sum's round-off. While any member's estimate exceeds `tolerance` · |I_h|
-    and `refine`, h is halved, up to the domain's `max_nodes`; the last grid's energies are returned.
+    and far less once the field is resolved), never below the sum's round-off. Each member keeps the first
+    grid on which its own estimate is within `tolerance` · |I_h| (so that it measures as it would alone,
+    whatever its pack-mates need); while one has not and `refine`, h is halved, up to the domain's
+    `max_nodes`, whose energies the others keep.
 
     `on_grid`: the energies already taken on the measurement grid (K,), so that they are not taken twice.
     """
@@ -118,17 +120,23 @@ def refined_energy(problem: Problem, epsilon: float | Tensor, fields: Fields, dt
     nodes = domain.nodes
     coarse = on((nodes + 1) // 2)
     fine = on_grid if on_grid is not None else on(nodes)
+    value, stated = fine.cpu().numpy().copy(), fine.cpu().numpy().copy()  # in the pack's dtype
+    grid = np.zeros(len(fine), dtype=np.int64)
+    settled = np.zeros(len(fine), dtype=bool)
     while True:
         # Two grids can agree to the last bit in float32 while both carry the sum's round-off: the
         # estimate is never below that (unit round-off · log2 of the terms · the energy).
         roundoff = torch.finfo(fine.dtype).eps * math.log2(nodes**domain.dim) * fine.abs()
         error = torch.maximum((fine - coarse).abs(), roundoff)
-        settled = bool((error <= tolerance * fine.abs()).all()) or not bool(torch.isfinite(error).all())
-        if settled or not refine or 2 * nodes - 1 > domain.max_nodes:
-            break
+        here = ((error <= tolerance * fine.abs()) | ~torch.isfinite(error)).cpu().numpy() & ~settled
+        last = not refine or 2 * nodes - 1 > domain.max_nodes
+        take = ~settled if last else here
+        value[take], stated[take], grid[take] = fine.cpu().numpy()[take], error.cpu().numpy()[take], nodes
+        settled |= take
+        if settled.all():
+            return Energy(value, stated, grid)
         nodes = 2 * nodes - 1
         coarse, fine = fine, on(nodes)
-    return Energy(fine.cpu().numpy(), error.cpu().numpy(), nodes)
 
 
 def _chunked_energy(problem: Problem, epsilon: float | Tensor, fields: Fields, grid: Grid) -> Tensor:
@@ -159,29 +167,48 @@ class View:
     threshold: float  # the hysteresis half-width τ of the counts
     domain: Domain  # where it is counted: the problem's, or a recount's other counting grid
     frozen: np.ndarray | None = None  # (K,) the step from which the curves' count held (NaN: none counted)
-    _lines: dict[float, np.ndarray] = field(default_factory=dict)
+    domains: list[Domain] | None = None  # each member's counting grid, where it was refined for that member
+    _lines: dict[tuple[float, Domain], np.ndarray] = field(default_factory=dict)
 
     @property
     def problem(self) -> Problem:
         return self.pack.problem
 
     @property
-    def count_grid(self) -> int:
-        return self.domain.counting_nodes
+    def count_grid(self) -> np.ndarray:
+        """Each member's counting nodes: (K,)."""
+        return np.array([d.counting_nodes for d in self._members()], dtype=np.int64)
+
+    def _members(self) -> list[Domain]:
+        return self.domains or [self.domain] * self.model.K
+
+    def count(self, offset: float, threshold: float | None = None) -> np.ndarray:
+        """Each member's transitions on the counting line at `offset`, on its own counting grid: (K,)."""
+        from drm.counts import count_transitions
+
+        tau = self.threshold if threshold is None else threshold
+        out = np.empty(self.model.K, dtype=np.int64)
+        for d in dict.fromkeys(self._members()):
+            mine = [k for k, m in enumerate(self._members()) if m == d]
+            out[mine] = count_transitions(self._along(offset, d)[mine], tau)
+        return out
 
     def _like(self) -> Tensor:
         return next(self.model.parameters())
 
     def along(self, offset: float) -> np.ndarray:
-        """The derivative along the oscillation axis on the counting line at `offset` (the measurement
-        grid itself on an interval): (K, n)."""
-        if offset not in self._lines:
-            if self.domain.line(self.problem.oscillation_axis, offset, torch.float64, "cpu") is None and self.du.shape[1:] == (
-                    self.domain.counting_nodes,):
-                self._lines[offset] = self.du.reshape(self.model.K, -1)  # an interval counted on its measurement grid
+        """The derivative along the oscillation axis on the counting line at `offset` of the view's domain
+        (the measurement grid itself on an interval): (K, n)."""
+        return self._along(offset, self.domain)
+
+    def _along(self, offset: float, domain: Domain) -> np.ndarray:
+        if (offset, domain) not in self._lines:
+            if domain.line(self.problem.oscillation_axis, offset, torch.float64, "cpu") is None and self.du.shape[1:] == (
+                    domain.counting_nodes,):
+                self._lines[offset, domain] = self.du.reshape(self.model.K, -1)  # an interval counted on its measurement grid
             else:
-                self._lines[offset] = _derivative_along(self.model, self.pack, self.domain, offset)
-        return self._lines[offset]
+                self._lines[offset, domain] = _derivative_along(self.model, self.pack, domain, offset)
+        return self._lines[offset, domain]
 
     def boundary_rms(self) -> np.ndarray:
         """RMS of u on the domain's boundary points: (K,)."""
@@ -201,25 +228,26 @@ def _derivative_along(model: PackedMLP, pack: Pack, domain: Domain, offset: floa
     return evaluate(model, points, None)[1][..., axis].cpu().numpy()
 
 
-def settled_counting(model: PackedMLP, pack: Pack, threshold: float, first: np.ndarray | None = None) -> Domain:
-    """The problem's domain with a counting grid fine enough for the interfaces present: n is doubled (2n − 1
-    nodes) until the count on the middle line agrees with the count on the grid twice as fine for every
-    member, and the grid holds at least `_NODES_PER_INTERFACE` nodes per counted interface (two coarse
-    grids can agree by aliasing), up to the domain's `max_counting_nodes`. The grid returned is the
-    coarser of the pair that agrees (or the cap).
+def settled_counting(model: PackedMLP, pack: Pack, threshold: float, first: np.ndarray | None = None) -> list[Domain]:
+    """Each member's domain with a counting grid fine enough for its interfaces: n is doubled (2n − 1 nodes)
+    until the member's count on the middle line agrees with its count on the grid twice as fine and the
+    grid holds at least `_NODES_PER_INTERFACE` nodes per counted interface (two coarse grids can agree by
+    aliasing), up to the domain's `max_counting_nodes`. A member keeps the coarser grid of its first pair
+    that agrees (or the cap), whatever its pack-mates need.
 
     `first`: the derivative on the problem's own counting line, when it was evaluated already."""
     from drm.counts import count_transitions
 
     domain = pack.problem.domain
     current = count_transitions(first if first is not None else _derivative_along(model, pack, domain, 0.5), threshold)
-    while 2 * domain.counting_nodes - 1 <= domain.max_counting_nodes:
+    chosen: list[Domain | None] = [None] * model.K
+    while 2 * domain.counting_nodes - 1 <= domain.max_counting_nodes and None in chosen:
         finer = domain.counting(2 * domain.counting_nodes - 1)
         counted = count_transitions(_derivative_along(model, pack, finer, 0.5), threshold)
-        if np.array_equal(counted, current) and domain.counting_nodes >= _NODES_PER_INTERFACE * (int(current.max(initial=0)) + 1):
-            return domain
+        for k in np.flatnonzero((counted == current) & (domain.counting_nodes >= _NODES_PER_INTERFACE * (current + 1))):
+            chosen[k] = chosen[k] or domain
         domain, current = finer, counted
-    return domain
+    return [d or domain for d in chosen]
 
 
 def view(model: PackedMLP, pack: Pack, loss_final: Tensor | None = None, refine: bool = True) -> View:
@@ -243,10 +271,9 @@ def view(model: PackedMLP, pack: Pack, loss_final: Tensor | None = None, refine:
     du = on_grid["grad"][..., problem.oscillation_axis].cpu().numpy().reshape(shape)
     last = None if loss_final is None else loss_final.detach().cpu().numpy()
     seen = View(model, pack, energy, u, du, last, grid.axes, pack.config.transition_threshold, problem.domain)
-    if refine:  # the counts on a grid fine enough for the interfaces present
-        seen.domain = settled_counting(model, pack, seen.threshold, seen.along(0.5))
-        if seen.domain != problem.domain:
-            seen._lines.clear()
+    if refine:  # the counts on a grid fine enough for each member's interfaces
+        seen.domains = settled_counting(model, pack, seen.threshold, seen.along(0.5))
+        seen._lines.clear()
     return seen
 
 

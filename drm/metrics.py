@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from drm.config import TrainConfig
-from drm.counts import count_bands, count_transitions
+from drm.counts import count_bands
 
 if TYPE_CHECKING:
     from drm.measurement import View
@@ -71,7 +71,7 @@ class Metric:
 
 
 def _transitions(v: View) -> np.ndarray:
-    return count_transitions(v.along(0.5), v.threshold)
+    return v.count(0.5)
 
 
 SENSITIVITY_THRESHOLDS = (0.05, 0.3)  # the other hysteresis half-widths a count is checked at
@@ -79,9 +79,8 @@ SENSITIVITY_THRESHOLDS = (0.05, 0.3)  # the other hysteresis half-widths a count
 
 def _tau_sensitive(v: View) -> np.ndarray:
     """Whether the count on the same derivative changes at τ = 0.05 or 0.3 (from the count at the row's τ)."""
-    line = v.along(0.5)
-    count = count_transitions(line, v.threshold)
-    return np.any([count_transitions(line, tau) != count for tau in SENSITIVITY_THRESHOLDS], axis=0)
+    count = v.count(0.5)
+    return np.any([v.count(0.5, tau) != count for tau in SENSITIVITY_THRESHOLDS], axis=0)
 
 
 def _transitions_per_period(v: View) -> np.ndarray | None:
@@ -89,11 +88,11 @@ def _transitions_per_period(v: View) -> np.ndarray | None:
     if c.fourier is None or c.fourier_map != "sincos":
         return None
     # sin(2^i π x) has 2^(i-1) periods on [0, 1]; u inherits them.
-    return count_transitions(v.along(0.5), v.threshold) / 2.0 ** (np.array([m.fourier for m in v.pack.configs]) - 1.0)
+    return v.count(0.5) / 2.0 ** (np.array([m.fourier for m in v.pack.configs]) - 1.0)
 
 
 def _transitions_wall(v: View) -> np.ndarray:
-    walls = np.stack([count_transitions(v.along(offset), v.threshold) for offset in v.problem.domain.wall_offsets])  # (lines, K)
+    walls = np.stack([v.count(offset) for offset in v.problem.domain.wall_offsets])  # (lines, K)
     return np.median(walls, axis=0)
 
 
@@ -119,13 +118,13 @@ _PAPER = (
     Metric("energy_quadrature_error", float, "the energy's estimated quadrature error, |I_h − I_2h| on its grid (absolute)",
            lambda v: v.energy.error, objective=False, shown=".1e"),
     Metric("energy_grid", int, "nodes per axis of the grid the energy was taken on (the domain's cap when it was reached)",
-           lambda v: np.full(v.model.K, v.energy.nodes), objective=False),
+           lambda v: v.energy.nodes, objective=False),
     Metric("boundary_l2", float, "RMS of u on ∂D", lambda v: v.boundary_rms(), shown=".2e"),
     Metric("loss_final", float, "the last Monte Carlo loss of training", lambda v: v.loss_final),
     Metric("transitions", int, "sign changes of the derivative along the oscillation axis (on the middle line in 2D), with a hysteresis band",
            _transitions, shown="d"),
     Metric("count_grid", int, "nodes of the counting grid (1D) or of each counting line (2D; bands on the measurement grid)",
-           lambda v: np.full(v.model.K, v.count_grid), objective=False),
+           lambda v: v.count_grid, objective=False),
     Metric("count_frozen_step", int, "the first logged step from which the curves' count (on the curve grid) never changed",
            lambda v: v.frozen, objective=False),
     Metric("count_tau_sensitive", bool, "whether the transitions change at τ = 0.05 or 0.3 (the same derivative, the same line)",

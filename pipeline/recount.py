@@ -58,17 +58,21 @@ def recount_trial(results: Storage, trial_id: str, thresholds: list[float] | Non
         return []
     model, pack = load_pack(results, trial_id)
     counted = [m for m in metrics() if m.name in COUNTS and m.applies(pack.problem)]
-    own = rows[0].get("count_grid")  # tables older than count_grid: the problem's counting grid
+    own = {r["seed"]: r.get("count_grid") for r in rows}  # tables older than count_grid: the problem's counting grid
     out = []
     for tau in thresholds or sorted({r["transition_threshold"] or pack.config.transition_threshold for r in rows}):
-        view = counting_view(model, pack, tau, grid or own)
-        values = {m.name: m.compute(view) for m in counted}
-        for k, seed in enumerate(pack.seeds):
-            row = next(r for r in rows if r["seed"] == seed)
-            ok = row["status"] == "ok"
-            out.append({"sweep": row["sweep"], "trial_id": trial_id, "seed": seed, "transition_threshold": tau,
-                        "count_grid": view.count_grid,
-                        **{name: (values[name][k].item() if ok and values.get(name) is not None else None) for name in COUNTS}})
+        # Each seed on its own counting grid (a grid refined for one seed is not another's).
+        for count_grid in dict.fromkeys([grid or own.get(seed) for seed in pack.seeds]):
+            view = counting_view(model, pack, tau, count_grid)
+            values = {m.name: m.compute(view) for m in counted}
+            for k, seed in enumerate(pack.seeds):
+                if (grid or own.get(seed)) != count_grid:
+                    continue
+                row = next(r for r in rows if r["seed"] == seed)
+                ok = row["status"] == "ok"
+                out.append({"sweep": row["sweep"], "trial_id": trial_id, "seed": seed, "transition_threshold": tau,
+                            "count_grid": int(view.count_grid[k]),
+                            **{name: (values[name][k].item() if ok and values.get(name) is not None else None) for name in COUNTS}})
     return out
 
 

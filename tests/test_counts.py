@@ -234,7 +234,8 @@ def test_a_count_that_changes_with_the_hysteresis_band_is_flagged_and_a_clean_on
     clean = np.repeat([1.0, -1.0, 1.0, -1.0], 50)
     wiggle = clean.copy()
     wiggle[20:30] = [0.2, -0.2] * 5
-    view = SimpleNamespace(along=lambda offset: np.stack([clean, wiggle]), threshold=0.1)
+    rows = np.stack([clean, wiggle])
+    view = SimpleNamespace(count=lambda offset, tau=None: count_transitions(rows, 0.1 if tau is None else tau), threshold=0.1)
     assert count_transitions(np.stack([clean, wiggle]), 0.1).tolist() == [3, 13]
     assert count_transitions(np.stack([clean, wiggle]), 0.3).tolist() == [3, 3]
     assert _tau_sensitive(view).tolist() == [False, True]
