@@ -4,8 +4,8 @@
 
 For the bench's two configurations (pipeline/bench.py) with the paper's epochs: the seconds of one
 training step and of one count (`PackedTrainer._count`, on the curve grid), measured in the same
-run, and the overhead at the paper's logging interval (epochs / 200 steps between points):
-count / (interval × step).
+run, and the overhead at the paper's logging interval (epochs / 200 steps between points), bands
+(2D) included at their few points: (count / interval + bands · points / epochs) / step.
 """
 
 from __future__ import annotations
@@ -45,8 +45,12 @@ def main() -> None:
         step = _seconds(trainer._device_step, args.steps)
         count = _seconds(lambda: trainer._count().sum().item(), max(5, args.steps // 20))
         interval = trainer.log_every
+        # Bands (2D) at about six points of the run, on the measurement grid's image.
+        bands = _seconds(trainer._bands, 1) if trainer._curve_image is not None else 0.0
+        band_points = len(range(0, epochs, interval * trainer._bands_every)) + 1 if bands else 0
         out[name] = {"members": args.members, "epochs": epochs, "interval": interval, "step_ms": round(1e3 * step, 3),
-                     "count_ms": round(1e3 * count, 3), "overhead": round(count / (interval * step), 5)}
+                     "count_ms": round(1e3 * count, 3), "bands_ms": round(1e3 * bands, 1), "band_points": band_points,
+                     "overhead": round((count / interval + bands * band_points / epochs) / step, 5)}
         print(name, out[name], flush=True)
     print(json.dumps(out))
 
