@@ -15,18 +15,21 @@ KEY = ["problem", "depth", "fourier_label", "epsilon", "epochs"]
 
 
 def with_reference(rows: pd.DataFrame) -> pd.DataFrame:
-    """Adds energy_reference and energy_over_reference: the energy the problem expects of a profile with
-    the row's count (drm.Problem.energy_reference), where the problem knows one; NaN elsewhere."""
+    """Adds energy_reference and energy_over_reference: the energy of the best profile with the row's
+    count where its problem knows it in closed form at the row's ε (drm.Problem.closed_form_energy);
+    NaN elsewhere."""
     rows = rows.copy()
     reference = np.full(len(rows), np.nan)
     counted = rows["transitions"].notna().to_numpy()
+    epsilon = rows["epsilon"].astype("float64").fillna(0.0).to_numpy()
     for name in rows["problem"].dropna().unique():
         if name not in PROBLEMS:  # rows of a problem whose package is not installed here
             continue
-        mine = (rows["problem"] == name).to_numpy() & counted
-        expected = PROBLEMS[name].energy_reference(rows.loc[mine, "transitions"].astype("float64").to_numpy())
-        if expected is not None:
-            reference[mine] = expected
+        for eps in np.unique(epsilon):
+            mine = (rows["problem"] == name).to_numpy() & counted & (epsilon == eps)
+            expected = PROBLEMS[name].closed_form_energy(rows.loc[mine, "transitions"].astype("float64").to_numpy(), float(eps))
+            if expected is not None:
+                reference[mine] = expected
     rows["energy_reference"] = reference
     rows["energy_over_reference"] = rows["energy"].astype("float64") / reference
     return rows

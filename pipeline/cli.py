@@ -246,6 +246,44 @@ def recount(
 
 
 @app.command()
+def reference(
+    problem: Annotated[str, typer.Option(help="Problem (see drmfm problems).")],
+    epsilon: Annotated[float, typer.Option(help="ε of the regularisation (0: P1, P2, P3; > 0 with twin_branching: P4).")] = 0.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the table as one JSON object.")] = False,
+    home: Annotated[Path | None, typer.Option(help="Home folder; references/ caches the tables [default: $DRMFM_HOME or ./drmfm-home].")] = None,
+) -> None:
+    """The classical minimiser's energy per count of transitions (finite differences, Newton), and the best."""
+    if problem not in PROBLEMS:
+        raise BadInput(f"problem: unknown {problem!r}; allowed: {', '.join(PROBLEMS)}")
+    if not (epsilon >= 0 and epsilon < float("inf")):
+        raise BadInput(f"epsilon: {epsilon} is not allowed; allowed: a finite number >= 0")
+    if not PROBLEMS[problem].mirror_symmetric:
+        raise BadInput(f"problem: {problem} declares no mirror-symmetric density, so it has no classical reference")
+    cache = home_dir(home) / "references"
+    check_folder("home", cache)
+    try:
+        import scipy  # noqa: F401
+    except ImportError:
+        raise BadInput("reference: needs scipy (pip install 'drmfm[analysis]')") from None
+    from drm.classical import reference as solve_reference
+
+    print(f"reference: solving {problem} at ε = {epsilon:g} (cached in {cache})", file=sys.stderr, flush=True)
+    found = solve_reference(PROBLEMS[problem], epsilon, cache)
+    if as_json:
+        print(json.dumps(found.as_json()))
+        return
+    label = "bands along y at x = 0.5, less one" if PROBLEMS[problem].dim == 2 else "kinks"
+    print(f"{problem} at ε = {epsilon:g}: transitions ({label}), energy, its change at the last refinement, grid")
+    for r in found.rows:
+        flags = ("" if r["held"] else "  (did not hold its transitions)") + ("  (capped)" if r["capped"] else "")
+        error = "" if r["error"] != r["error"] else f"{r['error']:.1e}"
+        print(f"{r['transitions']:>5}  {r['energy']:.6g}  {error:>8}  {r['grid']}{flags}")
+    best = found.best
+    print("best: none (no minimiser at ε = 0: finer profiles lower the energy)" if best is None
+          else f"best: {best['transitions']} transitions, energy {best['energy']:.6g}")
+
+
+@app.command()
 def ntk(
     problem: Annotated[str, typer.Option(help="Problem (see drmfm problems).")] = "double_well",
     depth: Annotated[int, typer.Option(help="Hidden layers.")] = 3,

@@ -128,7 +128,7 @@ def test_wilson_and_holm_match_statsmodels():
 
 
 def test_the_p2_reference_is_the_zigzag_energy():
-    assert get_problem("double_well_u2").energy_reference(np.array([0, 1, 2, 16])) == pytest.approx([1.0, 1 / 12, 1 / 48, 1 / 3072])
+    assert get_problem("double_well_u2").closed_form_energy(np.array([0, 1, 2, 16]), 0.0) == pytest.approx([1.0, 1 / 12, 1 / 48, 1 / 3072])
 
 
 def synthetic_folder(folder, statuses: dict[str, int] | None = None) -> Storage:

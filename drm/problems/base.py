@@ -60,9 +60,17 @@ class Problem(ABC):
         ε (K, 1) is float64: ε² is rounded once, to w's dtype."""
         return w if u_2 is None else w + epsilon.square().to(w.dtype) * u_2.square()
 
-    def energy_reference(self, transitions: np.ndarray) -> np.ndarray | None:
-        """The energy a profile with this many transitions should reach, where the problem knows one; else None."""
+    def closed_form_energy(self, transitions: np.ndarray, epsilon: float) -> np.ndarray | None:
+        """The energy of the best profile with this many transitions at ε, where the problem knows it in
+        closed form; else None (drm.classical solves for it, where the density is mirror symmetric)."""
         return None
 
-    reference_label: ClassVar[str | None] = None  # how a figure's legend names energy_reference
+    reference_label: ClassVar[str | None] = None  # how a figure's legend names the closed form
     reference_note: ClassVar[str | None] = None  # what the report says of it
+
+    # The classical references (drm.classical) solve one cell of a laminate and mirror it: they need W
+    # even in u and in each derivative, and independent of x. A problem declares it; else it has none.
+    mirror_symmetric: ClassVar[bool] = False
+    # Whether I has a minimiser at ε = 0 (P1: any zig-zag, energy 0). Where it has none (P2, P3: ever
+    # finer profiles lower it), a reference table has no best and a run no energy_gap.
+    minimiser_without_epsilon: ClassVar[bool] = True
