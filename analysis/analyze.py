@@ -6,9 +6,11 @@ never sees half a file and a report never points at a figure that is not there.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pandas as pd
 
@@ -18,6 +20,7 @@ from analysis.effects import effects as fit_effects
 from analysis.report import render
 from analysis.reproduction import reproduction
 from analysis.summary import configuration_key, summarise, with_reference
+from drm.classical.judge import References
 from drm.storage import Storage
 
 
@@ -41,7 +44,11 @@ def analyze(folders: list[str], out: str | None = None, progress: Callable[[str]
     say = progress or (lambda _: None)
     results = load(folders)
     target = Storage(out or default_out(folders[0]))
-    ok = with_reference(results.ok)
+    # Rows landed without the classical references (no scipy where they landed, or older tables) take
+    # them from the home's cache (HOME/results/<sweep> -> HOME/references); analyze solves nothing.
+    caches = [Path(f).parent.parent / "references" for f in folders if "://" not in f]
+    results = dataclasses.replace(results, rows=with_reference(results.rows, References(next(iter(caches), None), solve=False)))
+    ok = results.ok
     if ok.empty:
         raise AnalysisError("results", f"no run with status ok in {', '.join(folders)} ({results.status_counts()}); nothing to analyse")
     say(f"{len(results.rows)} runs read, {len(ok)} ok")
@@ -58,6 +65,7 @@ def analyze(folders: list[str], out: str | None = None, progress: Callable[[str]
             f"transitions_vs_i_{problem}.png": lambda: fig.transitions_vs_i(rows, problem),
             f"energy_vs_transitions_{problem}.png": lambda: fig.energy_vs_transitions(rows, problem),
             f"profiles_{problem}.png": lambda: fig.profiles(rows, problem, key),
+            f"interfaces_to_the_wall_{problem}.png": lambda: fig.interfaces_to_the_wall(rows, problem, key),
             f"learning_curves_{problem}.png": lambda: fig.learning_curves(rows, problem, key),
             f"counts_through_training_{problem}.png": lambda: fig.counts_through_training(rows, problem, key),
         }
@@ -73,10 +81,10 @@ def analyze(folders: list[str], out: str | None = None, progress: Callable[[str]
     target.write_text(summary.to_csv(index=False), "summary.csv")
     target.write_text(effects.to_csv(index=False), "effects.csv")
     target.write_text(repro.to_csv(index=False), "reproduction.csv")
-    p2 = ok[ok["energy_reference"].notna()]
-    if len(p2):  # each P2 run's energy over the zig-zag reference of its own transition count
-        columns = ["sweep", "trial_id", "seed", "depth", "fourier_label", "epochs", "transitions", "energy", "energy_reference",
-                   "energy_over_reference"]
+    p2 = ok[ok["energy_reference_same_count"].notna()]
+    if len(p2):  # each run's energy over the classical energy of its own transition count, and its gap to the best
+        columns = ["sweep", "trial_id", "seed", "problem", "epsilon", "depth", "fourier_label", "epochs", "transitions", "energy",
+                   "energy_reference_same_count", "energy_over_reference", "energy_reference", "energy_gap", "worse_than_trivial"]
         target.write_text(p2[columns].to_csv(index=False), "energy_reference.csv")
     target.write_text(render(results, summary, effects, repro, written), "report.md")
     return Analysis(out=target.show(), summary=summary, effects=effects, reproduction=repro,

@@ -75,18 +75,22 @@ def transitions_vs_i(rows: pd.DataFrame, problem: str) -> Figure:
 
 
 def energy_vs_transitions(rows: pd.DataFrame, problem: str) -> Figure:
-    """Energy against the transition count of each seed, with the problem's reference energy where it knows one (P2: 1/(12T²))."""
+    """Energy against the transition count of each seed, with the classical energy per count where the
+    references are known (drm.classical: per ε, at the counts the runs reached) and u ≡ 0's energy."""
     import seaborn as sns
 
     data = rows.assign(transitions=rows["transitions"].astype("float64"), energy=rows["energy"].astype("float64"))
     fig = Figure(figsize=(6.5, 4.5), layout="constrained")
     ax = fig.subplots()
     sns.scatterplot(data=data, x="transitions", y="energy", hue="fourier_label", hue_order=_order(data), style="depth", ax=ax, s=30)
-    known = PROBLEMS.get(problem)
-    if known is not None and known.reference_label is not None and (data["epsilon"].astype("float64") == 0).any():
-        t = np.arange(0, max(2.0, data["transitions"].max()) + 1)
-        ax.plot(t, known.closed_form_energy(t, 0.0), color="black", lw=1, ls="--", label=known.reference_label)
-        ax.legend(fontsize=8)
+    if "energy_reference_same_count" in data:
+        known = data[data["energy_reference_same_count"].notna()]
+        for eps, group in known.groupby(known["epsilon"].astype("float64"), sort=True):
+            curve = group.groupby("transitions")["energy_reference_same_count"].first().sort_index()
+            ax.plot(curve.index, curve.to_numpy(), color="black", lw=1, ls="--", marker=".",
+                    alpha=0.5 + 0.5 / max(1, known["epsilon"].nunique()), label=f"classical, same count (ε = {eps:g})")
+        if len(known):
+            ax.legend(fontsize=8)
     if (data["energy"] > 0).all():
         ax.set_yscale("log")
     ax.set(xlabel="transitions", ylabel="energy I(u) (quadrature)", title=f"{problem}: energy against transitions")
@@ -145,6 +149,40 @@ def profiles(rows: pd.DataFrame, problem: str, key: list[str], limit: int = 8) -
         axes[0, 0].set(ylabel="u")
         axes[1, 0].set(ylabel=_derivative(problem))
     fig.suptitle(f"{problem}: profiles of the median seed of each configuration")
+    return fig
+
+
+def interfaces_to_the_wall(rows: pd.DataFrame, problem: str, key: list[str], limit: int = 8) -> Figure | None:
+    """N(d): interfaces along y on the lines at distance d from the walls (x = d and 1 − d, their mean),
+    counted on the median seed's stored u_y field, log-log, with the branching construction's d^(−2/3)."""
+    from drm.counts import count_transitions
+    from drm.geometry import WALL_DISTANCES
+
+    fig = Figure(figsize=(6.5, 4.5), layout="constrained")
+    ax = fig.subplots()
+    drawn = 0
+    for label, row in representative(rows, key, limit):
+        p = read_trial_table(row["source"], "profiles", row["trial_id"])
+        if p is None or not p["y"].notna().all():
+            continue
+        p = p[p["seed"] == row["seed"]]
+        x = np.sort(p["x"].unique())
+        field = p["du"].to_numpy().reshape(-1, len(x))  # (ny, nx)
+        tau = row.get("transition_threshold") or 0.1
+        at = [(int(np.abs(x - d).argmin()), int(np.abs(x - (1 - d)).argmin())) for d in WALL_DISTANCES]  # the nearest columns
+        n = [0.5 * (count_transitions(field[:, i], tau) + count_transitions(field[:, j], tau)) for i, j in at]
+        seen = np.array(n) > 0
+        if seen.any():
+            ax.plot(np.array(WALL_DISTANCES)[seen], np.array(n)[seen], marker="o", lw=1, label=f"{label}, seed {row['seed']}")
+            drawn += 1
+    if not drawn:
+        return None
+    d = np.array(WALL_DISTANCES)
+    ax.plot(d, 2.0 * (d / 0.5) ** (-2 / 3), color="black", ls="--", lw=1, label="∝ d^(−2/3) (branching)")
+    ax.set(xscale="log", yscale="log", xlabel="distance d to the wall", ylabel="interfaces N(d) on the lines x = d, 1 − d",
+           title=f"{problem}: interfaces toward the walls (stored {len(x)}² u_y; branching_exponent counts finer lines)")
+    ax.title.set_fontsize(8)
+    ax.legend(fontsize=6)
     return fig
 
 

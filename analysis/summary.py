@@ -8,30 +8,34 @@ import pandas as pd
 
 from analysis.data import FACTORS, varying
 from analysis.stats import bootstrap_ci
+from drm.classical.judge import COLUMNS as JUDGED
+from drm.classical.judge import References
 from drm.metrics import metrics
-from drm.problems import PROBLEMS
 
 KEY = ["problem", "depth", "fourier_label", "epsilon", "epochs"]
+# The columns whose median per configuration comes with a bootstrap interval (beside the counts' and the energy's).
+WITH_INTERVALS = ("energy_gap", "band_width_mean", "band_width_cv", "wavenumber", "lock_in", "branching_exponent", "symmetry_error")
 
 
-def with_reference(rows: pd.DataFrame) -> pd.DataFrame:
-    """Adds energy_reference and energy_over_reference: the energy of the best profile with the row's
-    count where its problem knows it in closed form at the row's ε (drm.Problem.closed_form_energy);
-    NaN elsewhere."""
+def with_reference(rows: pd.DataFrame, references: References | None = None) -> pd.DataFrame:
+    """The rows with their columns against the classical references (drm.classical.judge): null ones
+    filled from `references` where it has them (tables landed without scipy, or older than the
+    columns), and energy_over_reference, the energy over the classical energy with the row's count."""
     rows = rows.copy()
-    reference = np.full(len(rows), np.nan)
-    counted = rows["transitions"].notna().to_numpy()
-    epsilon = rows["epsilon"].astype("float64").fillna(0.0).to_numpy()
-    for name in rows["problem"].dropna().unique():
-        if name not in PROBLEMS:  # rows of a problem whose package is not installed here
-            continue
-        for eps in np.unique(epsilon):
-            mine = (rows["problem"] == name).to_numpy() & counted & (epsilon == eps)
-            expected = PROBLEMS[name].closed_form_energy(rows.loc[mine, "transitions"].astype("float64").to_numpy(), float(eps))
-            if expected is not None:
-                reference[mine] = expected
-    rows["energy_reference"] = reference
-    rows["energy_over_reference"] = rows["energy"].astype("float64") / reference
+    for column in JUDGED:
+        if column not in rows.columns:
+            rows[column] = pd.Series([None] * len(rows), index=rows.index, dtype="object")
+    if references is not None and len(rows):
+        empty = rows[list(JUDGED)].isna().all(axis=1) & rows["energy"].notna()
+        if empty.any():
+            subset = rows.loc[empty, ["problem", "epsilon", "energy", "transitions", *JUDGED]].astype(object)
+            filled = references.fill([{k: (None if pd.isna(v) else v) for k, v in r.items()} for r in subset.to_dict("records")])
+            for column in JUDGED:
+                rows[column] = rows[column].astype(object)  # a None among floats or booleans stays a None
+                rows.loc[empty, column] = pd.Series([r[column] for r in filled], index=rows.index[empty], dtype=object)
+    for column in JUDGED[:-1]:
+        rows[column] = pd.to_numeric(rows[column], errors="coerce").astype("float64")
+    rows["energy_over_reference"] = rows["energy"].astype("float64") / rows["energy_reference_same_count"]
     return rows
 
 
@@ -82,12 +86,16 @@ def summarise(rows: pd.DataFrame) -> pd.DataFrame:
                 energy_median_ci_low=energy_ci[0],
                 energy_median_ci_high=energy_ci[1],
             )
-            for extra, column in [*((m.name, m.summary_column) for m in metrics() if m.summary),
-                                  ("energy_over_reference", "energy_over_reference_median")]:
+            extras = [*((m.name, m.summary_column) for m in metrics() if m.summary), ("energy_over_reference", "energy_over_reference_median"),
+                      ("energy_reference", "energy_reference_best")]  # the best: one value per (problem, ε)
+            for extra, column in extras:
                 if extra not in ok:
                     continue
                 values_ = ok[extra].astype("float64").to_numpy()
                 if np.isfinite(values_).any():  # a share is the mean of 0/1, a median the median
                     entry[column] = float(np.nanmean(values_) if column.endswith("_share") else np.nanmedian(values_))
+                if extra in WITH_INTERVALS:  # the seeds that gave a value: bootstrap interval of their median
+                    low, high = bootstrap_ci(values_[np.isfinite(values_)], np.median)
+                    entry[f"{column}_ci_low"], entry[f"{column}_ci_high"] = low, high
         out.append(entry)
     return pd.DataFrame(out)

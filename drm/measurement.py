@@ -168,7 +168,7 @@ class View:
     domain: Domain  # where it is counted: the problem's, or a recount's other counting grid
     frozen: np.ndarray | None = None  # (K,) the step from which the curves' count held (NaN: none counted)
     domains: list[Domain] | None = None  # each member's counting grid, where it was refined for that member
-    _lines: dict[tuple[float, Domain], np.ndarray] = field(default_factory=dict)
+    _lines: dict[tuple, object] = field(default_factory=dict)  # lines read, and what was derived from them
 
     @property
     def problem(self) -> Problem:
@@ -192,6 +192,19 @@ class View:
             mine = [k for k, m in enumerate(self._members()) if m == d]
             out[mine] = count_transitions(self._along(offset, d)[mine], tau)
         return out
+
+    def lines(self, offset: float) -> list[np.ndarray]:
+        """Each member's derivative along its own counting line at `offset`: K arrays, on [0, 1]."""
+        return [self._along(offset, d)[k] for k, d in enumerate(self._members())]
+
+    def interfaces(self, offset: float = 0.5) -> list[np.ndarray]:
+        """Each member's interface positions on the counting line at `offset` (drm.geometry)."""
+        from drm.geometry import interface_positions
+
+        if ("interfaces", offset) not in self._lines:
+            self._lines["interfaces", offset] = [
+                interface_positions(g, self.threshold, np.linspace(0.0, 1.0, len(g)))[0] for g in self.lines(offset)]
+        return self._lines["interfaces", offset]
 
     def _like(self) -> Tensor:
         return next(self.model.parameters())

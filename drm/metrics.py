@@ -33,7 +33,7 @@ RESERVED = frozenset({
     *(f.name for f in dataclasses.fields(TrainConfig)), "sweep", "trial_id", "seed", "dim", "device", "pack_size", "status", "error",
     "wall_seconds", "steps_per_second", "node", "mlflow_run_id", "mlflow_parent_run_id", "config_hash", "torch_version",
     "code_version", "finished_at", "diverged_step", "steps_done", "step_mode", "step", "n_ok", "diverged", "trained_seconds",
-    "loss", "energy_mc", "energy_reference", "energy_over_reference", "source", "fourier_label", "role",
+    "loss", "energy_mc", "energy_over_reference", "source", "fourier_label", "role",
 })
 
 
@@ -53,6 +53,9 @@ class Metric:
     objective: bool = True  # whether a sweep's objective may name it
     summary: bool = False  # whether summary.csv gives its median per configuration (<name>_median; a bool's share, <name>_share)
     shown: str | None = None  # the format `drmfm train` prints it with (None: not printed)
+    # Filled where the tables are written, from the row and the classical references (drm.classical.judge),
+    # not from the trained pack: `compute` gives None in the trial.
+    judged: bool = False
 
     def __post_init__(self) -> None:
         if not (isinstance(self.name, str) and self.name.isidentifier() and self.name.isascii()) or self.name in RESERVED:
@@ -68,6 +71,14 @@ class Metric:
     @property
     def summary_column(self) -> str:
         return f"{self.name}_share" if self.kind is bool else f"{self.name}_median"
+
+
+def _at_landing(v: View) -> None:
+    return None
+
+
+def _referenced(problem: Problem) -> bool:
+    return problem.mirror_symmetric
 
 
 def _transitions(v: View) -> np.ndarray:
@@ -98,6 +109,37 @@ def _transitions_wall(v: View) -> np.ndarray:
 
 def _bands(v: View) -> np.ndarray:
     return count_bands(v.du, v.threshold)  # du (K, ny, nx)
+
+
+def _band_widths(v: View) -> tuple[np.ndarray, np.ndarray]:
+    from drm.geometry import width_statistics
+
+    return width_statistics(v.interfaces(0.5))
+
+
+def _wavenumber(v: View) -> np.ndarray:
+    from drm.geometry import dominant_wavenumber
+
+    return np.array([dominant_wavenumber(g, np.linspace(0.0, 1.0, len(g)))[0] for g in v.lines(0.5)])
+
+
+def _lock_in(v: View) -> np.ndarray | None:
+    """The dominant wavenumber over the map's, 2^(i−1) periods of sin(2^i π t) on [0, 1] (NaN: no map)."""
+    i = np.array([np.nan if m.fourier is None else m.fourier for m in v.pack.configs], dtype=float)
+    return None if np.isnan(i).all() else _wavenumber(v) / 2.0 ** (i - 1.0)
+
+
+def _branching(v: View) -> np.ndarray:
+    from drm.geometry import WALL_DISTANCES, branching_exponent
+
+    counts = np.stack([0.5 * (v.count(d) + v.count(1.0 - d)) for d in WALL_DISTANCES])  # (distances, K)
+    return branching_exponent(np.array(WALL_DISTANCES), counts)
+
+
+def _symmetry(v: View) -> np.ndarray:
+    from drm.geometry import symmetry_error
+
+    return symmetry_error(v.u)
 
 
 def _one_dimensional(problem: Problem) -> bool:
@@ -135,6 +177,26 @@ _PAPER = (
            _transitions_wall, applies=_with_walls, summary=True, shown=".1f"),
     Metric("bands", int, "4-connected components of du > τ plus those of du < −τ on the grid (du along the oscillation axis)",
            _bands, applies=_on_images, summary=True, shown="d"),
+    Metric("band_width_mean", float, "mean width of the bands between consecutive interfaces on the middle line (null: under 2 interfaces)",
+           lambda v: _band_widths(v)[0], objective=False, summary=True, shown=".3g"),
+    Metric("band_width_cv", float, "the band widths' standard deviation over their mean (0: even bands)",
+           lambda v: _band_widths(v)[1], objective=False, summary=True),
+    Metric("wavenumber", float, "the dominant wavenumber of the derivative on the middle line (FFT; cycles per unit length)",
+           _wavenumber, objective=False, summary=True),
+    Metric("lock_in", float, "wavenumber over the map's, 2^(i−1) periods on [0, 1] (1: the network oscillates at the map's period)",
+           _lock_in, objective=False, summary=True),
+    Metric("branching_exponent", float, "−slope of log N(d) against log d, N(d) the interfaces on the lines at distance d from the walls "
+           "(branching: 2/3; a laminate: 0)", _branching, applies=_with_walls, objective=False, summary=True, shown=".2f"),
+    Metric("symmetry_error", float, "‖u(x, y) − u(1 − x, y)‖ / ‖u‖ on the measurement grid", _symmetry, applies=_on_images,
+           objective=False, summary=True),
+    Metric("energy_reference", float, "the best classical energy of the problem at the run's ε (drmfm reference); null where none exists",
+           _at_landing, applies=_referenced, objective=False, judged=True),
+    Metric("energy_reference_same_count", float, "the classical energy of a profile with the run's own transitions (null: none held)",
+           _at_landing, applies=_referenced, objective=False, judged=True),
+    Metric("energy_gap", float, "energy / energy_reference − 1; null where the optimum is 0 or does not exist (2D: may be < 0)",
+           _at_landing, applies=_referenced, objective=False, summary=True, judged=True, shown=".3g"),
+    Metric("worse_than_trivial", bool, "energy ≥ that of u ≡ 0", _at_landing, applies=_referenced, objective=False, summary=True,
+           judged=True),
 )
 
 

@@ -18,6 +18,7 @@ MLflow is a view of the tables: a tracking failure costs a warning, never a row.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import sys
 import threading
@@ -48,7 +49,8 @@ class Recorder:
     """Writes one sweep's (or one `drmfm train` call's) tables and MLflow runs."""
 
     def __init__(self, results: Storage | str, tracking_uri: str | None, experiment: str, sweep: str,
-                 driver: Process | None = None, watch_driver: bool = False, landed: dict[str, Landed] | None = None):
+                 driver: Process | None = None, watch_driver: bool = False, landed: dict[str, Landed] | None = None,
+                 references: str | None = None):
         self.results = results if isinstance(results, Storage) else Storage(results)
         self.tracking_uri = tracking_uri
         self.experiment = experiment
@@ -66,6 +68,11 @@ class Recorder:
         self._store_lock = threading.Lock() if tracking_uri is None or tracking_uri.startswith("sqlite") else None
         self._index_lock = threading.RLock()
         self._tally = {"trials": 0, "trained": 0.0, "elapsed": 0.0}
+        self._references = None
+        if references is not None:  # the classical references' cache: the judged columns are filled here
+            from drm.classical.judge import References
+
+            self._references = References(references, say=lambda line: print(f"drmfm: {line}", file=sys.stderr, flush=True))
         if watch_driver:
             threading.Thread(target=self._watch, daemon=True, name="watch-driver").start()
 
@@ -157,6 +164,7 @@ class Recorder:
         landed = _landed(tables.trial_id, tables.replicates)
         with self._locks[landed.config_hash]:
             self._guard()
+            tables = self._judged(tables)
             before = self.landed().get(landed.config_hash)
             if before is not None and before.trial_id != tables.trial_id and before.rank[0] <= landed.rank[0]:
                 return False
@@ -172,6 +180,17 @@ class Recorder:
 
                 self._track(f"trial {tables.trial_id} is recorded in the tables only", lambda t: t.finish(TrialRuns(*runs), tables))
             return True
+
+    def _judged(self, tables: TrialTables) -> TrialTables:
+        """The rows with their columns against the classical references (drm.classical.judge) filled."""
+        if self._references is None:
+            return tables
+        try:
+            rows = self._references.fill(tables.replicates.to_pylist())
+        except Exception as e:  # noqa: BLE001 - a reference that cannot be solved must never cost a trial its rows
+            print(f"drmfm: warning: trial {tables.trial_id}: the classical references were not filled: {first_line(e)}", file=sys.stderr)
+            return tables
+        return dataclasses.replace(tables, replicates=pa.Table.from_pylist(rows, schema=tables.replicates.schema))
 
     def _replace(self, before: Landed | None, now: Landed) -> None:
         """The index now points at `now`; the rows it replaces under another trial id are removed
@@ -190,6 +209,7 @@ class Recorder:
         config_hash = tables.replicates.column("config_hash")[0].as_py()
         with self._locks[config_hash]:
             self._guard()
+            tables = self._judged(tables)
             self._write(tables.trial_id, lambda: write_trial(self.results, tables, STAGING, tables.trial_id), staged=True)
 
     def promote(self, trial_id: str) -> bool:
@@ -286,7 +306,8 @@ def control(method):
     return method.options(concurrency_group=CONTROL)
 
 
-def recorder_actor(results: Storage, tracking_uri: str | None, experiment: str, sweep: str, landed: dict[str, Landed]):
+def recorder_actor(results: Storage, tracking_uri: str | None, experiment: str, sweep: str, landed: dict[str, Landed],
+                   references: str | None = None):
     """The sweep's recorder as a Ray actor on this (the driver's) node, ending with the driver."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -299,4 +320,4 @@ def recorder_actor(results: Storage, tracking_uri: str | None, experiment: str, 
         max_concurrency=CONCURRENCY,
         scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=here, soft=False),
     )
-    return actor.remote(results, tracking_uri, experiment, sweep, Process.current(), True, landed)
+    return actor.remote(results, tracking_uri, experiment, sweep, Process.current(), True, landed, references)

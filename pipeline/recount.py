@@ -18,11 +18,13 @@ from drm.pack import Pack
 from drm.storage import Storage, first_line
 from pipeline.tables import committed
 
-COUNTS = ("transitions", "transitions_per_period", "transitions_wall", "bands")
+COUNTS = ("transitions", "transitions_per_period", "transitions_wall", "bands",
+          "band_width_mean", "band_width_cv", "wavenumber", "lock_in", "branching_exponent")  # the counts and the geometry of lines
 RECOUNT = pa.schema([
     ("sweep", pa.string()), ("trial_id", pa.string()), ("seed", pa.int64()), ("transition_threshold", pa.float64()),
     ("count_grid", pa.int64()), ("transitions", pa.int64()), ("transitions_per_period", pa.float64()),
-    ("transitions_wall", pa.float64()), ("bands", pa.int64()),
+    ("transitions_wall", pa.float64()), ("bands", pa.int64()), ("band_width_mean", pa.float64()), ("band_width_cv", pa.float64()),
+    ("wavenumber", pa.float64()), ("lock_in", pa.float64()), ("branching_exponent", pa.float64()),
 ])
 
 

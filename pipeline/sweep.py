@@ -159,7 +159,7 @@ def run_sweep(
             report_repairs(found)
             home.mkdir(parents=True, exist_ok=True)
             uri = _tracking(spec, home, tracking_uri) if mlflow else None
-            outcome = _run(spec, root, state, results, uri, resume, address, lease, found)
+            outcome = _run(spec, root, state, results, uri, resume, address, lease, found, home / "references")
         except OSError as e:  # the storage failed mid-run: what committed stays, --resume finishes
             outcome.stopped = outcome.stopped or f"the storage failed ({first_line(e)})"
         lease.on_lost = None
@@ -233,7 +233,7 @@ def _settle_runs(spec: SweepSpec, uri: str, results: Storage, final: Inventory) 
 
 
 def _run(spec: SweepSpec, root: Storage, state: Storage, results: Storage, uri: str | None, resume: bool, address: str | None, lease,
-         found: Inventory):
+         found: Inventory, references: Path):
     """Ray up, the search and the repair, Ray down: what happened (pipeline.sweep_report.Outcome)."""
     from pipeline.ray_session import ask, join, prepare_local, quiet_tune, start_local
 
@@ -260,7 +260,7 @@ def _run(spec: SweepSpec, root: Storage, state: Storage, results: Storage, uri: 
     try:
         from pipeline.recorder import control, recorder_actor
 
-        recorder = recorder_actor(results, uri, spec.name, spec.name, found.by_config())
+        recorder = recorder_actor(results, uri, spec.name, spec.name, found.by_config(), str(references))
         open_session(spec.name, recorder)
         lease.on_lost = lambda why: control(recorder.abort).remote(why)
         if lease.lost:  # lost before the recorder could hear of it

@@ -78,7 +78,7 @@ def run_train(config: TrainConfig, seeds: list[int], *, device: str, home: Path,
         try:
             rows = run_trial(
                 config, seeds, device=device, sweep=name, trial_id=config.config_hash(), results_dir=results_dir,
-                progress=report, tracking_uri=uri,
+                progress=report, tracking_uri=uri, references=home / "references",
             )
         except StorageFailed as e:
             print(f"drmfm: {e}; nothing of this run was kept", file=sys.stderr)

@@ -90,17 +90,19 @@ def run_trial(
     progress: Callable[[int, int], None] | None = None,
     tracking_uri: str | None = None,
     experiment: str = "train",
+    references: Path | None = None,
 ) -> pa.Table:
     """Train, measure and land one trial (`drmfm train`); returns its replicate rows (one per seed).
 
     With `tracking_uri`, the trial is also recorded in MLflow, in `experiment` (which must exist).
+    With `references` (the home's cache of classical references), the judged columns are filled.
     """
     from pipeline.recorder import Recorder
 
     config = config.resolve()
     # On CUDA a step is replayed from a CUDA graph (a small network's step is launch-bound).
     trainer = PackedTrainer(config, seeds, resolve_device(device))
-    recorder = Recorder(Storage(results_dir), tracking_uri, experiment, sweep)
+    recorder = Recorder(Storage(results_dir), tracking_uri, experiment, sweep, references=None if references is None else str(references))
     runs = recorder.open_runs(trial_id, config.as_dict(), config.config_hash(), seeds)
     run = TrialRun(trainer, sweep, [trial_id], socket.gethostname(), {trial_id: runs})
     run.train(progress=progress)

@@ -315,3 +315,28 @@ def test_a_run_read_twice_counts_once_and_a_finished_copy_wins(tmp_path):
     results = load([failed_first.location, finished.location])
     assert results.duplicates == 36 and len(results.rows) == 36
     assert results.status_counts()["ok"] == 36
+
+
+def test_interfaces_toward_the_wall_are_drawn_from_the_stored_field(tmp_path):
+    """A field whose wavenumber along y grows toward the walls like dist^(−2/3): the figure's N(d) is
+    2k(d) sign changes per line (k cycles on [0, 1]), and its guide line has the slope −2/3."""
+    results = Storage(tmp_path / "r")
+    g = np.linspace(0, 1, 257)
+    yy, xx = np.meshgrid(g, g, indexing="ij")
+    k = np.round(2.0 * (np.maximum(np.minimum(xx, 1 - xx), 1 / 64) / 0.5) ** (-2 / 3)) + 0.25  # cycles, off the grid's nodes
+    field = np.sin(2 * np.pi * k * yy).reshape(-1).astype(np.float32)
+    profiles = pa.table({"sweep": ["s"] * field.size, "trial_id": ["t"] * field.size, "seed": [0] * field.size,
+                         "x": xx.reshape(-1).astype(np.float32), "y": yy.reshape(-1).astype(np.float32),
+                         "u": field, "du": field}).cast(PROFILES)
+    write_trial(results, TrialTables("t", replicates_schema().empty_table(), CURVES.empty_table(), profiles, b""))
+    rows = frame({(3, 2): np.array([4])}, problem="twin_branching")
+    rows["source"], rows["trial_id"] = results.location, "t"
+    drawn = figures.interfaces_to_the_wall(rows, "twin_branching", ["problem", "depth"])
+    measured, guide = drawn.axes[0].lines
+    from drm.geometry import WALL_DISTANCES
+
+    cycles = np.round(2.0 * (np.maximum(np.array(WALL_DISTANCES), 1 / 64) / 0.5) ** (-2 / 3)) + 0.25
+    assert np.asarray(measured.get_xdata()) == pytest.approx(WALL_DISTANCES)
+    assert np.asarray(measured.get_ydata()) == pytest.approx(np.floor(2 * cycles))  # sign changes of sin(2πky) on [0, 1]
+    slope = np.polyfit(np.log(guide.get_xdata()), np.log(guide.get_ydata()), 1)[0]
+    assert slope == pytest.approx(-2 / 3)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 import torch
 
@@ -150,3 +151,58 @@ def test_drmfm_reference_prints_the_table_as_json(tmp_path):
     assert (tmp_path / "references" / "double_well").is_dir()
     bad = drmfm("reference", "--problem", "double_well", "--epsilon", "-1", home=tmp_path)
     assert bad.returncode == 2 and bad.stderr.strip().startswith("drmfm: error: epsilon:")
+
+
+def test_a_row_is_judged_against_the_best_and_its_own_count(tmp_path):
+    from drm.classical.judge import References, judged
+
+    epsilon = 0.1 / 16
+    table = reference(P2, epsilon, tmp_path)
+    best = table.best["energy"]
+    row = judged({"energy": 1.5 * best, "transitions": 3}, table)
+    assert row == {"energy_reference": best, "energy_reference_same_count": table.at(3), "energy_gap": pytest.approx(0.5),
+                   "worse_than_trivial": False}
+    assert judged({"energy": 1.2, "transitions": 0}, table)["worse_than_trivial"] is True  # u ≡ 0 has energy 1
+    without = judged({"energy": 0.01, "transitions": 4}, reference(P2, 0.0, tmp_path))  # no minimiser at ε = 0
+    assert without["energy_reference"] is None and without["energy_gap"] is None and without["energy_reference_same_count"] == 1 / 192
+    zero = judged({"energy": 0.01, "transitions": 2}, reference(P1, 0.0, tmp_path))  # the optimum is 0: no relative gap
+    assert zero["energy_reference"] == 0.0 and zero["energy_gap"] is None
+    cached_only = References(tmp_path / "elsewhere", solve=False)  # analyze's: nothing cached, nothing solved
+    assert cached_only.fill([{"problem": "double_well_u2", "epsilon": epsilon, "energy": 0.1, "transitions": 2}])[0].get("energy_gap") is None
+
+
+def test_a_short_training_row_carries_the_classical_columns(tmp_path):
+    from tests.helpers import mlflow_runs
+
+    epsilon = 0.1 / 16
+    result = drmfm("train", "--problem", "double_well_u2", "--epsilon", str(epsilon), "--activation", "tanh", "--fourier", "1", "--epochs", "200",
+                   "--seeds", "2",
+                   home=tmp_path)
+    assert result.returncode == 0, result.stderr
+    (folder,) = (tmp_path / "results").iterdir()
+    rows = pq.read_table(next((folder / "replicates").glob("*.parquet"))).to_pylist()
+    table = reference(P2, epsilon, tmp_path / "references", solve=False)  # what the train cached
+    assert table is not None
+    for r in rows:
+        assert r["energy_reference"] == table.best["energy"] > 0
+        assert r["energy_reference_same_count"] == table.at(r["transitions"])
+        assert r["energy_gap"] == pytest.approx(r["energy"] / r["energy_reference"] - 1) and np.isfinite(r["energy_gap"])
+        assert r["worse_than_trivial"] == (r["energy"] >= 1.0)
+    children = [run for run in mlflow_runs(tmp_path, "train") if run.data.tags.get("role") == "child"]
+    assert len(children) == 2 and all("energy_gap" in run.data.metrics for run in children)
+
+
+def test_train_without_scipy_leaves_the_classical_columns_null_and_says_so(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT
+
+    code = ("import sys; sys.modules['scipy'] = None; from pipeline.cli import main; "
+            f"main(['train', '--epochs', '50', '--seeds', '1', '--no-mlflow', '--home', {str(tmp_path)!r}])")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "the classical references need scipy" in result.stderr
+    (folder,) = (tmp_path / "results").iterdir()
+    (row,) = pq.read_table(next((folder / "replicates").glob("*.parquet"))).to_pylist()
+    assert row["energy"] is not None and all(row[c] is None for c in ("energy_reference", "energy_gap", "worse_than_trivial"))

@@ -43,6 +43,9 @@ def test_at_a_row_s_own_threshold_and_grid_the_stored_counts_come_back_exactly(t
         assert mine["transition_threshold"] == row["transition_threshold"] and mine["count_grid"] == row["count_grid"]
         for column in ("transitions", "transitions_per_period", "transitions_wall", "bands"):
             assert mine[column] == row[column], (kind, column)
+        for column in ("band_width_mean", "band_width_cv", "wavenumber", "lock_in", "branching_exponent"):  # the same lines' geometry
+            expected = row[column]
+            assert (mine[column] is None) if expected is None else mine[column] == pytest.approx(expected), (kind, column)
 
 
 @pytest.mark.parametrize("tau", [0.05, 0.3])
@@ -72,7 +75,8 @@ def test_the_command_writes_where_it_is_told_and_leaves_the_run_s_tables_alone(t
     table = pq.read_table(tmp_path / "out" / "s.parquet")
     assert table.num_rows == 6 and sorted(set(table.column("transition_threshold").to_pylist())) == [0.05, 0.3]
     assert table.schema.names == ["sweep", "trial_id", "seed", "transition_threshold", "count_grid", "transitions",
-                                  "transitions_per_period", "transitions_wall", "bands"]
+                                  "transitions_per_period", "transitions_wall", "bands", "band_width_mean", "band_width_cv",
+                                  "wavenumber", "lock_in", "branching_exponent"]
     after = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.rglob("*") if p.is_file() and "recount" not in p.parts}
     assert after == before
 

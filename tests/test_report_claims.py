@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from analysis import claims
 from analysis.effects import effects
@@ -168,3 +169,27 @@ def test_a_level_that_counted_zero_in_every_run_gets_no_interval_but_a_permutati
     assert r["p_value"] < 0.1  # Monte Carlo over 200 permutations of an exact 1/35
     sentence = said(claims.sentences(found, frame({(3, None): np.zeros(4), (3, 2): np.full(4, 7)}), "double_well"), "Map on")
     assert "no finite ratio" in sentence and "permutation test" in sentence
+
+
+def test_configurations_near_the_classical_optimum_and_worse_than_trivial_are_named(tmp_path):
+    from analysis.report import _configuration, _reference_energies
+    from analysis.summary import with_reference
+    from drm.classical import reference
+    from drm.classical.judge import References
+    from drm.problems import get_problem
+
+    epsilon = 0.1 / 16
+    best = reference(get_problem("double_well_u2"), epsilon, tmp_path).best  # cached, as a sweep leaves it
+    data = frame({(3, 2): np.full(6, best["transitions"]), (5, 2): np.zeros(6, dtype=int)}, problem="double_well_u2", epsilon=epsilon)
+    near = data["depth"] == 3
+    data.loc[near, "energy"] = best["energy"] * (1.01 + 0.002 * np.arange(6))
+    data.loc[~near, "energy"] = 1.0 + 0.01 * np.arange(6)  # u ≈ 0 or worse
+    filled = with_reference(data, References(tmp_path, solve=False))  # from the cache alone, as analyze does
+    assert filled["energy_gap"].to_numpy() == pytest.approx(data["energy"].to_numpy() / best["energy"] - 1)
+    summary = summarise(filled)
+    text = "\n".join(_reference_energies(summary))
+    a, b = (summary[summary["depth"] == d].iloc[0] for d in (3, 5))
+    gap = np.median(data.loc[near, "energy"]) / best["energy"] - 1
+    assert a["energy_gap_median"] == pytest.approx(gap)
+    assert f"Within 5% of the classical optimum (median seed): {_configuration(a)} ({gap:+.1%})." in text
+    assert f"Worse than u ≡ 0, whose energy the trivial state has without a single band: {_configuration(b)} (100% of seeds)." in text

@@ -124,13 +124,16 @@ def _write(path: Path, rows: list[dict]) -> None:
     os.replace(tmp, path)  # whole or not at all; two writers of one (problem, ε) write the same rows
 
 
-def reference(problem: Problem, epsilon: float, cache: Path | None = None, counts: tuple[int, ...] = ()) -> Reference:
+def reference(problem: Problem, epsilon: float, cache: Path | None = None, counts: tuple[int, ...] = (), solve: bool = True) -> Reference | None:
     """The references of `problem` at ε, from the cache where it has them, solved (and cached) where not.
-    `counts` are counts a run needs beyond the table's range (solved and added)."""
+    `counts` are counts a run needs beyond the table's range (solved and added). With `solve` False,
+    only what the cache holds (None where it holds no table; counts it lacks are left out)."""
     if not problem.mirror_symmetric:
         raise ValueError(f"{problem.name}: no classical reference (its density is not declared mirror symmetric)")
     path = None if cache is None else _path(cache, problem, epsilon)
     cached = (_read(path) if path is not None else None) or []
+    if not solve:
+        return Reference(problem, float(epsilon), cached) if cached else None
     rows = _counts(problem, epsilon, cached)
     have = {r["transitions"] for r in rows}
     rows += [_row(problem, epsilon, t) for t in sorted(set(counts) - have) if t >= 0]
