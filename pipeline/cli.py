@@ -268,14 +268,18 @@ def reference(
     from drm.classical import reference as solve_reference
 
     print(f"reference: solving {problem} at ε = {epsilon:g} (cached in {cache})", file=sys.stderr, flush=True)
-    found = solve_reference(PROBLEMS[problem], epsilon, cache)
+    def solved(row: dict) -> None:
+        print(f"reference: {row['transitions']} transitions: energy {row['energy']:.6g} ({row['grid'] or 'u ≡ 0'})", file=sys.stderr, flush=True)
+
+    found = solve_reference(PROBLEMS[problem], epsilon, cache, progress=solved)
     if as_json:
         print(json.dumps(found.as_json()))
         return
     label = "bands along y at x = 0.5, less one" if PROBLEMS[problem].dim == 2 else "kinks"
     print(f"{problem} at ε = {epsilon:g}: transitions ({label}), energy, its change at the last refinement, grid")
     for r in found.rows:
-        flags = ("" if r["held"] else "  (did not hold its transitions)") + ("  (capped)" if r["capped"] else "")
+        flags = ("" if r["held"] else "  (did not hold its transitions)") + ("  (capped)" if r["capped"] else "") + (
+            "" if r["converged"] else "  (Newton did not converge: an upper bound)")
         error = "" if r["error"] != r["error"] else f"{r['error']:.1e}"
         print(f"{r['transitions']:>5}  {r['energy']:.6g}  {error:>8}  {r['grid']}{flags}")
     best = found.best

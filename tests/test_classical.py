@@ -98,13 +98,14 @@ def test_the_mirrored_cell_equals_a_solve_of_the_whole_interval():
     assert cell.energy == pytest.approx(result.fun, rel=1e-9)
 
 
-@pytest.mark.parametrize(("epsilon", "t"), [(0.1 / 16, 4), (0.1 / 16, 8), (0.1 / 32, 8)])
+@pytest.mark.parametrize(("epsilon", "t"), [(0.1 / 16, 4), (0.1 / 16, 8), (0.1 / 8, 4)])
 def test_a_2d_laminate_has_its_hand_computed_energy(epsilon, t):
     """u = φ(x) z(y) with T straight interfaces. By hand, to first order in ε/h (h = 1/(2T), the band's
     amplitude): the interfaces T·8ε/3; the two wall layers, where φ = tanh(x √3/h) balances u_x² against
     (u_y² − 1)² (Modica-Mortola with ∫z² = h²/3): 2 · 4h/(3√3); less what the interfaces do not cost inside
     the layers, (2/3)(ε/h) of the layers (∫ 1 − g(tanh τ) dτ = 2/3, g the interface's cost at amplitude φ).
-    The neglected terms are O((ε/h)² + h²): measured under 0.8% here, so 1% is the stated tolerance."""
+    The neglected terms are O((ε/h)² + h²): measured at most 0.9% here (1.3% at ε = 0.1/4,
+    T = 2), so 1% is the stated tolerance."""
     h = 1 / (2 * t)
     layers = 8 * h / (3 * np.sqrt(3))
     hand = t * 8 * epsilon / 3 + layers * (1 - (2 / 3) * epsilon / h)

@@ -9,7 +9,9 @@ along the axis vanishes). In 2D the unit square also halves at x = 1/2. The cell
     2D: [0, 1/2] × [0, 1/(2T)]           u = 0 at x = 0 and y = 0, free at x = 1/2 and y = 1/(2T)
 
 and its energy, times the number of cells, is the energy of the whole profile. A wall with u = 0
-and a free second derivative is an odd mirror exactly, so the cell's minimiser is the laminate's.
+and a free second derivative is an odd mirror exactly, so the cell's minimiser is the whole
+profile's (tests/test_classical.py solves the whole interval to check it). In 2D the unknowns are
+those of a laminate, u = φ(x) z(y) (`SeparableCell`).
 
 The discretisation is the problem's own density (torch, float64) on bilinear elements (linear in
 1D), taken at the elements' Gauss points, plus the regularisation ε² u_2² from second differences at

@@ -31,6 +31,7 @@ class CountEnergy:
     grid: str  # the whole profile's nodes: "n" in 1D, "nx x ny" in 2D
     capped: bool  # the cap was reached before two grids agreed to TOLERANCE
     held: bool  # the minimiser kept its transitions (False: it lost them; its energy is a different count's)
+    converged: bool = True  # Newton met its tolerance on the last grid (False: the energy is an upper bound of that grid's)
 
 
 def _start(problem: Problem, grid: CellGrid, previous: tuple[CellGrid, np.ndarray] | None) -> np.ndarray:
@@ -88,11 +89,11 @@ def solve(problem: Problem, epsilon: float, transitions: int, tolerance: float =
         solved = minimise(_energy(problem, epsilon, grid), _start(problem, grid, previous))
         previous = (grid, solved.theta)
         if not _held(problem, grid, solved.theta):  # it turned: no finer grid brings the transitions back
-            return CountEnergy(transitions, solved.energy, float("nan"), _grid_label(problem, grid), False, False)
+            return CountEnergy(transitions, solved.energy, float("nan"), _grid_label(problem, grid), False, False, solved.converged)
         if last is not None:
             error = abs(solved.energy - last)
             settled = error <= tolerance * abs(solved.energy) or error <= 1e-13
             if settled or 2 * nodes > cap:
-                return CountEnergy(transitions, solved.energy, error, _grid_label(problem, grid), not settled, True)
+                return CountEnergy(transitions, solved.energy, error, _grid_label(problem, grid), not settled, True, solved.converged)
         last = solved.energy
         nodes *= 2

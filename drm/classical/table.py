@@ -11,6 +11,7 @@ knows a closed form per count (P2 at ε = 0: 1/(12T²)), the table holds it, not
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -18,9 +19,9 @@ import numpy as np
 
 from drm.problems import Problem
 
-VERSION = 1  # of the solver and the discretisation: a cache of another version is solved again
+VERSION = 2  # of the solver and the discretisation: a cache of another version is solved again
 RISE, PAST, MAX_COUNT, UNBOUNDED_COUNTS = 1.5, 3, 64, 16
-COLUMNS = ("transitions", "energy", "error", "grid", "capped", "held")
+COLUMNS = ("transitions", "energy", "error", "grid", "capped", "held", "converged")
 
 
 def trivial_energy(problem: Problem, epsilon: float) -> float:
@@ -69,13 +70,13 @@ def _row(problem: Problem, epsilon: float, transitions: int) -> dict:
 
     closed = problem.closed_form_energy(np.array([transitions]), epsilon)
     if transitions == 0:
-        return {"transitions": 0, "energy": trivial_energy(problem, epsilon), "error": 0.0, "grid": "", "capped": False, "held": True}
+        return {"transitions": 0, "energy": trivial_energy(problem, epsilon), "error": 0.0, "grid": "", "capped": False, "held": True, "converged": True}
     if closed is not None:
-        return {"transitions": transitions, "energy": float(closed[0]), "error": 0.0, "grid": "closed form", "capped": False, "held": True}
+        return {"transitions": transitions, "energy": float(closed[0]), "error": 0.0, "grid": "closed form", "capped": False, "held": True, "converged": True}
     return asdict(solve(problem, epsilon, transitions))
 
 
-def _counts(problem: Problem, epsilon: float, rows: list[dict]) -> list[dict]:
+def _counts(problem: Problem, epsilon: float, rows: list[dict], progress: Callable[[dict], None] | None) -> list[dict]:
     """Rows from 0 up to where the energy clearly rises (or 1..16 without a minimiser)."""
     have = {r["transitions"]: r for r in rows}
     unbounded = epsilon == 0 and not problem.minimiser_without_epsilon
@@ -83,6 +84,8 @@ def _counts(problem: Problem, epsilon: float, rows: list[dict]) -> list[dict]:
     while True:
         if t not in have:
             have[t] = _row(problem, epsilon, t)
+            if progress is not None:
+                progress(have[t])
         if unbounded:
             if t >= UNBOUNDED_COUNTS:
                 break
@@ -124,7 +127,8 @@ def _write(path: Path, rows: list[dict]) -> None:
     os.replace(tmp, path)  # whole or not at all; two writers of one (problem, ε) write the same rows
 
 
-def reference(problem: Problem, epsilon: float, cache: Path | None = None, counts: tuple[int, ...] = (), solve: bool = True) -> Reference | None:
+def reference(problem: Problem, epsilon: float, cache: Path | None = None, counts: tuple[int, ...] = (), solve: bool = True,
+              progress: Callable[[dict], None] | None = None) -> Reference | None:
     """The references of `problem` at ε, from the cache where it has them, solved (and cached) where not.
     `counts` are counts a run needs beyond the table's range (solved and added). With `solve` False,
     only what the cache holds (None where it holds no table; counts it lacks are left out)."""
@@ -134,7 +138,7 @@ def reference(problem: Problem, epsilon: float, cache: Path | None = None, count
     cached = (_read(path) if path is not None else None) or []
     if not solve:
         return Reference(problem, float(epsilon), cached) if cached else None
-    rows = _counts(problem, epsilon, cached)
+    rows = _counts(problem, epsilon, cached, progress)
     have = {r["transitions"] for r in rows}
     rows += [_row(problem, epsilon, t) for t in sorted(set(counts) - have) if t >= 0]
     rows.sort(key=lambda r: r["transitions"])
