@@ -85,10 +85,12 @@ def energy_vs_transitions(rows: pd.DataFrame, problem: str) -> Figure:
     sns.scatterplot(data=data, x="transitions", y="energy", hue="fourier_label", hue_order=_order(data), style="depth", ax=ax, s=30)
     if "energy_reference_same_count" in data:
         known = data[data["energy_reference_same_count"].notna()]
+        closed = PROBLEMS[problem].reference_label if problem in PROBLEMS else None  # P2's closed form at ε = 0
         for eps, group in known.groupby(known["epsilon"].astype("float64"), sort=True):
             curve = group.groupby("transitions")["energy_reference_same_count"].first().sort_index()
+            label = closed if eps == 0 and closed else f"classical, same count (ε = {eps:g})"
             ax.plot(curve.index, curve.to_numpy(), color="black", lw=1, ls="--", marker=".",
-                    alpha=0.5 + 0.5 / max(1, known["epsilon"].nunique()), label=f"classical, same count (ε = {eps:g})")
+                    alpha=0.5 + 0.5 / max(1, known["epsilon"].nunique()), label=label)
         if len(known):
             ax.legend(fontsize=8)
     if (data["energy"] > 0).all():

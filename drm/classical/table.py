@@ -69,10 +69,11 @@ def _row(problem: Problem, epsilon: float, transitions: int) -> dict:
     from drm.classical.solve import solve
 
     closed = problem.closed_form_energy(np.array([transitions]), epsilon)
+    exact = {"error": 0.0, "capped": False, "held": True, "converged": True}
     if transitions == 0:
-        return {"transitions": 0, "energy": trivial_energy(problem, epsilon), "error": 0.0, "grid": "", "capped": False, "held": True, "converged": True}
+        return {"transitions": 0, "energy": trivial_energy(problem, epsilon), "grid": "", **exact}
     if closed is not None:
-        return {"transitions": transitions, "energy": float(closed[0]), "error": 0.0, "grid": "closed form", "capped": False, "held": True, "converged": True}
+        return {"transitions": transitions, "energy": float(closed[0]), "grid": "closed form", **exact}
     return asdict(solve(problem, epsilon, transitions))
 
 

@@ -65,7 +65,7 @@ class Problem(ABC):
         closed form; else None (drm.classical solves for it, where the density is mirror symmetric)."""
         return None
 
-    reference_label: ClassVar[str | None] = None  # how a figure's legend names the closed form
+    reference_label: ClassVar[str | None] = None  # how a figure's legend names the closed form (at ε = 0)
     reference_note: ClassVar[str | None] = None  # what the report says of it
 
     # The classical references (drm.classical) solve one cell of a laminate and mirror it: they need W
