@@ -148,8 +148,8 @@ def test_a_killed_worker_node_costs_nothing(two_nodes, tmp_path):
     surviving node from its checkpoint, and every trial × seed lands once."""
     address, worker_home, worker_cwd = two_nodes
     home = tmp_path / "driver-home"
-    spec = write_spec(tmp_path, name="spot", fixed={"width": 32, "depth": 2, "epochs": 24000}, space={"fourier": ["none", 2]},
-                      seeds=2, checkpoint_every=2000, max_failures=3)
+    spec = write_spec(tmp_path, name="spot", fixed={"width": 32, "depth": 2, "epochs": 12000}, space={"fourier": ["none", 2]},
+                      seeds=2, checkpoint_every=1000, max_failures=3)
     driver = spawn([sys.executable, "-m", "pipeline.cli", "sweep", str(spec), "--address", address, "--home", str(home)],
                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     raylet = _worker_raylet()
@@ -169,12 +169,12 @@ def test_a_killed_worker_node_costs_nothing(two_nodes, tmp_path):
     assert driver.returncode == 0, err
     rows = read_replicates(home / "results" / "spot").to_pylist()
     assert len(rows) == 4 and len({(r["trial_id"], r["seed"]) for r in rows}) == 4
-    assert all(r["status"] == "ok" and r["steps_done"] == 24000 for r in rows)
+    assert all(r["status"] == "ok" and r["steps_done"] == 12000 for r in rows)
     assert len({r["node"] for r in rows}) == 1  # both trials ended on the surviving node
     reports = [json.loads(line) for line in (killed_trial / "result.json").read_text().splitlines() if line.strip()]
     assert len({r["pid"] for r in reports}) == 2  # it trained in a second process after the kill…
     steps = [r["step"] for r in reports]
-    assert steps[0] < 24000 and steps == sorted(set(steps))  # …resumed from its checkpoint: no step reported twice
+    assert steps[0] < 12000 and steps == sorted(set(steps))  # …resumed from its checkpoint: no step reported twice
     runs = mlflow_runs(home, "spot")
     assert len(runs) == 2 + 4 and all(r.info.status == "FINISHED" for r in runs)
     assert not _nothing_written_under(worker_home, worker_cwd)

@@ -160,8 +160,8 @@ def test_two_drivers_of_one_sweep_one_runs_and_its_ray_listens_on_loopback_only(
 
 def test_a_killed_driver_then_resume_lands_every_configuration_once_every_time(tmp_path):
     """kill -9 of the driver's process group after 2 of 6 trials landed, then --resume; three times."""
-    spec = write_spec(tmp_path, name="killed", fixed={"width": 32, "epochs": 800}, space={"depth": [2, 3, 4], "fourier": ["none", 2]},
-                      seeds=2, checkpoint_every=400)
+    spec = write_spec(tmp_path, name="killed", fixed={"width": 32, "epochs": 400}, space={"depth": [2, 3, 4], "fourier": ["none", 2]},
+                      seeds=2, checkpoint_every=200)
     for attempt in range(3):
         home = tmp_path / f"home-{attempt}"
         replicates = home / "results" / "killed" / "replicates"

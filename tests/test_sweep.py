@@ -147,8 +147,8 @@ def test_an_unreachable_tracking_server_costs_one_warning_and_no_row(tmp_path):
 
 def test_a_killed_trial_restarts_from_its_checkpoint_and_ends_where_an_uninterrupted_run_ends(tmp_path):
     spec_path = write_spec(
-        tmp_path, name="crash", fixed={"width": 64, "epochs": 6000, "dtype": "float64", "fourier": 2},
-        space={"depth": [3]}, seeds=2, checkpoint_every=1000,
+        tmp_path, name="crash", fixed={"width": 64, "epochs": 3000, "dtype": "float64", "fourier": 2},
+        space={"depth": [3]}, seeds=2, checkpoint_every=500,
     )
     trial_dirs = tmp_path / "ray" / "crash"
     driver = spawn(
@@ -266,8 +266,8 @@ def test_a_killed_packed_trial_resumes_every_pack_where_it_was(tmp_path):
     """Killed while its second packed model trains (the first has landed): the retry lands the first
     again (replacing, not adding) and continues the second from its checkpoint."""
     spec_path = write_spec(
-        tmp_path, name="crashpack", fixed={"width": 48, "epochs": 5000, "dtype": "float64", "depth": 3},
-        space={"lr": [1e-4], "fourier": ["none", 1, 2]}, pack=["fourier"], seeds=2, checkpoint_every=1000,
+        tmp_path, name="crashpack", fixed={"width": 48, "epochs": 3000, "dtype": "float64", "depth": 3},
+        space={"lr": [1e-4], "fourier": ["none", 1, 2]}, pack=["fourier"], seeds=2, checkpoint_every=600,
     )
     trial_dirs = tmp_path / "ray" / "crashpack"
     driver = spawn(
