@@ -20,7 +20,7 @@ from analysis.effects import effects as fit_effects
 from analysis.report import render
 from analysis.reproduction import reproduction
 from analysis.summary import configuration_key, summarise, with_reference
-from drm.classical.judge import References
+from drm.classical.judge import References, cache_folder
 from drm.storage import Storage
 
 
@@ -46,7 +46,7 @@ def analyze(folders: list[str], out: str | None = None, progress: Callable[[str]
     target = Storage(out or default_out(folders[0]))
     # Rows landed without the classical references (no scipy where they landed, or older tables) take
     # them from the home's cache (HOME/results/<sweep> -> HOME/references); analyze solves nothing.
-    caches = [Path(f).parent.parent / "references" for f in folders if "://" not in f]
+    caches = [cache_folder(Path(f).parent.parent) for f in folders if "://" not in f]
     results = dataclasses.replace(results, rows=with_reference(results.rows, References(next(iter(caches), None), solve=False)))
     ok = results.ok
     if ok.empty:

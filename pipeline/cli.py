@@ -259,7 +259,9 @@ def reference(
         raise BadInput(f"epsilon: {epsilon} is not allowed; allowed: a finite number >= 0")
     if not PROBLEMS[problem].mirror_symmetric:
         raise BadInput(f"problem: {problem} declares no mirror-symmetric density, so it has no classical reference")
-    cache = home_dir(home) / "references"
+    from drm.classical.judge import cache_folder
+
+    cache = cache_folder(home_dir(home))
     check_folder("home", cache)
     try:
         import scipy  # noqa: F401

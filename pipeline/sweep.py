@@ -28,6 +28,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from drm.classical.judge import cache_folder
 from drm.storage import Storage, first_line
 from pipeline.lease import Lease
 from pipeline.reconcile import Inventory, group_by_config, inspect, ledger, repair
@@ -159,7 +160,7 @@ def run_sweep(
             report_repairs(found)
             home.mkdir(parents=True, exist_ok=True)
             uri = _tracking(spec, home, tracking_uri) if mlflow else None
-            outcome = _run(spec, root, state, results, uri, resume, address, lease, found, home / "references")
+            outcome = _run(spec, root, state, results, uri, resume, address, lease, found, cache_folder(home))
         except OSError as e:  # the storage failed mid-run: what committed stays, --resume finishes
             outcome.stopped = outcome.stopped or f"the storage failed ({first_line(e)})"
         lease.on_lost = None

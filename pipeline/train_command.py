@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from drm.classical.judge import cache_folder
 from drm.config import TrainConfig
 from drm.metrics import measured_for
 from drm.problems import get_problem
@@ -78,7 +79,7 @@ def run_train(config: TrainConfig, seeds: list[int], *, device: str, home: Path,
         try:
             rows = run_trial(
                 config, seeds, device=device, sweep=name, trial_id=config.config_hash(), results_dir=results_dir,
-                progress=report, tracking_uri=uri, references=home / "references",
+                progress=report, tracking_uri=uri, references=cache_folder(home),
             )
         except StorageFailed as e:
             print(f"drmfm: {e}; nothing of this run was kept", file=sys.stderr)

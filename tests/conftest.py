@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
+from drm.classical.judge import CACHE_VARIABLE
 from tests.helpers import reap
 
 
@@ -14,6 +17,14 @@ def _deterministic_torch():
     yield
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_cache_of_classical_references(tmp_path_factory):
+    """Every test's home shares one cache of references (each (problem, ε) solved once per session, as a
+    user's $DRMFM_REFERENCES would), and every command a test starts inherits it. Tests of the default,
+    HOME/references, unset it."""
+    os.environ[CACHE_VARIABLE] = str(tmp_path_factory.mktemp("references"))
+    yield
+    os.environ.pop(CACHE_VARIABLE, None)
 
 
 @pytest.fixture(autouse=True)

@@ -12,6 +12,7 @@ import torch
 
 from drm.classical import reference
 from drm.classical.cell import CellEnergy, SeparableCell, cell_grid, minimise
+from drm.classical.judge import CACHE_VARIABLE
 from drm.classical.solve import TOLERANCE, solve
 from drm.problems import get_problem
 from tests.helpers import drmfm
@@ -141,7 +142,8 @@ def test_without_a_minimiser_the_table_runs_to_16_and_has_no_best(tmp_path):
     assert table.at(4) == 1 / (12 * 16)  # the closed form, as the problem states it
 
 
-def test_drmfm_reference_prints_the_table_as_json(tmp_path):
+def test_drmfm_reference_prints_the_table_as_json(tmp_path, monkeypatch):
+    monkeypatch.delenv(CACHE_VARIABLE)  # the default: the home's own references/
     result = drmfm("reference", "--problem", "double_well", "--json", home=tmp_path)
     assert result.returncode == 0, result.stderr
     found = json.loads(result.stdout)
@@ -172,8 +174,10 @@ def test_a_row_is_judged_against_the_best_and_its_own_count(tmp_path):
     assert cached_only.fill([{"problem": "double_well_u2", "epsilon": epsilon, "energy": 0.1, "transitions": 2}])[0].get("energy_gap") is None
 
 
-def test_a_short_training_row_carries_the_classical_columns(tmp_path):
+def test_a_short_training_row_carries_the_classical_columns(tmp_path, monkeypatch):
     from tests.helpers import mlflow_runs
+
+    monkeypatch.delenv(CACHE_VARIABLE)  # the default: the home's own references/
 
     epsilon = 0.1 / 16
     result = drmfm("train", "--problem", "double_well_u2", "--epsilon", str(epsilon), "--activation", "tanh", "--fourier", "1", "--epochs", "200",

@@ -17,6 +17,7 @@ import pytest
 import torch
 import yaml
 
+from drm.classical.judge import cache_folder
 from drm.measurement import measure
 from drm.train import PackedTrainer
 from pipeline.spec import parse_spec
@@ -50,7 +51,7 @@ def test_a_two_trial_sweep_lands_every_row_and_run(two_trials):
     assert {r["fourier"] for r in rows} == {None, 2} and all(r["status"] == "ok" for r in rows)
     # Judged where they landed, by the driver's recorder: P1 at ε = 0 has the optimum 0, so no relative gap.
     assert all(r["energy_reference"] == 0.0 and r["energy_gap"] is None and r["worse_than_trivial"] == (r["energy"] >= 1.0) for r in rows)
-    assert (home / "references" / "double_well").is_dir()
+    assert (cache_folder(home) / "double_well").is_dir()  # the session's shared cache ($DRMFM_REFERENCES)
     runs = mlflow_runs(home, "two")
     parents = [r for r in runs if r.data.tags["role"] == "parent"]
     children = [r for r in runs if r.data.tags["role"] == "child"]

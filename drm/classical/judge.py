@@ -14,6 +14,7 @@ They are filled where the tables are written (the sweep's recorder, `drmfm train
 from __future__ import annotations
 
 import math
+import os
 import threading
 from collections import defaultdict
 from collections.abc import Callable
@@ -21,6 +22,14 @@ from pathlib import Path
 
 from drm.classical.table import Reference, reference
 from drm.problems import PROBLEMS
+
+CACHE_VARIABLE = "DRMFM_REFERENCES"  # a cache of references shared by every home (default: each home's own)
+
+
+def cache_folder(home: Path) -> Path:
+    """Where the references of `home` are cached: $DRMFM_REFERENCES, else HOME/references."""
+    return Path(os.environ.get(CACHE_VARIABLE) or home / "references")
+
 
 COLUMNS = ("energy_reference", "energy_reference_same_count", "energy_gap", "worse_than_trivial")
 OPTIMUM_ZERO = 1e-12  # a best energy at or below this is the optimum 0 (P1 at ε = 0): no relative gap
