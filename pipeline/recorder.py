@@ -164,10 +164,10 @@ class Recorder:
         landed = _landed(tables.trial_id, tables.replicates)
         with self._locks[landed.config_hash]:
             self._guard()
-            tables = self._judged(tables)
             before = self.landed().get(landed.config_hash)
             if before is not None and before.trial_id != tables.trial_id and before.rank[0] <= landed.rank[0]:
                 return False
+            tables = self._judged(tables)
 
             def write() -> None:
                 write_trial(self.results, tables)
