@@ -82,7 +82,8 @@ class References:
                 import scipy  # noqa: F401
             except ImportError:
                 self.missing = ("energy_reference, energy_reference_same_count, energy_gap and worse_than_trivial are left null: "
-                                "the classical references need scipy (pip install 'drmfm[analysis]'); drmfm analyze fills them")
+                                "the classical references need scipy (pip install 'drmfm[analysis]'); "
+                                "`drmfm reference` solves them where scipy is, and `drmfm analyze` then fills them from the cache")
                 if self.say is not None:
                     self.say(self.missing)
                 return False
