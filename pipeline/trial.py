@@ -107,4 +107,4 @@ def run_trial(
     run = TrialRun(trainer, sweep, [trial_id], socket.gethostname(), {trial_id: runs})
     run.train(progress=progress)
     _, (tables,) = run.land(recorder.land)
-    return tables.replicates
+    return recorder.results.read_table("replicates", f"{tables.trial_id}.parquet")  # as landed: judged by the recorder

@@ -193,6 +193,7 @@ def test_a_short_training_row_carries_the_classical_columns(tmp_path, monkeypatc
         assert r["energy_reference_same_count"] == table.at(r["transitions"])
         assert r["energy_gap"] == pytest.approx(r["energy"] / r["energy_reference"] - 1) and np.isfinite(r["energy_gap"])
         assert r["worse_than_trivial"] == (r["energy"] >= 1.0)
+        assert f"{r['energy_gap']:.3g}" in result.stdout  # the table printed is the rows as they landed
     children = [run for run in mlflow_runs(tmp_path, "train") if run.data.tags.get("role") == "child"]
     assert len(children) == 2 and all("energy_gap" in run.data.metrics for run in children)
 
