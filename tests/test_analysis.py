@@ -293,17 +293,24 @@ def test_in_2d_the_epsilon_effect_is_a_log_log_slope():
     assert not found[(found["term"] == "trend epsilon") & (found["within"] == "fourier=2")].empty  # the cell in `within`, not in the name
 
 
-def test_2d_profiles_are_drawn_as_u_y_fields(tmp_path):
-    results = Storage(tmp_path / "r")
-    g = np.linspace(0, 1, 17)
-    yy, xx = np.meshgrid(g, g, indexing="ij")
-    field = np.sign(np.sin(4 * np.pi * yy)).reshape(-1).astype(np.float32)
+def stored_2d_field(folder, field, xx, yy) -> pd.DataFrame:
+    """A 2D trial whose profile is `field` (u and u_y) on the grid (xx, yy), and one row that points at it."""
+    results = Storage(folder)
+    field = field.reshape(-1).astype(np.float32)
     profiles = pa.table({"sweep": ["s"] * field.size, "trial_id": ["t"] * field.size, "seed": [0] * field.size,
                          "x": xx.reshape(-1).astype(np.float32), "y": yy.reshape(-1).astype(np.float32),
                          "u": field, "du": field}).cast(PROFILES)
     write_trial(results, TrialTables("t", replicates_schema().empty_table(), CURVES.empty_table(), profiles, b""))
     rows = frame({(3, 2): np.array([4])}, problem="twin_branching")
     rows["source"], rows["trial_id"] = results.location, "t"
+    return rows
+
+
+def test_2d_profiles_are_drawn_as_u_y_fields(tmp_path):
+    g = np.linspace(0, 1, 17)
+    yy, xx = np.meshgrid(g, g, indexing="ij")
+    field = np.sign(np.sin(4 * np.pi * yy)).reshape(-1).astype(np.float32)
+    rows = stored_2d_field(tmp_path / "r", field, xx, yy)
     drawn = figures.profiles(rows, "twin_branching", ["problem", "depth"])
     (image,) = drawn.axes[0].images
     assert np.array_equal(np.asarray(image.get_array()), field.reshape(17, 17))
@@ -320,17 +327,10 @@ def test_a_run_read_twice_counts_once_and_a_finished_copy_wins(tmp_path):
 def test_interfaces_toward_the_wall_are_drawn_from_the_stored_field(tmp_path):
     """A field whose wavenumber along y grows toward the walls like dist^(−2/3): the figure's N(d) is
     2k(d) sign changes per line (k cycles on [0, 1]), and its guide line has the slope −2/3."""
-    results = Storage(tmp_path / "r")
     g = np.linspace(0, 1, 257)
     yy, xx = np.meshgrid(g, g, indexing="ij")
     k = np.round(2.0 * (np.maximum(np.minimum(xx, 1 - xx), 1 / 64) / 0.5) ** (-2 / 3)) + 0.25  # cycles, off the grid's nodes
-    field = np.sin(2 * np.pi * k * yy).reshape(-1).astype(np.float32)
-    profiles = pa.table({"sweep": ["s"] * field.size, "trial_id": ["t"] * field.size, "seed": [0] * field.size,
-                         "x": xx.reshape(-1).astype(np.float32), "y": yy.reshape(-1).astype(np.float32),
-                         "u": field, "du": field}).cast(PROFILES)
-    write_trial(results, TrialTables("t", replicates_schema().empty_table(), CURVES.empty_table(), profiles, b""))
-    rows = frame({(3, 2): np.array([4])}, problem="twin_branching")
-    rows["source"], rows["trial_id"] = results.location, "t"
+    rows = stored_2d_field(tmp_path / "r", np.sin(2 * np.pi * k * yy), xx, yy)
     drawn = figures.interfaces_to_the_wall(rows, "twin_branching", ["problem", "depth"])
     measured, guide = drawn.axes[0].lines
     from drm.geometry import WALL_DISTANCES
