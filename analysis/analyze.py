@@ -19,6 +19,7 @@ from analysis.data import AnalysisError, load
 from analysis.effects import effects as fit_effects
 from analysis.report import render
 from analysis.reproduction import reproduction
+from analysis.search import Space, importance_figure, importances, parallel_coordinates, points
 from analysis.summary import configuration_key, summarise, with_reference
 from drm.classical.judge import References, cache_folder
 from drm.storage import Storage
@@ -33,11 +34,47 @@ class Analysis:
     effects: pd.DataFrame
     reproduction: pd.DataFrame
     figures: list[str] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)  # everything written, relative to `out`, report.md last
+    sweeps: list[str] = field(default_factory=list)  # the sweeps whose rows were read
+    runs_ok: int = 0
 
 
 def default_out(first: str) -> str:
     """<first>/analysis, on the same storage (an object store's endpoint and options kept)."""
     return Storage(first).sub("analysis").location
+
+
+def _draw(target: Storage, drawn: dict, names: list[str], say) -> None:
+    """Each figure `drawn` gives (None: nothing to draw) as figures/<name>; the names it wrote go in `names`."""
+    for name, draw in drawn.items():
+        figure = draw()
+        if figure is None:
+            continue
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi=110)
+        target.write_bytes(buffer.getvalue(), "figures", name)
+        names.append(name)
+        say(f"figure {name}")
+
+
+def _search_space(results, target: Storage, written: dict[str, list[str]], tables: list[str], say) -> list:
+    """Per sweep that saved its spec: the parallel coordinates and (sampled spaces) the importances;
+    returns (space, importances) for the report."""
+    searched = []
+    for spec in results.specs:
+        space = Space.of(spec)
+        table = points(results.rows, space)
+        if table.empty:
+            continue
+        found = importances(table, space)
+        searched.append((space, found))
+        drawn = {f"parallel_coordinates_{space.sweep}.png": lambda: parallel_coordinates(table, space),
+                 f"importances_{space.sweep}.png": lambda: importance_figure(found, space)}
+        _draw(target, drawn, written.setdefault(f"search space of {space.sweep}", []), say)
+        if found.table is not None:
+            target.write_text(found.table.to_csv(index=False), f"importances_{space.sweep}.csv")
+            tables.append(f"importances_{space.sweep}.csv")
+    return searched
 
 
 def analyze(folders: list[str], out: str | None = None, progress: Callable[[str], None] | None = None) -> Analysis:
@@ -57,7 +94,7 @@ def analyze(folders: list[str], out: str | None = None, progress: Callable[[str]
     effects = fit_effects(ok)
     say(f"effects: {len(effects)} terms and trend tests")
     repro = reproduction(ok)
-    written: dict[str, list[str]] = {}
+    written: dict[str, list[str]] = {}  # heading -> the figures under it
     for problem, rows in ok.groupby("problem", sort=True):
         key = configuration_key(rows)
         drawn = {
@@ -69,15 +106,9 @@ def analyze(folders: list[str], out: str | None = None, progress: Callable[[str]
             f"learning_curves_{problem}.png": lambda: fig.learning_curves(rows, problem, key),
             f"counts_through_training_{problem}.png": lambda: fig.counts_through_training(rows, problem, key),
         }
-        for name, draw in drawn.items():
-            figure = draw()
-            if figure is None:
-                continue
-            buffer = io.BytesIO()
-            figure.savefig(buffer, format="png", dpi=110)
-            target.write_bytes(buffer.getvalue(), "figures", name)
-            written.setdefault(problem, []).append(name)
-            say(f"figure {name}")
+        _draw(target, drawn, written.setdefault(problem, []), say)
+    tables = ["summary.csv", "effects.csv", "reproduction.csv"]
+    searched = _search_space(results, target, written, tables, say)
     target.write_text(summary.to_csv(index=False), "summary.csv")
     target.write_text(effects.to_csv(index=False), "effects.csv")
     target.write_text(repro.to_csv(index=False), "reproduction.csv")
@@ -86,6 +117,9 @@ def analyze(folders: list[str], out: str | None = None, progress: Callable[[str]
         columns = ["sweep", "trial_id", "seed", "problem", "epsilon", "depth", "fourier_label", "epochs", "transitions", "energy",
                    "energy_reference_same_count", "energy_over_reference", "energy_reference", "energy_gap", "worse_than_trivial"]
         target.write_text(p2[columns].to_csv(index=False), "energy_reference.csv")
-    target.write_text(render(results, summary, effects, repro, written), "report.md")
-    return Analysis(out=target.show(), summary=summary, effects=effects, reproduction=repro,
-                    figures=[f"figures/{n}" for names in written.values() for n in names])
+        tables.append("energy_reference.csv")
+    written = {heading: names for heading, names in written.items() if names}
+    target.write_text(render(results, summary, effects, repro, written, searched), "report.md")
+    figures = [f"figures/{n}" for names in written.values() for n in names]
+    return Analysis(out=target.show(), summary=summary, effects=effects, reproduction=repro, figures=figures,
+                    files=[*tables, *figures, "report.md"], sweeps=sorted(results.rows["sweep"].dropna().unique()), runs_ok=len(ok))

@@ -7,7 +7,8 @@ configuration and seed in two folders, or a folder given twice) is counted once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 
 import pandas as pd
 import pyarrow as pa
@@ -33,6 +34,7 @@ class Results:
     rows: pd.DataFrame  # one row per (configuration, seed); `source` is the folder it came from
     folders: list[str]
     duplicates: int  # rows dropped because the same run appeared again
+    specs: list[dict] = field(default_factory=list)  # the specs sweeps saved beside their tables (results/<sweep>/spec.json)
 
     @property
     def ok(self) -> pd.DataFrame:
@@ -47,7 +49,7 @@ def load(folders: list[str]) -> Results:
     """Read the replicates of every folder (a results/<sweep> folder, local or s3://…) as one table."""
     if not folders:
         raise AnalysisError("results", "no results folder given; allowed: one or more results/<sweep> folders")
-    tables = []
+    tables, specs = [], []
     for folder in folders:
         try:
             storage = Storage(folder)
@@ -59,6 +61,9 @@ def load(folders: list[str]) -> Results:
             raise AnalysisError("results", f"{folder} cannot be read ({first_line(e)})") from None
         if not names:
             raise AnalysisError("results", f"{folder} holds no replicates/*.parquet; allowed: a results/<sweep> folder of a sweep or train run")
+        spec = _spec(storage)
+        if spec is not None and spec["name"] not in {s["name"] for s in specs}:
+            specs.append(spec)
         for name in names:
             table = _read(storage, name)
             tables.append(table.append_column("source", pa.array([storage.location] * table.num_rows, pa.string())))
@@ -82,7 +87,18 @@ def load(folders: list[str]) -> Results:
         .reset_index(drop=True)
     )
     rows["fourier_label"] = rows["fourier"].map(lambda i: "none" if pd.isna(i) else str(int(i)))
-    return Results(rows=rows, folders=list(folders), duplicates=before - len(rows))
+    return Results(rows=rows, folders=list(folders), duplicates=before - len(rows), specs=specs)
+
+
+def _spec(storage: Storage) -> dict | None:
+    """The spec a sweep saved beside its tables; None for a `train` folder, an older sweep, or one unreadable."""
+    try:
+        if not storage.is_file("spec.json"):
+            return None
+        spec = json.loads(storage.read_bytes("spec.json"))["spec"]
+        return spec if isinstance(spec, dict) and "name" in spec and isinstance(spec.get("space"), dict) else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _read(storage: Storage, name: str) -> pa.Table:

@@ -64,9 +64,10 @@ def _agreeing_seeds(summary: pd.DataFrame, limit: int = 12) -> str:
     return head + "; ".join(listed) + more + ".\n"
 
 
-def render(results: Results, summary: pd.DataFrame, effects: pd.DataFrame, repro: pd.DataFrame, figures: dict[str, list[str]]) -> str:
+def render(results: Results, summary: pd.DataFrame, effects: pd.DataFrame, repro: pd.DataFrame, figures: dict[str, list[str]],
+           searched: list | None = None) -> str:
     parts = [*_header(results), *_per_configuration(summary), *_reproduction(repro), *_effects(results, effects),
-             *_reference_energies(summary), *_figures(figures)]
+             *_reference_energies(summary), *_search(searched or []), *_figures(figures)]
     return "\n".join(parts)
 
 
@@ -205,6 +206,24 @@ def _gap_claims(mine: pd.DataFrame) -> list[str]:
             listed = "; ".join(f"{_configuration(r)} ({r['worse_than_trivial_share']:.0%} of seeds)" for _, r in worse.iterrows())
             out.append(f"Worse than u ≡ 0, whose energy the trivial state has without a single band: {listed}.\n")
     return out
+
+
+def _search(searched: list) -> list[str]:
+    """Per sweep that saved its spec: its parameters' fANOVA importances (sampled spaces), or why there are none."""
+    if not searched:
+        return []
+    parts = ["## The search space\n",
+             "Each configuration's objective (the spec's metric, aggregated over its ok seeds as the spec says) against "
+             "its swept parameters: the parallel-coordinates figure below. For a sampled space, how much of the objective's "
+             "variance each parameter explains (Optuna's fANOVA; the range is over independently grown forests, and with "
+             "few configurations the importances are a description of these points, not a test).\n"]
+    for space, found in searched:
+        if found.table is None:
+            parts.append(f"- `{space.sweep}` ({space.sampler}, {found.points} configurations): no importances: {found.why_not}.\n")
+            continue
+        parts.append(f"### {space.sweep}: importances for {space.agg} {space.objective} ({found.points} configurations)\n")
+        parts.append(table(found.table, {"parameter": "parameter", "importance": "importance", "low": "lowest", "high": "highest"}))
+    return parts
 
 
 def _figures(figures: dict[str, list[str]]) -> list[str]:

@@ -7,7 +7,6 @@ with one line naming the field and what is allowed.
 from __future__ import annotations
 
 import json
-import os
 import socket
 import sys
 from pathlib import Path
@@ -206,8 +205,12 @@ def _need_analysis_extra() -> None:
 def analyze(
     results: Annotated[list[str], typer.Argument(help="One or more results folders (HOME/results/<sweep>, or s3://…).")],
     out: Annotated[str | None, typer.Option(help="Where the report goes [default: <first>/analysis].")] = None,
+    tracking_uri: Annotated[str | None, typer.Option(
+        help="MLflow store to log the analysis to [default: HOME/mlflow.db of the home holding the results, else $MLFLOW_TRACKING_URI].")] = None,
+    no_mlflow: Annotated[bool, typer.Option("--no-mlflow", help="Do not log the analysis to MLflow.")] = False,
 ) -> None:
-    """Statistics of band counts: summary.csv, effects.csv, reproduction.csv, figures/ and report.md."""
+    """Statistics of band counts: summary.csv, effects.csv, reproduction.csv, figures/ and report.md,
+    logged to a run named "analysis" in the sweep's MLflow experiment (one sweep's results)."""
     _need_analysis_extra()
     if out is not None and "://" not in out:
         check_folder("out", Path(out))
@@ -220,6 +223,12 @@ def analyze(
     print(f"report:  {done.out}/report.md")
     print(f"tables:  {done.out}/summary.csv, effects.csv, reproduction.csv")
     print(f"figures: {done.out}/figures/ ({len(done.figures)})")
+    if no_mlflow:
+        say("--no-mlflow: the analysis is not logged to MLflow")
+    else:
+        from pipeline.analysis_run import record
+
+        record(results, done, tracking_uri, say)
 
 
 @app.command()
@@ -344,13 +353,16 @@ NTK_MAX_POINTS = 4096  # 8192² Gram: 0.5 GiB, and an eigendecomposition of minu
 
 @app.command()
 def ui(
+    name: Annotated[str | None, typer.Argument(help="A sweep to open on its runs [default: the list of sweeps].")] = None,
     home: Annotated[Path | None, typer.Option(help="Home folder [default: $DRMFM_HOME or ./drmfm-home].")] = None,
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 5000,
+    open_browser: Annotated[bool, typer.Option("--open", help="Open the runs view in the default browser once it answers.")] = False,
 ) -> None:
-    """The MLflow UI on 127.0.0.1 over the home's store (Ctrl-C stops it)."""
+    """The MLflow UI on 127.0.0.1 over the home's store, opened on a sweep's runs (Ctrl-C stops it)."""
     where = home_dir(home)
-    if not (where / "mlflow.db").is_file():
-        raise BadInput(f"home: no MLflow store at {where / 'mlflow.db'}; run a sweep first")
+    store = where / "mlflow.db"
+    if not store.is_file():
+        raise BadInput(f"home: no MLflow store at {store}; run a sweep first")
     if not 0 < port < 65536:
         raise BadInput(f"port: {port} is not allowed; allowed: 1..65535")
     with socket.socket() as probe:
@@ -358,14 +370,24 @@ def ui(
             probe.bind(("127.0.0.1", port))
         except OSError as e:
             raise BadInput(f"port: {port} on 127.0.0.1 is taken ({e.strerror}); allowed: a free port (--port)") from None
-    print(f"MLflow UI: http://127.0.0.1:{port}  (store {where / 'mlflow.db'})", flush=True)
-    command = [
-        sys.executable, "-m", "mlflow", "ui",
-        "--backend-store-uri", f"sqlite:///{(where / 'mlflow.db').resolve()}",
-        "--default-artifact-root", (where / "mlartifacts").resolve().as_uri(),
-        "--host", "127.0.0.1", "--port", str(port),
-    ]
-    os.execv(sys.executable, command)
+    from pipeline.ui import UiFailed, serve, sweep_url
+
+    url = sweep_url(store, name, f"http://127.0.0.1:{port}")
+    print(f"MLflow UI: starting on 127.0.0.1:{port} (store {store}, one worker)", flush=True)
+
+    def ready(line: str) -> None:
+        print(line, flush=True)
+        if open_browser:
+            import webbrowser
+
+            webbrowser.open(url)
+
+    try:
+        code = serve(store, where / "mlartifacts", port, url, ready)
+    except UiFailed as e:
+        print(f"drmfm: error: {e}", file=sys.stderr)
+        code = 1
+    sys.exit(code)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,4 +1,5 @@
-"""A seed's profile figure (the paper's panels: u and u_x in 1D, the u_y field in 2D), as PNG bytes.
+"""Profile figures as PNG bytes: a trial's (every seed overlaid, the median seed emphasised) or one
+seed's (the paper's panels: u and u_x in 1D, the u_y field in 2D).
 
 Drawn from the seed's rows of the profiles table, with matplotlib's object API (no pyplot state),
 so that it is safe in a thread and needs no display.
@@ -39,6 +40,79 @@ def profile_png(profile: pa.Table, title: str, du: str = "u_x") -> bytes:
         if np.nanmax(np.abs(du)) < 1.5:
             axes[1].set_ylim(-1.5, 1.5)
     fig.suptitle(title, fontsize=10)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90)
+    return buffer.getvalue()
+
+
+def drawn(setting: str, profiles: pa.Table, replicates: pa.Table, title: str, du: str = "u_x") -> dict[int | None, bytes]:
+    """The figures a spec's `figures:` asks for: {None: the trial's} (trial), {seed: its own} (seed), or none."""
+    if setting == "none" or profiles.num_rows == 0:
+        return {}
+    if setting == "seed":
+        return profile_pngs(profiles, title, du)
+    return {None: trial_png(profiles, replicates, title, du)}
+
+
+def median_seed(replicates: pa.Table) -> int:
+    """The seed of median energy among those that are ok (the lower of the two middle ones); the
+    first seed when none is ok."""
+    rows = [r for r in replicates.to_pylist() if r["status"] == "ok" and r.get("energy") is not None and np.isfinite(r["energy"])]
+    if not rows:
+        return int(replicates.column("seed")[0].as_py())
+    rows.sort(key=lambda r: (r["energy"], r["seed"]))
+    return int(rows[(len(rows) - 1) // 2]["seed"])
+
+
+def trial_png(profiles: pa.Table, replicates: pa.Table, title: str, du: str = "u_x") -> bytes:
+    """Every seed's profile in one figure, the seed of median energy drawn bold: u and `du` along x
+    in 1D; in 2D the median seed's `du` field and every seed's `du` along y at x = 1/2 (where
+    transitions are counted)."""
+    from matplotlib.figure import Figure
+
+    seeds = profiles.column("seed").to_numpy()
+    middle = median_seed(replicates)
+    two_d = profiles.column("y").null_count == 0
+
+    def curves(ax, x_name: str, y_name: str, select=None) -> None:
+        for seed in np.unique(seeds):
+            mine = profiles.filter(pa.array(seeds == seed))
+            x, y = mine.column(x_name).to_numpy(), mine.column(y_name).to_numpy()
+            if select is not None:
+                keep = select(mine)
+                x, y = x[keep], y[keep]
+            if seed == middle:
+                ax.plot(x, y, lw=1.6, color="C3", zorder=3, label=f"seed {seed} (median energy)")
+            else:
+                first = "other seeds" not in ax.get_legend_handles_labels()[1]
+                ax.plot(x, y, lw=0.7, color="0.55", alpha=0.6, label="other seeds" if first else None)
+
+    if two_d:
+        fig = Figure(figsize=(10, 4), layout="constrained")
+        field_ax, line_ax = fig.subplots(1, 2)
+        mine = profiles.filter(pa.array(seeds == middle))
+        nx = np.unique(mine.column("x").to_numpy()).size
+        image = field_ax.imshow(mine.column("du").to_numpy().reshape(-1, nx), origin="lower", extent=(0, 1, 0, 1), cmap="RdBu_r")
+        field_ax.set(xlabel="x", ylabel="y", title=f"{du}, seed {middle} (median energy)")
+        field_ax.axvline(0.5, color="k", lw=0.6, ls=":")
+        fig.colorbar(image, ax=field_ax, shrink=0.8)
+        xs = np.unique(profiles.column("x").to_numpy())
+        centre = xs[np.argmin(np.abs(xs - 0.5))]
+        curves(line_ax, "y", "du", select=lambda t: t.column("x").to_numpy() == centre)
+        line_ax.set(xlabel="y", ylabel=du, title=f"{du} along y at x = {centre:.3g}, every seed")
+        line_ax.legend(fontsize=8, loc="upper right")
+    else:
+        fig = Figure(figsize=(7, 5), layout="constrained")
+        u_ax, du_ax = fig.subplots(2, 1, sharex=True)
+        curves(u_ax, "x", "u")
+        u_ax.set(ylabel="u")
+        u_ax.legend(fontsize=8, loc="upper right")
+        curves(du_ax, "x", "du")
+        du_ax.axhline(0, color="grey", lw=0.5)
+        du_ax.set(xlabel="x", ylabel=du)
+        if np.nanmax(np.abs(profiles.column("du").to_numpy())) < 1.5:
+            du_ax.set_ylim(-1.5, 1.5)
+    fig.suptitle(f"{title}: {np.unique(seeds).size} seeds", fontsize=10)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90)
     return buffer.getvalue()

@@ -50,12 +50,13 @@ class Recorder:
 
     def __init__(self, results: Storage | str, tracking_uri: str | None, experiment: str, sweep: str,
                  driver: Process | None = None, watch_driver: bool = False, landed: dict[str, Landed] | None = None,
-                 references: str | None = None):
+                 references: str | None = None, named: tuple[str, ...] | None = None):
         self.results = results if isinstance(results, Storage) else Storage(results)
         self.tracking_uri = tracking_uri
         self.experiment = experiment
         self.sweep = sweep
         self.driver = driver or Process.current()  # whose runs these are (MLflow tags host, pid)
+        self.named = named  # the parameters parent runs are named by (None: pipeline.run_names.DEFAULT_NAMED)
         self._tracker = None
         self.failure: str | None = None  # why tracking stopped
         self.stop_reason: str | None = None  # why the sweep must stop (storage failed, lease lost)
@@ -117,7 +118,8 @@ class Recorder:
                 from pipeline.tracking import Tracker
 
                 try:
-                    self._tracker = Tracker(self.tracking_uri, self.experiment, self.sweep, self.driver)
+                    named = {} if self.named is None else {"named": self.named}
+                    self._tracker = Tracker(self.tracking_uri, self.experiment, self.sweep, self.driver, **named)
                 except Exception as e:  # noqa: BLE001 - tracking must never cost a trial its rows
                     self._off_locked(e, "no runs are recorded")
             return self._tracker
@@ -307,7 +309,7 @@ def control(method):
 
 
 def recorder_actor(results: Storage, tracking_uri: str | None, experiment: str, sweep: str, landed: dict[str, Landed],
-                   references: str | None = None):
+                   references: str | None = None, named: tuple[str, ...] | None = None):
     """The sweep's recorder as a Ray actor on this (the driver's) node, ending with the driver."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -320,4 +322,4 @@ def recorder_actor(results: Storage, tracking_uri: str | None, experiment: str, 
         max_concurrency=CONCURRENCY,
         scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=here, soft=False),
     )
-    return actor.remote(results, tracking_uri, experiment, sweep, Process.current(), True, landed, references)
+    return actor.remote(results, tracking_uri, experiment, sweep, Process.current(), True, landed, references, named)

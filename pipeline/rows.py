@@ -17,7 +17,7 @@ from drm.config import TrainConfig
 from drm.measurement import Measurements
 from drm.metrics import metrics
 from drm.train import PackedTrainer
-from pipeline.figures import profile_pngs
+from pipeline.figures import drawn
 from pipeline.tables import TrialTables, replicates_schema
 
 
@@ -208,9 +208,10 @@ def trial_tables(
     mlflow_runs: tuple[str, dict[int, str]] | None = None,
     stopped: bool = False,
     members: range | None = None,
+    figures: str = "trial",
 ) -> TrialTables:
     """The rows, curves, profiles and weights of `members` (default all; one configuration), and,
-    when they have MLflow runs, their figures."""
+    when they have MLflow runs, their `figures` (pipeline.spec.FIGURES)."""
     replicates = replicate_rows(
         trainer, m, sweep=sweep, trial_id=trial_id, wall_seconds=wall_seconds, node=node, mlflow_runs=mlflow_runs,
         stopped=stopped, members=members,
@@ -222,5 +223,7 @@ def trial_tables(
         curves=curve_rows(trainer, sweep=sweep, trial_id=trial_id, members=members),
         profiles=profiles,
         weights=weights_bytes(trainer, members),
-        figures=profile_pngs(profiles, f"{sweep} {trial_id}", f"u_{trainer.problem.axis_name}") if mlflow_runs is not None and not stopped else {},
+        figures={} if mlflow_runs is None or stopped else drawn(
+            figures, profiles, replicates, f"{sweep} {trial_id}", f"u_{trainer.problem.axis_name}"
+        ),
     )

@@ -48,7 +48,10 @@ from pipeline._spec_fields import (
 __all__ = ["AGGREGATES", "PARAMS", "Objective", "Range", "Resources", "Scheduler", "Search", "SpecError", "SweepSpec", "load_spec", "parse_spec"]
 
 _TOP = ("name", "problem", "fixed", "space", "seeds", "search", "objective", "resources", "quick", "scheduler", "checkpoint_every",
-        "max_failures", "pack")
+        "max_failures", "pack", "figures")
+FIGURES = ("trial", "seed", "none")  # an MLflow profile figure per parent run, per seed, or none
+# What decides what a sweep trains is hashed for --resume; how it is shown is not.
+_UNHASHED = ("figures",)
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")  # fullmatch: no trailing newline, at most 100
 
 
@@ -69,6 +72,7 @@ class SweepSpec:
     # Dimensions a trial carries whole: every value of them trains in the trial's packed models
     # (members differ in frequency and ε), so the search runs over the other dimensions only.
     pack: tuple[str, ...] = ()
+    figures: str = "trial"  # FIGURES
 
     @property
     def is_grid(self) -> bool:
@@ -125,8 +129,12 @@ class SweepSpec:
         """The spec as plain data (what is saved beside the sweep and hashed for --resume)."""
         return json.loads(json.dumps(dataclasses.asdict(self), default=str))
 
+    def hashed(self) -> dict[str, Any]:
+        """What decides the sweep's rows (`as_dict` less how they are shown): what --resume compares."""
+        return {k: v for k, v in self.as_dict().items() if k not in _UNHASHED}
+
     def spec_hash(self) -> str:
-        return hashlib.sha256(json.dumps(self.as_dict(), sort_keys=True).encode()).hexdigest()[:16]
+        return hashlib.sha256(json.dumps(self.hashed(), sort_keys=True).encode()).hexdigest()[:16]
 
     def with_quick(self) -> SweepSpec:
         """The spec's `quick:` overrides applied, as a separate sweep `<name>-quick`."""
@@ -230,9 +238,16 @@ def parse_spec(raw: Any) -> SweepSpec:
         max_failures=integer("max_failures", raw.get("max_failures", 2), low=0),
         quick=parse_quick(raw.get("quick"), space),
         pack=parse_pack(raw.get("pack"), space, search, raw.get("scheduler")),
+        figures=_figures(raw.get("figures", "trial")),
     )
     spec._check_points()
     return spec
+
+
+def _figures(value: Any) -> str:
+    if value not in FIGURES:
+        raise SpecError("figures", f"{value!r} is not allowed; allowed: {', '.join(FIGURES)} (trial: one per configuration, seeds overlaid)")
+    return value
 
 
 def _show(point: dict[str, Any]) -> str:

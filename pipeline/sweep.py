@@ -35,6 +35,7 @@ from pipeline.reconcile import Inventory, group_by_config, inspect, ledger, repa
 from pipeline.spec import SpecError, SweepSpec
 
 SPEC_FILE = "drmfm-spec.json"
+RESULTS_SPEC = "spec.json"  # beside the tables (results/<sweep>/spec.json)
 
 
 class SweepRefused(SpecError):
@@ -78,7 +79,7 @@ def check_start(spec: SweepSpec, state: Storage, results: Storage, resume: bool)
         except ValueError:
             raise SweepRefused("--resume", f"{state.show(SPEC_FILE)} is not readable; allowed: a new name") from None
         if before.get("spec_hash") != spec.spec_hash():
-            changed = sorted(k for k in spec.as_dict() if before.get("spec", {}).get(k) != spec.as_dict()[k])
+            changed = sorted(k for k, v in spec.hashed().items() if before.get("spec", {}).get(k) != v)
             what = ", ".join(changed) or "content"
             raise SweepRefused("--resume", f"the spec changed since the sweep started ({what}); allowed: the same spec, or a new name")
 
@@ -214,10 +215,12 @@ def _final_check(results: Storage, seeds: int, by: str, outcome) -> Inventory:
 
 def _tracking(spec: SweepSpec, home: Path, tracking_uri: str | None) -> str | None:
     """The MLflow store and the sweep's experiment, or None (said once) when it cannot be used."""
+    from pipeline.run_names import runs_view
     from pipeline.tracking import default_tracking_uri, prepare
 
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(home)
-    why = prepare(uri, spec.name, home / "mlartifacts" if uri.startswith("sqlite") else None)
+    view = runs_view(tuple(spec.space), spec.objective.metric[0])
+    why = prepare(uri, spec.name, home / "mlartifacts" if uri.startswith("sqlite") else None, view)
     if why is not None:
         print(f"drmfm: warning: MLflow at {uri} cannot be reached ({why}); the sweep goes on, the tables are complete", file=sys.stderr)
         return None
@@ -228,7 +231,7 @@ def _settle_runs(spec: SweepSpec, uri: str, results: Storage, final: Inventory) 
     from pipeline.tracking import Tracker
 
     try:
-        Tracker(uri, spec.name, spec.name).settle(results, final)
+        Tracker(uri, spec.name, spec.name, named=tuple(spec.space)).settle(results, final)
     except Exception as e:  # noqa: BLE001 - tracking never costs the sweep its exit code
         print(f"drmfm: warning: MLflow at {uri}: runs not settled ({type(e).__name__})", file=sys.stderr)
 
@@ -261,7 +264,7 @@ def _run(spec: SweepSpec, root: Storage, state: Storage, results: Storage, uri: 
     try:
         from pipeline.recorder import control, recorder_actor
 
-        recorder = recorder_actor(results, uri, spec.name, spec.name, found.by_config(), str(references))
+        recorder = recorder_actor(results, uri, spec.name, spec.name, found.by_config(), str(references), tuple(spec.space))
         open_session(spec.name, recorder)
         lease.on_lost = lambda why: control(recorder.abort).remote(why)
         if lease.lost:  # lost before the recorder could hear of it
@@ -305,8 +308,10 @@ def _search_and_repair(spec: SweepSpec, root: Storage, state: Storage, results: 
     plan = plan_search(spec, trainable, state, results, resume, run_config(spec, root, [SweepProgress(spec)]))
     if plan.note:
         print(f"drmfm: {plan.note}", file=sys.stderr)
+    saved = json.dumps({"spec_hash": spec.spec_hash(), "spec": spec.as_dict()}, indent=1)
     if not resume:
-        state.write_text(json.dumps({"spec_hash": spec.spec_hash(), "spec": spec.as_dict()}, indent=1), SPEC_FILE)
+        state.write_text(saved, SPEC_FILE)
+    results.write_text(saved, RESULTS_SPEC)  # the tables describe themselves: `analyze` reads the space and objective
     failed_now: set[str] = set()
 
     def fit(tuner) -> None:

@@ -109,7 +109,7 @@ def summary(spec: SweepSpec, final: Inventory, expected: dict[str, dict], outcom
     print(f"tables:  {results.show()}")
     print(f"ray:     {state.show()}")
     if uri is not None:
-        print(f"mlflow:  {uri}  (open the UI: drmfm ui --home {home})")
+        print(f"mlflow:  {uri}  (open its runs: drmfm ui {spec.name} --home {home})")
     problems = []
     if outcome.stopped:
         problems.append(f"the sweep stopped early: {outcome.stopped}; what landed is kept, --resume finishes the rest")

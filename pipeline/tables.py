@@ -114,7 +114,7 @@ class TrialTables:
     curves: pa.Table
     profiles: pa.Table
     weights: bytes  # torch.save of every seed's final parameters
-    figures: dict[int, bytes] = field(default_factory=dict)  # seed -> profile PNG (MLflow artifacts)
+    figures: dict[int | None, bytes] = field(default_factory=dict)  # seed -> its profile PNG; None -> the trial's (MLflow artifacts)
 
 
 def write_trial(results: Storage, tables: TrialTables, *where: str) -> None:

@@ -27,12 +27,16 @@ import numpy as np
 
 from drm.metrics import metric_names
 from drm.storage import Storage, first_line
+from pipeline._spec_fields import PARAMS
 from pipeline.host import Process
 from pipeline.reconcile import Inventory
+from pipeline.run_names import DEFAULT_NAMED, VIEW_TAG, child_name, parameter_tags, parent_name
 from pipeline.tables import PROFILES, TrialTables
 
 # MLflow limits one log_batch call to 1000 metrics.
 _BATCH = 1000
+# The UI opens an experiment of this kind on its runs (untagged, MLflow 3 opens its GenAI pages).
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 # A seed's run ends as its row says: a scheduler's stop is KILLED, a diverged or failed seed FAILED.
 _RUN_STATUS = {"ok": "FINISHED", "stopped": "KILLED", "diverged": "FAILED", "failed": "FAILED"}
 
@@ -55,18 +59,23 @@ def probe(uri: str, timeout: float = 3.0) -> str | None:
     return None
 
 
-def ensure_experiment(uri: str, name: str, artifact_root: Path | None) -> str:
-    """Create (once, from the driver) the store and the sweep's experiment; returns its id."""
+def ensure_experiment(uri: str, name: str, artifact_root: Path | None, view: str | None = None) -> str:
+    """Create (once, from the driver) the store and the sweep's experiment, of kind model training,
+    with its runs view (`view`, pipeline.run_names.runs_view); returns its id."""
     from mlflow.tracking import MlflowClient
 
     _quiet()
     with _store_lock(uri):  # two commands creating one SQLite store at once race in its migrations
         client = MlflowClient(uri)
+        tags = {**EXPERIMENT_KIND, **({VIEW_TAG: view} if view is not None else {})}
         experiment = client.get_experiment_by_name(name)
         if experiment is not None:
+            for key, value in tags.items():  # one made by an earlier version, or by hand
+                if experiment.tags.get(key) != value:
+                    client.set_experiment_tag(experiment.experiment_id, key, value)
             return experiment.experiment_id
         location = artifact_root.resolve().as_uri() + f"/{name}" if artifact_root is not None else None
-        return client.create_experiment(name, artifact_location=location)
+        return client.create_experiment(name, artifact_location=location, tags=tags)
 
 
 def _quiet() -> None:
@@ -90,14 +99,14 @@ def _store_lock(uri: str):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def prepare(uri: str, experiment: str, artifact_root: Path | None) -> str | None:
+def prepare(uri: str, experiment: str, artifact_root: Path | None, view: str | None = None) -> str | None:
     """Make the store and the experiment ready, and end the runs dead processes of this host left
     RUNNING; None if the store is usable, else why not (one line)."""
     why = probe(uri)
     if why is not None:
         return why
     try:
-        ensure_experiment(uri, experiment, artifact_root)
+        ensure_experiment(uri, experiment, artifact_root, view)
     except Exception as e:  # noqa: BLE001 - the tables are the record; MLflow is a view of them
         return f"{type(e).__name__}: {first_line(e)}"
     try:
@@ -138,6 +147,21 @@ def end_orphaned_runs(uri: str) -> int:
     return ended
 
 
+def parent_metrics(rows: list[dict]) -> dict[str, float]:
+    """A parent run's metrics: the median and interquartile range of each metric over the seeds
+    whose status is ok, with how many seeds there are and how many are ok."""
+    ok = [r for r in rows if r["status"] == "ok"]
+    out: dict[str, float] = {}
+    for key in metric_names():
+        values = np.array([r[key] for r in ok if r.get(key) is not None], dtype=float)
+        values = values[np.isfinite(values)]
+        if values.size:
+            q25, q50, q75 = np.percentile(values, [25, 50, 75])
+            out[f"{key}_median"], out[f"{key}_iqr"] = float(q50), float(q75 - q25)
+    out["n_ok"], out["n_seeds"] = float(len(ok)), float(len(rows))
+    return out
+
+
 @dataclass
 class TrialRuns:
     """The parent run of a trial and the child run of each of its seeds."""
@@ -147,9 +171,10 @@ class TrialRuns:
 
 
 class Tracker:
-    """Records one trial's runs in the sweep's experiment."""
+    """Records one trial's runs in the sweep's experiment; parents are named by the `named`
+    parameters (the sweep's varying ones, pipeline.run_names)."""
 
-    def __init__(self, uri: str, experiment: str, sweep: str, driver: Process | None = None):
+    def __init__(self, uri: str, experiment: str, sweep: str, driver: Process | None = None, named: tuple[str, ...] = DEFAULT_NAMED):
         from mlflow.tracking import MlflowClient
 
         _quiet()
@@ -160,6 +185,7 @@ class Tracker:
         self.experiment_id = exp.experiment_id
         self.sweep = sweep
         self.owner = _owner_tags(driver or Process.current())
+        self.named = tuple(named)
 
     def _find(self, config_hash: str, seed: int | None) -> str | None:
         role = "parent" if seed is None else "child"
@@ -175,22 +201,25 @@ class Tracker:
         from mlflow.entities import Param, RunTag
 
         tags = {"sweep": self.sweep, "trial_id": trial_id, "config_hash": config_hash, **self.owner}
+        if params:  # settle reopens runs by their tags alone: their names stand
+            tags.update(parameter_tags(params, self.named))
         plain = [Param(k, str(v)) for k, v in sorted(params.items())]
+        name = parent_name(params, self.named)
         parent = self._find(config_hash, None)
         if parent is None:
-            parent = self.client.create_run(self.experiment_id, run_name=trial_id, tags={**tags, "role": "parent"}).info.run_id
+            parent = self.client.create_run(self.experiment_id, run_name=name, tags={**tags, "role": "parent"}).info.run_id
             self.client.log_batch(parent, params=plain)
         else:
-            self._reopen(parent, tags)
+            self._reopen(parent, {**tags, "mlflow.runName": name} if params else tags)
         children = {}
         for seed in seeds:
             child = self._find(config_hash, seed)
             if child is None:
                 child_tags = {**tags, "role": "child", "seed": str(seed), "mlflow.parentRunId": parent}
-                child = self.client.create_run(self.experiment_id, run_name=f"{trial_id}-s{seed}", tags=child_tags).info.run_id
+                child = self.client.create_run(self.experiment_id, run_name=child_name(seed), tags=child_tags).info.run_id
                 self.client.log_batch(child, params=plain + [Param("seed", str(seed))], tags=[RunTag("seed", str(seed))])
             else:
-                self._reopen(child, tags)
+                self._reopen(child, {**tags, "mlflow.runName": child_name(seed)})
             children[seed] = child
         return TrialRuns(parent, children)
 
@@ -227,19 +256,15 @@ class Tracker:
                 for step, loss, energy_mc in zip(mine["step"], mine["loss"], mine["energy_mc"]):
                     history += [metric("loss", loss, int(step)), metric("energy_mc", energy_mc, int(step))]
                 self._log(run, [m for m in history if m is not None])
-            if row["seed"] in tables.figures:
+            if row["seed"] in tables.figures:  # figures: seed
                 self._log_png(run, f"profile-seed{row['seed']}.png", tables.figures[row["seed"]])
             self.client.set_tag(run, "status", row["status"])
             self.client.set_terminated(run, _RUN_STATUS[row["status"]])
-        aggregates = []
-        for key in final_keys:
-            values = [r[key] for r in rows if r.get(key) is not None and r["status"] == "ok"]
-            if values:
-                for name, fn in (("median", np.median), ("mean", np.mean), ("min", np.min), ("max", np.max)):
-                    aggregates.append(metric(f"{key}_{name}", fn(values)))
-        aggregates.append(metric("n_ok", sum(r["status"] == "ok" for r in rows)))
+        aggregates = [metric(k, v) for k, v in parent_metrics(rows).items()]
         if not self.client.get_run(runs.parent).data.metrics:
             self._log(runs.parent, [m for m in aggregates if m is not None])
+        if None in tables.figures:  # figures: trial (every seed overlaid)
+            self._log_png(runs.parent, "profiles.png", tables.figures[None])
         self.client.set_terminated(runs.parent, "KILLED" if all(r["status"] == "stopped" for r in rows) else "FINISHED")
 
     def fail(self, runs: TrialRuns) -> None:
@@ -280,7 +305,8 @@ class Tracker:
                 named = [r for r in mine if r.info.run_id in want]
                 if not want or any(r.info.status != want[r.info.run_id] for r in named):
                     curves = results.read_table("curves", f"{trial.trial_id}.parquet")
-                    runs = self.open(trial.trial_id, replicates.column("seed").to_pylist(), {}, config_hash)
+                    params = {k: rows[0][k] for k in PARAMS if k in rows[0]}
+                    runs = self.open(trial.trial_id, replicates.column("seed").to_pylist(), params, config_hash)
                     self.finish(runs, TrialTables(trial.trial_id, replicates, curves, PROFILES.empty_table(), b""))
                     finished += 1
                     want.update({runs.parent: "", **{c: "" for c in runs.children.values()}})

@@ -41,12 +41,14 @@ def _new_results_dir(home: Path) -> tuple[str, Path]:
 def _train_tracking(home: Path) -> str | None:
     """The MLflow store for `train` runs (experiment `train`), or None with one warning if unusable."""
     try:
+        from pipeline.run_names import DEFAULT_NAMED, runs_view
         from pipeline.tracking import default_tracking_uri, prepare
     except ImportError:  # a bare GPU node may have torch and pyarrow only
         _err.print("drmfm: warning: MLflow is not installed here; recording to the tables only (--no-mlflow silences this)")
         return None
     uri = os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(home)
-    why = prepare(uri, "train", home / "mlartifacts" if uri.startswith("sqlite") else None)  # also ends runs a killed `train` left
+    view = runs_view(DEFAULT_NAMED)
+    why = prepare(uri, "train", home / "mlartifacts" if uri.startswith("sqlite") else None, view)  # also ends runs a killed `train` left
     if why is not None:
         _err.print(f"drmfm: warning: MLflow at {uri} cannot be reached ({why}); recording to the tables only")
         return None
@@ -94,7 +96,7 @@ def run_train(config: TrainConfig, seeds: list[int], *, device: str, home: Path,
     out.print(table)
     out.print(f"results: {results_dir}")
     if uri is not None:
-        out.print(f"mlflow:  {uri}  (experiment 'train'; open the UI: drmfm ui --home {home})")
+        out.print(f"mlflow:  {uri}  (open its runs: drmfm ui train --home {home})")
     failed = [r["seed"] for r in rows.to_pylist() if r["status"] != "ok"]
     if failed:
         _err.print(f"drmfm: {len(failed)} of {len(seeds)} seeds diverged (non-finite loss): seeds {failed}")

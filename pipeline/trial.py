@@ -43,6 +43,7 @@ class TrialRun:
     node: str
     runs: dict[str, Any]
     seconds: float = 0.0  # training time so far, a resumed checkpoint's included
+    figures: str = "trial"  # the MLflow profile figures: one per configuration, one per seed, or none
 
     @property
     def done(self) -> bool:
@@ -66,7 +67,7 @@ class TrialRun:
         """Each configuration's tables (`stopped`: a scheduler may end the trial here, not at its last step)."""
         return [
             trial_tables(self.trainer, m, sweep=self.sweep, trial_id=label, wall_seconds=self.seconds, node=self.node,
-                         mlflow_runs=self.runs[label], stopped=stopped, members=members)
+                         mlflow_runs=self.runs[label], stopped=stopped, members=members, figures=self.figures)
             for label, (_, members) in zip(self.labels, self.trainer.pack.slices(), strict=True)
         ]
 

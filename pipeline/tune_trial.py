@@ -150,7 +150,7 @@ def _packs(ctx: TrialContext, configs: list[TrainConfig], labels: list[str]) -> 
             if ctx.tracking else None
             for j in group
         }
-        runs.append(TrialRun(trainer, spec.name, [labels[j] for j in group], node, opened, trained))
+        runs.append(TrialRun(trainer, spec.name, [labels[j] for j in group], node, opened, trained, spec.figures))
     return runs
 
 

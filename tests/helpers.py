@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -182,3 +183,40 @@ def frame(counts: dict[tuple[int, int | None], np.ndarray], problem: str = "doub
                      "dtype": "float32"}[name]
     out["resample"] = True
     return out
+
+
+def listening(pids: set[int]) -> list[tuple[str, str]]:
+    """(local address, process) of every listening TCP socket of these processes (ss -ltnp)."""
+    out = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, check=True).stdout
+    found = []
+    for line in out.splitlines():
+        parts = line.split()
+        owners = [(name, int(pid)) for name, pid in _users(line)]
+        if any(pid in pids for _, pid in owners):
+            found.append((parts[3], ",".join(name for name, _ in owners)))
+    return found
+
+
+def _users(line: str) -> list[tuple[str, str]]:
+    return re.findall(r'\("([^"]+)",pid=(\d+)', line)
+
+
+def process_tree(root: int) -> set[int]:
+    """root and its descendants, from /proc."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+    found, frontier = {root}, {root}
+    while frontier:
+        frontier = {pid for pid, ppid in parents.items() if ppid in frontier} - found
+        found |= frontier
+    return found
+
+
+def loopback(address: str) -> bool:
+    host = address.rsplit(":", 1)[0].strip("[]")
+    return host in ("127.0.0.1", "::1", "::ffff:127.0.0.1") or host.startswith("127.")

@@ -15,7 +15,22 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from tests.helpers import ROOT, drmfm, each_once, mlflow_runs, mlflow_whole, replicate_rows, running_runs, spawn, start_sweep, wait_for, write_spec
+from tests.helpers import (
+    ROOT,
+    drmfm,
+    each_once,
+    listening,
+    loopback,
+    mlflow_runs,
+    mlflow_whole,
+    process_tree,
+    replicate_rows,
+    running_runs,
+    spawn,
+    start_sweep,
+    wait_for,
+    write_spec,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -97,45 +112,6 @@ def test_a_sampled_sweep_whose_tune_state_is_lost_trains_what_it_recorded_and_dr
     assert set(before) - {forgotten} <= {r["config_hash"] for r in rows}
 
 
-def _listening(pids: set[int]) -> list[tuple[str, str]]:
-    """(local address, process) of every listening TCP socket of these processes (ss -ltnp)."""
-    out = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, check=True).stdout
-    found = []
-    for line in out.splitlines():
-        parts = line.split()
-        owners = [(name, int(pid)) for name, pid in _users(line)]
-        if any(pid in pids for _, pid in owners):
-            found.append((parts[3], ",".join(name for name, _ in owners)))
-    return found
-
-
-def _users(line: str) -> list[tuple[str, str]]:
-    import re
-
-    return re.findall(r'\("([^"]+)",pid=(\d+)', line)
-
-
-def _tree(root: int) -> set[int]:
-    """root and its descendants, from /proc."""
-    parents = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except OSError:
-                continue
-    found, frontier = {root}, {root}
-    while frontier:
-        frontier = {pid for pid, ppid in parents.items() if ppid in frontier} - found
-        found |= frontier
-    return found
-
-
-def _loopback(address: str) -> bool:
-    host = address.rsplit(":", 1)[0].strip("[]")
-    return host in ("127.0.0.1", "::1", "::ffff:127.0.0.1") or host.startswith("127.")
-
-
 def test_two_drivers_of_one_sweep_one_runs_and_its_ray_listens_on_loopback_only(tmp_path):
     home = tmp_path / "home"
     spec = write_spec(tmp_path, name="twice", fixed={"width": 32, "epochs": 2000}, space={"fourier": ["none", 2]}, seeds=2)
@@ -144,7 +120,7 @@ def test_two_drivers_of_one_sweep_one_runs_and_its_ray_listens_on_loopback_only(
     while any(d.poll() is None for d in drivers):  # the sockets of whatever the drivers started, while they run
         for d in drivers:
             if d.poll() is None:
-                sockets += _listening(_tree(d.pid))
+                sockets += listening(process_tree(d.pid))
         time.sleep(0.5)
     outputs = [d.communicate() for d in drivers]
     codes = sorted(d.returncode for d in drivers)
@@ -155,7 +131,7 @@ def test_two_drivers_of_one_sweep_one_runs_and_its_ray_listens_on_loopback_only(
     each_once(replicate_rows(home, "twice"), 2, 2)
     mlflow_whole(home, "twice", 2, 2)
     assert {owner for _, owner in sockets} >= {"gcs_server", "raylet"}, sockets  # the local Ray was seen
-    assert [s for s in sockets if not _loopback(s[0])] == [], sockets
+    assert [s for s in sockets if not loopback(s[0])] == [], sockets
 
 
 def test_a_killed_driver_then_resume_lands_every_configuration_once_every_time(tmp_path):
@@ -167,7 +143,7 @@ def test_a_killed_driver_then_resume_lands_every_configuration_once_every_time(t
         replicates = home / "results" / "killed" / "replicates"
         driver = start_sweep(spec, home, output=False)
         wait_for(lambda: replicates.is_dir() and len(list(replicates.glob("*.parquet"))) >= 2, 300, "two trials landed")
-        started = _tree(driver.pid)
+        started = process_tree(driver.pid)
         before = {r["config_hash"]: (r["trial_id"], r["finished_at"], r["mlflow_run_id"]) for r in replicate_rows(home, "killed")}
         if attempt == 1:  # the driver alone: what it started must follow it
             os.kill(driver.pid, signal.SIGKILL)

@@ -86,6 +86,7 @@ MALFORMED = {
     "a boundary batch range": (lambda r: r.update(problem="twin_branching", space={"boundary_batch": {"low": 100, "high": 400}},
                                                   search={"sampler": "random", "num_samples": 2}), "space.boundary_batch"),
     "a range in a quick grid": (lambda r: r.update(quick={"space": {"depth": {"low": 2, "high": 3}}}), "quick.space.depth"),
+    "figures not a setting": (lambda r: r.update(figures="all"), "figures"),
 }
 
 
@@ -130,6 +131,14 @@ def test_a_storage_that_cannot_be_opened_or_reached_is_refused_before_anything_s
     assert result.returncode == 2 and result.stderr.startswith("drmfm: error: storage:"), result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "ray").exists()
+
+
+def test_figures_default_to_one_per_trial_and_changing_them_keeps_the_sweep_resumable():
+    assert parse_spec(BASE).figures == "trial"
+    for setting in ("seed", "none"):
+        spec = parse_spec(_with(lambda r, s=setting: r.update(figures=s)))
+        assert spec.figures == setting and spec.spec_hash() == parse_spec(BASE).spec_hash()
+    assert parse_spec(_with(lambda r: r["space"].update(depth=[3]))).spec_hash() != parse_spec(BASE).spec_hash()
 
 
 def test_packed_dimensions_leave_the_search_and_ride_in_every_trial():

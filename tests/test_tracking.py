@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pyarrow as pa
+import pytest
 
 from pipeline.recorder import Recorder
+from pipeline.run_names import VIEW_TAG, child_name, parameter_tags, parent_name, runs_view
 from pipeline.tables import CURVES, PROFILES, TrialTables, conform, replicates_schema
 from pipeline.tracking import Tracker, ensure_experiment
+from tests.helpers import small
 
 
 def _tables(trial_id: str, runs: tuple[str, dict[int, str]], config_hash: str = "hash") -> TrialTables:
@@ -49,3 +54,51 @@ def test_a_tracking_failure_is_said_once_and_turns_tracking_off(tmp_path, capsys
     assert recorder.open_runs("u", {}, "h", [0]) is None
     warnings = [line for line in capsys.readouterr().err.splitlines() if "MLflow" in line]
     assert len(warnings) == 1 and "does not exist" in recorder.tracking_failure()
+
+
+@pytest.mark.parametrize("figures, parent, child", [("trial", ["profiles.png"], []), ("seed", [], ["profile-seed{seed}.png"]), ("none", [], [])])
+def test_the_figures_setting_decides_the_artifacts_per_trial(tmp_path, figures, parent, child):
+    import torch
+
+    from drm.train import PackedTrainer
+    from pipeline.trial import TrialRun
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    ensure_experiment(uri, "s", tmp_path / "artifacts")
+    recorder = Recorder(tmp_path / "results", uri, "s", "s", named=("depth",))
+    config = small("double_well", epochs=20, dtype="float32")
+    seeds = [0, 1, 2]
+    runs = recorder.open_runs("t-0", config.as_dict(), config.config_hash(), seeds)
+    run = TrialRun(PackedTrainer(config, seeds, torch.device("cpu")), "s", ["t-0"], "node", {"t-0": runs}, figures=figures)
+    run.train()
+    run.land(recorder.land)
+    client = Tracker(uri, "s", "s").client
+    assert [a.path for a in client.list_artifacts(runs[0])] == parent
+    for seed, child_run in runs[1].items():
+        assert [a.path for a in client.list_artifacts(child_run)] == [name.format(seed=seed) for name in child]
+    assert client.get_run(runs[0]).info.run_name == "depth 3"
+    assert {client.get_run(c).info.run_name for c in runs[1].values()} == {"seed 0", "seed 1", "seed 2"}
+
+
+def test_run_names_read_as_the_paper_writes_a_setting():
+    params = {"depth": 5, "fourier": 2, "epsilon": 0.0, "epochs": 100_000, "lr": 1e-4}
+    assert parent_name(params, ("depth", "fourier", "epsilon", "epochs")) == "depth 5 · i 2 · ε 0 · 100k"
+    other = {**params, "fourier": None, "epsilon": 0.1 / 16, "epochs": 600}
+    assert parent_name(other, ("fourier", "epsilon", "epochs")) == "no map · ε 0.00625 · 600 epochs"
+    assert parent_name(params, ("lr",)) == "lr 0.0001"
+    tags = parameter_tags({**params, "fourier": None}, ("depth", "fourier", "epsilon"))
+    assert tags == {"depth": "5", "fourier": "none", "epsilon": "0", "configuration": "depth 5 · no map · ε 0"}
+    assert child_name(3) == "seed 3"
+
+
+def test_an_experiment_of_an_earlier_version_is_tagged_as_model_training_and_given_its_view(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    old = client.create_experiment("s")  # no kind: MLflow 3 would open it on its GenAI pages
+    assert ensure_experiment(uri, "s", None, runs_view(("depth",))) == old
+    tags = client.get_experiment(old).tags
+    assert tags["mlflow.experimentKind"] == "custom_model_development"
+    assert json.loads(tags[VIEW_TAG])["selectedColumns"][:2] == ["metrics.`transitions_median`", "metrics.`transitions_iqr`"]
+    assert "tags.`depth`" in json.loads(tags[VIEW_TAG])["selectedColumns"]
