@@ -214,15 +214,19 @@ def _search(searched: list) -> list[str]:
         return []
     parts = ["## The search space\n",
              "Each configuration's objective (the spec's metric, aggregated over its ok seeds as the spec says) against "
-             "its swept parameters: the parallel-coordinates figure below. For a sampled space, how much of the objective's "
-             "variance each parameter explains (Optuna's fANOVA; the range is over independently grown forests, and with "
-             "few configurations the importances are a description of these points, not a test).\n"]
+             "its swept parameters: the parallel-coordinates figure below. For a sampled space, each parameter's share of the "
+             "variance its main effect explains (Optuna's fANOVA). The shares sum to 1 whatever the data, so noise gets shares "
+             "too: `noise` is the median share the parameter got with the objective shuffled across the configurations (5 "
+             "shuffles), what it gets here when the objective does not depend on it. The lowest and highest are over "
+             "independently grown forests, not an interval over configurations: the shares describe the points sampled, they "
+             "are not a test, and the report draws no conclusion from them.\n"]
     for space, found in searched:
         if found.table is None:
             parts.append(f"- `{space.sweep}` ({space.sampler}, {found.points} configurations): no importances: {found.why_not}.\n")
             continue
         parts.append(f"### {space.sweep}: importances for {space.agg} {space.objective} ({found.points} configurations)\n")
-        parts.append(table(found.table, {"parameter": "parameter", "importance": "importance", "low": "lowest", "high": "highest"}))
+        parts.append(table(found.table, {"parameter": "parameter", "importance": "share", "low": "lowest", "high": "highest",
+                                         "noise": "noise"}))
     return parts
 
 

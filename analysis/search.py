@@ -3,9 +3,13 @@
 The space and the objective come from the spec the sweep saved beside its tables
 (`results/<sweep>/spec.json`). One point per configuration: the objective is the spec's metric
 aggregated (its `agg`) over the seeds that are ok. For a sampled space (random, tpe, gp, qmc) the
-parameters' importances are Optuna's fANOVA over those points, computed with several forests so
-that the report can say how much they move; a grid's importances would only restate its design,
-which the fitted effects already test.
+parameters' importances are Optuna's fANOVA over those points: each parameter's share of the
+variance the main effects explain (the shares sum to 1 whatever the data, so even pure noise gets
+shares). Each comes with the range over several forests and a noise level: the median share the
+parameter got with the objective shuffled across the configurations, i.e. what it gets here when
+the objective does not depend on it. These describe the sampled points; they are not a test, and
+no claim is made from them. A grid's importances would only restate its design, which the fitted
+effects already test.
 """
 
 from __future__ import annotations
@@ -120,7 +124,7 @@ def parallel_coordinates(table: pd.DataFrame, space: Space):
 class Importances:
     """fANOVA importances of a sampled sweep's parameters, or why there are none."""
 
-    table: pd.DataFrame | None  # parameter, importance (mean over forests), low, high (their range)
+    table: pd.DataFrame | None  # parameter, importance (mean over forests), low, high (their range), noise
     why_not: str | None
     points: int
 
@@ -135,22 +139,30 @@ def importances(table: pd.DataFrame, space: Space) -> Importances:
         return Importances(None, "one parameter is swept: its importance is 1 by construction", len(scored))
     if len(scored) < MIN_POINTS:
         return Importances(None, f"{len(scored)} configurations have an objective; fewer than {MIN_POINTS} give importances of noise", len(scored))
+    objective = scored["objective"].astype(float).to_numpy()
+    if np.ptp(objective) == 0:
+        return Importances(None, "the objective is the same for every configuration: there is no variance to share out", len(scored))
     try:
         import optuna
     except ImportError:
         return Importances(None, "Optuna is not installed (pip install 'drmfm[sweep]')", len(scored))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    params = [{n: _param(row[n], space.dimensions[n]) for n in names} for _, row in scored.iterrows()]
     distributions = {n: _distribution(optuna, space.dimensions[n]) for n in names}
-    study = optuna.create_study(direction="minimize" if space.mode == "min" else "maximize")
-    study.add_trials([
-        optuna.trial.create_trial(params={n: _param(row[n], space.dimensions[n]) for n in names}, distributions=distributions,
-                                  value=float(row["objective"]))
-        for _, row in scored.iterrows()
-    ])
-    draws = [optuna.importance.get_param_importances(study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=s))
-             for s in range(FOREST_SEEDS)]
-    frame = pd.DataFrame(draws)[names]
-    out = pd.DataFrame({"parameter": names, "importance": frame.mean().to_numpy(), "low": frame.min().to_numpy(), "high": frame.max().to_numpy()})
+
+    def shares(values: np.ndarray, seed: int) -> dict[str, float]:
+        study = optuna.create_study(direction="minimize" if space.mode == "min" else "maximize")
+        study.add_trials([optuna.trial.create_trial(params=p, distributions=distributions, value=float(v)) for p, v in zip(params, values)])
+        return optuna.importance.get_param_importances(study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=seed))
+
+    rng = np.random.default_rng(0)
+    try:
+        frame = pd.DataFrame([shares(objective, s) for s in range(FOREST_SEEDS)])[names]
+        noise = pd.DataFrame([shares(rng.permutation(objective), s) for s in range(FOREST_SEEDS)])[names]
+    except (RuntimeError, ValueError) as e:  # fANOVA refuses some degenerate designs (every tree without a split)
+        return Importances(None, f"fANOVA could not be fitted ({e})", len(scored))
+    out = pd.DataFrame({"parameter": names, "importance": frame.mean().to_numpy(), "low": frame.min().to_numpy(),
+                        "high": frame.max().to_numpy(), "noise": noise.median().to_numpy()})
     return Importances(out.sort_values("importance", ascending=False, ignore_index=True), None, len(scored))
 
 
@@ -184,6 +196,9 @@ def importance_figure(result: Importances, space: Space):
     ax = fig.subplots()
     ax.barh(t["parameter"], t["importance"], color="C0")
     ax.errorbar(t["importance"], t["parameter"], xerr=[t["importance"] - t["low"], t["high"] - t["importance"]], fmt="none", color="k", lw=1)
-    ax.set(xlabel=f"fANOVA importance for {space.agg} {space.objective} (range over {FOREST_SEEDS} forests)", xlim=(0, 1))
+    ax.scatter(t["noise"], t["parameter"], marker="|", s=200, color="C3", zorder=3, label="noise level (median share, objective shuffled)")
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set(xlabel=f"share of the main-effect variance of {space.agg} {space.objective} (fANOVA; bars: range over {FOREST_SEEDS} forests)",
+           xlim=(0, 1))
     ax.set_title(f"{space.sweep}: {result.points} configurations", fontsize=10)
     return fig

@@ -31,6 +31,7 @@ import pyarrow as pa
 from drm.storage import Storage, first_line
 from pipeline.host import Process
 from pipeline.reconcile import Landed, inspect, register
+from pipeline.run_names import Layout
 from pipeline.tables import COMPANIONS, STAGING, TRIAL_FILES, TrialTables, promote, write_trial
 
 CONCURRENCY = 4  # landings (and other trial calls) served at once: different configurations land together
@@ -50,13 +51,13 @@ class Recorder:
 
     def __init__(self, results: Storage | str, tracking_uri: str | None, experiment: str, sweep: str,
                  driver: Process | None = None, watch_driver: bool = False, landed: dict[str, Landed] | None = None,
-                 references: str | None = None, named: tuple[str, ...] | None = None):
+                 references: str | None = None, layout: Layout | None = None):
         self.results = results if isinstance(results, Storage) else Storage(results)
         self.tracking_uri = tracking_uri
         self.experiment = experiment
         self.sweep = sweep
         self.driver = driver or Process.current()  # whose runs these are (MLflow tags host, pid)
-        self.named = named  # the parameters parent runs are named by (None: pipeline.run_names.DEFAULT_NAMED)
+        self.layout = layout or Layout()  # how runs are named and summarised
         self._tracker = None
         self.failure: str | None = None  # why tracking stopped
         self.stop_reason: str | None = None  # why the sweep must stop (storage failed, lease lost)
@@ -118,8 +119,7 @@ class Recorder:
                 from pipeline.tracking import Tracker
 
                 try:
-                    named = {} if self.named is None else {"named": self.named}
-                    self._tracker = Tracker(self.tracking_uri, self.experiment, self.sweep, self.driver, **named)
+                    self._tracker = Tracker(self.tracking_uri, self.experiment, self.sweep, self.driver, self.layout)
                 except Exception as e:  # noqa: BLE001 - tracking must never cost a trial its rows
                     self._off_locked(e, "no runs are recorded")
             return self._tracker
@@ -309,7 +309,7 @@ def control(method):
 
 
 def recorder_actor(results: Storage, tracking_uri: str | None, experiment: str, sweep: str, landed: dict[str, Landed],
-                   references: str | None = None, named: tuple[str, ...] | None = None):
+                   references: str | None = None, layout: Layout | None = None):
     """The sweep's recorder as a Ray actor on this (the driver's) node, ending with the driver."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -322,4 +322,4 @@ def recorder_actor(results: Storage, tracking_uri: str | None, experiment: str, 
         max_concurrency=CONCURRENCY,
         scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=here, soft=False),
     )
-    return actor.remote(results, tracking_uri, experiment, sweep, Process.current(), True, landed, references, named)
+    return actor.remote(results, tracking_uri, experiment, sweep, Process.current(), True, landed, references, layout)

@@ -8,6 +8,7 @@ tags (`tags.depth = '5'`), so the UI's search box and its "Group by" work on the
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 # `drmfm train` varies nothing: its runs are named by the parameters the paper's figures vary.
@@ -35,15 +36,13 @@ def _epochs(n: int) -> str:
 
 
 def _part(name: str, value: Any) -> str:
-    if name == "epochs":
+    if name == "epochs" and value is not None:
         return _epochs(int(value))
     if name == "fourier" and value is None:
         return "no map"
     if name in ("activation", "fourier_map", "dtype"):
         return tag_value(value)
-    if isinstance(value, float) and not value.is_integer():
-        value = f"{value:.4g}"
-    return f"{_SHORT.get(name, name)} {tag_value(value)}"
+    return f"{_SHORT.get(name, name)} {tag_value(value)}"  # exact: the name is the `configuration` tag
 
 
 def parent_name(params: dict[str, Any], named: tuple[str, ...]) -> str:
@@ -70,8 +69,23 @@ VIEW_KEY = "drmfm"
 VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"
 
 
-def runs_view(named: tuple[str, ...], objective: str = "energy") -> str:
-    """The view state (JSON) of a sweep's runs: transitions and objective medians, then its varying parameters."""
-    metrics = dict.fromkeys(["transitions_median", "transitions_iqr", f"{objective}_median", "energy_median", "n_ok"])
-    columns = [f"metrics.`{m}`" for m in metrics] + [f"tags.`{n}`" for n in named]
-    return json.dumps({"selectedColumns": columns, "columnOrder": ["attributes.`Run Name`", *columns], "runsExpanded": {}})
+@dataclass(frozen=True)
+class Layout:
+    """How a sweep's runs are named and shown: the parameters its configurations differ in (spec
+    order) and the objective Tune optimises (its metric and aggregate over seeds)."""
+
+    named: tuple[str, ...] = DEFAULT_NAMED
+    objective: str = "energy"
+    agg: str = "median"
+
+    @classmethod
+    def of(cls, spec) -> Layout:
+        """A sweep spec's: its dimensions that take more than one value (a one-value list names nothing)."""
+        named = tuple(k for k, d in spec.space.items() if not (isinstance(d, tuple) and len(d) == 1))
+        return cls(named, spec.objective.metric[0], spec.objective.agg)
+
+    def view(self) -> str:
+        """The view state (JSON) of the runs: transitions, the objective as Tune aggregates it, then the named parameters."""
+        metrics = dict.fromkeys(["transitions_median", "transitions_iqr", f"{self.objective}_{self.agg}", "energy_median", "n_ok"])
+        columns = [f"metrics.`{m}`" for m in metrics] + [f"tags.`{n}`" for n in self.named]
+        return json.dumps({"selectedColumns": columns, "columnOrder": ["attributes.`Run Name`", *columns], "runsExpanded": {}})

@@ -32,6 +32,7 @@ from drm.classical.judge import cache_folder
 from drm.storage import Storage, first_line
 from pipeline.lease import Lease
 from pipeline.reconcile import Inventory, group_by_config, inspect, ledger, repair
+from pipeline.run_names import Layout
 from pipeline.spec import SpecError, SweepSpec
 
 SPEC_FILE = "drmfm-spec.json"
@@ -215,12 +216,10 @@ def _final_check(results: Storage, seeds: int, by: str, outcome) -> Inventory:
 
 def _tracking(spec: SweepSpec, home: Path, tracking_uri: str | None) -> str | None:
     """The MLflow store and the sweep's experiment, or None (said once) when it cannot be used."""
-    from pipeline.run_names import runs_view
     from pipeline.tracking import default_tracking_uri, prepare
 
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(home)
-    view = runs_view(tuple(spec.space), spec.objective.metric[0])
-    why = prepare(uri, spec.name, home / "mlartifacts" if uri.startswith("sqlite") else None, view)
+    why = prepare(uri, spec.name, home / "mlartifacts" if uri.startswith("sqlite") else None, Layout.of(spec).view())
     if why is not None:
         print(f"drmfm: warning: MLflow at {uri} cannot be reached ({why}); the sweep goes on, the tables are complete", file=sys.stderr)
         return None
@@ -231,7 +230,7 @@ def _settle_runs(spec: SweepSpec, uri: str, results: Storage, final: Inventory) 
     from pipeline.tracking import Tracker
 
     try:
-        Tracker(uri, spec.name, spec.name, named=tuple(spec.space)).settle(results, final)
+        Tracker(uri, spec.name, spec.name, layout=Layout.of(spec)).settle(results, final)
     except Exception as e:  # noqa: BLE001 - tracking never costs the sweep its exit code
         print(f"drmfm: warning: MLflow at {uri}: runs not settled ({type(e).__name__})", file=sys.stderr)
 
@@ -264,7 +263,7 @@ def _run(spec: SweepSpec, root: Storage, state: Storage, results: Storage, uri: 
     try:
         from pipeline.recorder import control, recorder_actor
 
-        recorder = recorder_actor(results, uri, spec.name, spec.name, found.by_config(), str(references), tuple(spec.space))
+        recorder = recorder_actor(results, uri, spec.name, spec.name, found.by_config(), str(references), Layout.of(spec))
         open_session(spec.name, recorder)
         lease.on_lost = lambda why: control(recorder.abort).remote(why)
         if lease.lost:  # lost before the recorder could hear of it

@@ -30,7 +30,7 @@ from drm.storage import Storage, first_line
 from pipeline._spec_fields import PARAMS
 from pipeline.host import Process
 from pipeline.reconcile import Inventory
-from pipeline.run_names import DEFAULT_NAMED, VIEW_TAG, child_name, parameter_tags, parent_name
+from pipeline.run_names import VIEW_TAG, Layout, child_name, parameter_tags, parent_name
 from pipeline.tables import PROFILES, TrialTables
 
 # MLflow limits one log_batch call to 1000 metrics.
@@ -147,9 +147,13 @@ def end_orphaned_runs(uri: str) -> int:
     return ended
 
 
-def parent_metrics(rows: list[dict]) -> dict[str, float]:
-    """A parent run's metrics: the median and interquartile range of each metric over the seeds
-    whose status is ok, with how many seeds there are and how many are ok."""
+_AGGREGATE = {"median": np.median, "mean": np.mean, "min": np.min, "max": np.max}
+
+
+def parent_metrics(rows: list[dict], objective: tuple[str, str] = ("energy", "median")) -> dict[str, float]:
+    """A parent run's metrics: the median of each metric over the seeds whose status is ok, its
+    interquartile range where two or more seeds give it (one value has no spread to show), the
+    objective (metric, agg) as Tune aggregates it, and how many seeds there are and are ok."""
     ok = [r for r in rows if r["status"] == "ok"]
     out: dict[str, float] = {}
     for key in metric_names():
@@ -157,7 +161,11 @@ def parent_metrics(rows: list[dict]) -> dict[str, float]:
         values = values[np.isfinite(values)]
         if values.size:
             q25, q50, q75 = np.percentile(values, [25, 50, 75])
-            out[f"{key}_median"], out[f"{key}_iqr"] = float(q50), float(q75 - q25)
+            out[f"{key}_median"] = float(q50)
+            if values.size >= 2:
+                out[f"{key}_iqr"] = float(q75 - q25)
+            if key == objective[0]:
+                out[f"{key}_{objective[1]}"] = float(_AGGREGATE[objective[1]](values))
     out["n_ok"], out["n_seeds"] = float(len(ok)), float(len(rows))
     return out
 
@@ -171,10 +179,10 @@ class TrialRuns:
 
 
 class Tracker:
-    """Records one trial's runs in the sweep's experiment; parents are named by the `named`
-    parameters (the sweep's varying ones, pipeline.run_names)."""
+    """Records one trial's runs in the sweep's experiment, named and summarised as `layout` says
+    (pipeline.run_names.Layout: the sweep's varying parameters and its objective)."""
 
-    def __init__(self, uri: str, experiment: str, sweep: str, driver: Process | None = None, named: tuple[str, ...] = DEFAULT_NAMED):
+    def __init__(self, uri: str, experiment: str, sweep: str, driver: Process | None = None, layout: Layout | None = None):
         from mlflow.tracking import MlflowClient
 
         _quiet()
@@ -185,7 +193,7 @@ class Tracker:
         self.experiment_id = exp.experiment_id
         self.sweep = sweep
         self.owner = _owner_tags(driver or Process.current())
-        self.named = tuple(named)
+        self.layout = layout or Layout()
 
     def _find(self, config_hash: str, seed: int | None) -> str | None:
         role = "parent" if seed is None else "child"
@@ -201,10 +209,10 @@ class Tracker:
         from mlflow.entities import Param, RunTag
 
         tags = {"sweep": self.sweep, "trial_id": trial_id, "config_hash": config_hash, **self.owner}
-        if params:  # settle reopens runs by their tags alone: their names stand
-            tags.update(parameter_tags(params, self.named))
+        if params:  # every caller passes the configuration; without it, found runs keep their names
+            tags.update(parameter_tags(params, self.layout.named))
         plain = [Param(k, str(v)) for k, v in sorted(params.items())]
-        name = parent_name(params, self.named)
+        name = parent_name(params, self.layout.named)
         parent = self._find(config_hash, None)
         if parent is None:
             parent = self.client.create_run(self.experiment_id, run_name=name, tags={**tags, "role": "parent"}).info.run_id
@@ -260,7 +268,7 @@ class Tracker:
                 self._log_png(run, f"profile-seed{row['seed']}.png", tables.figures[row["seed"]])
             self.client.set_tag(run, "status", row["status"])
             self.client.set_terminated(run, _RUN_STATUS[row["status"]])
-        aggregates = [metric(k, v) for k, v in parent_metrics(rows).items()]
+        aggregates = [metric(k, v) for k, v in parent_metrics(rows, (self.layout.objective, self.layout.agg)).items()]
         if not self.client.get_run(runs.parent).data.metrics:
             self._log(runs.parent, [m for m in aggregates if m is not None])
         if None in tables.figures:  # figures: trial (every seed overlaid)

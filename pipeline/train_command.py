@@ -41,14 +41,13 @@ def _new_results_dir(home: Path) -> tuple[str, Path]:
 def _train_tracking(home: Path) -> str | None:
     """The MLflow store for `train` runs (experiment `train`), or None with one warning if unusable."""
     try:
-        from pipeline.run_names import DEFAULT_NAMED, runs_view
+        from pipeline.run_names import Layout
         from pipeline.tracking import default_tracking_uri, prepare
     except ImportError:  # a bare GPU node may have torch and pyarrow only
         _err.print("drmfm: warning: MLflow is not installed here; recording to the tables only (--no-mlflow silences this)")
         return None
     uri = os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(home)
-    view = runs_view(DEFAULT_NAMED)
-    why = prepare(uri, "train", home / "mlartifacts" if uri.startswith("sqlite") else None, view)  # also ends runs a killed `train` left
+    why = prepare(uri, "train", home / "mlartifacts" if uri.startswith("sqlite") else None, Layout().view())  # also ends runs a killed `train` left
     if why is not None:
         _err.print(f"drmfm: warning: MLflow at {uri} cannot be reached ({why}); recording to the tables only")
         return None

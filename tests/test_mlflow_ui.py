@@ -134,7 +134,7 @@ def test_the_analysis_is_one_run_of_the_experiment_replaced_when_analyze_runs_ag
     (second,) = analyses()
     assert second.info.run_id != first.info.run_id
     assert {r.info.run_id for r in analyses(ViewType.DELETED_ONLY)} == {first.info.run_id}
-    assert not Path(first.info.artifact_uri.removeprefix("file://")).exists()  # the replaced run's files are gone
+    assert not Path(first.info.artifact_uri.removeprefix("file://")).parent.exists()  # the replaced run's folder is gone
     # A sweep's bookkeeping never touches it: the parents and children are as many as before.
     assert sum(r.data.tags["role"] in ("parent", "child") for r in mlflow_runs(home, SWEEP)) == 12
 
@@ -169,6 +169,7 @@ def test_drmfm_ui_serves_the_runs_view_and_the_report_on_loopback(home, tmp_path
             if run.data.tags["role"] == "parent":
                 assert run.info.run_name in dom, run.info.run_name
         assert 'col-id="metrics.`transitions_median`"' in dom  # a metric column, on screen
+        assert 'col-id="tags.`depth`"' in dom  # and a varying parameter
         assert shot.stat().st_size > 10_000
 
         client = _client(home)

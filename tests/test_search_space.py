@@ -46,6 +46,7 @@ def test_the_parameter_the_objective_depends_on_is_the_important_one():
     ranked = found.table.set_index("parameter")
     assert list(found.table["parameter"])[0] == "depth" and ranked.loc["depth", "importance"] > 0.8
     assert (ranked["low"] <= ranked["importance"]).all() and (ranked["importance"] <= ranked["high"]).all()
+    assert ranked.loc["depth", "noise"] < 0.6 < ranked.loc["depth", "low"]  # shuffled, depth explains what any parameter would
     assert found.table["importance"].sum() == pytest.approx(1.0, abs=0.05)
 
 
@@ -63,6 +64,9 @@ def test_no_importances_for_a_grid_one_parameter_or_too_few_configurations():
     space = Space.of(SPEC)
     few = importances(points(_rows(MIN_POINTS - 1, lambda c: c["depth"]), space), space)
     assert few.table is None and f"fewer than {MIN_POINTS}" in few.why_not
+    flat = _rows(12, lambda c: 4.0, seeds=1)
+    flat["energy"] = 4.0  # every configuration gives the same count: nothing to share out (fANOVA would raise)
+    assert "the same for every configuration" in importances(points(flat, space), space).why_not
 
 
 def test_the_parallel_coordinates_draw_every_configuration_through_every_axis():
@@ -86,7 +90,7 @@ def test_the_report_gives_the_importances_it_computed_or_says_why_there_are_none
     text = "\n".join(_search([(space, found)]))
     assert "### drawn: importances for median energy (40 configurations)" in text
     depth = found.table.set_index("parameter").loc["depth"]
-    assert f"| depth | {depth['importance']:.4g} | {depth['low']:.4g} | {depth['high']:.4g} |" in text
+    assert f"| depth | {depth['importance']:.4g} | {depth['low']:.4g} | {depth['high']:.4g} | {depth['noise']:.4g} |" in text
     grid = Space.of({**SPEC, "search": {"sampler": "grid"}})
     none = importances(points(_rows(10, lambda c: 0.0), grid), grid)
     assert f"- `drawn` (grid, 10 configurations): no importances: {none.why_not}." in "\n".join(_search([(grid, none)]))

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 
 from pipeline.recorder import Recorder
-from pipeline.run_names import VIEW_TAG, child_name, parameter_tags, parent_name, runs_view
+from pipeline.run_names import VIEW_TAG, Layout, child_name, parameter_tags, parent_name
 from pipeline.tables import CURVES, PROFILES, TrialTables, conform, replicates_schema
 from pipeline.tracking import Tracker, ensure_experiment
 from tests.helpers import small
@@ -65,7 +65,7 @@ def test_the_figures_setting_decides_the_artifacts_per_trial(tmp_path, figures, 
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     ensure_experiment(uri, "s", tmp_path / "artifacts")
-    recorder = Recorder(tmp_path / "results", uri, "s", "s", named=("depth",))
+    recorder = Recorder(tmp_path / "results", uri, "s", "s", layout=Layout(("depth",)))
     config = small("double_well", epochs=20, dtype="float32")
     seeds = [0, 1, 2]
     runs = recorder.open_runs("t-0", config.as_dict(), config.config_hash(), seeds)
@@ -97,8 +97,50 @@ def test_an_experiment_of_an_earlier_version_is_tagged_as_model_training_and_giv
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(uri)
     old = client.create_experiment("s")  # no kind: MLflow 3 would open it on its GenAI pages
-    assert ensure_experiment(uri, "s", None, runs_view(("depth",))) == old
+    assert ensure_experiment(uri, "s", None, Layout(("depth",)).view()) == old
     tags = client.get_experiment(old).tags
     assert tags["mlflow.experimentKind"] == "custom_model_development"
     assert json.loads(tags[VIEW_TAG])["selectedColumns"][:2] == ["metrics.`transitions_median`", "metrics.`transitions_iqr`"]
     assert "tags.`depth`" in json.loads(tags[VIEW_TAG])["selectedColumns"]
+
+
+def test_a_sweep_names_its_runs_by_what_varies_and_its_parents_carry_the_objective_as_tune_aggregates_it():
+    from pipeline.spec import parse_spec
+    from pipeline.tracking import parent_metrics
+
+    spec = parse_spec({"name": "s", "problem": "double_well", "fixed": {"epochs": 10}, "seeds": 2,
+                       "space": {"width": [32], "depth": [3, 5], "lr": [1e-4, 1e-3]}, "objective": {"metric": "transitions", "agg": "mean"}})
+    layout = Layout.of(spec)
+    assert layout == Layout(("depth", "lr"), "transitions", "mean")  # a one-value list names nothing
+    assert "metrics.`transitions_mean`" in json.loads(layout.view())["selectedColumns"]
+    rows = [{"status": "ok", "transitions": 4, "energy": 0.2}, {"status": "ok", "transitions": 8, "energy": None},
+            {"status": "diverged", "transitions": 100, "energy": 9.0}]
+    metrics = parent_metrics(rows, ("transitions", "mean"))
+    assert metrics["transitions_mean"] == 6 and metrics["transitions_median"] == 6 and metrics["transitions_iqr"] == 2
+    assert metrics["energy_median"] == 0.2 and "energy_iqr" not in metrics  # one seed gives it: no spread to show
+    assert (metrics["n_ok"], metrics["n_seeds"]) == (2, 3)
+
+
+def test_the_analysis_goes_to_the_store_that_holds_its_sweep(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from mlflow.tracking import MlflowClient
+
+    from pipeline.analysis_run import record
+
+    home, elsewhere = tmp_path / "home", tmp_path / "server"
+    for folder in (home / "results" / "s" / "analysis", elsewhere):
+        folder.mkdir(parents=True)
+    ensure_experiment(f"sqlite:///{home / 'mlflow.db'}", "train", None)  # the home's store holds another experiment
+    ensure_experiment(f"sqlite:///{elsewhere / 'mlflow.db'}", "s", elsewhere / "artifacts")  # the sweep recorded with $MLFLOW_TRACKING_URI
+    (home / "results" / "s" / "analysis" / "report.md").write_text("# Band counts: analysis\n")
+    done = SimpleNamespace(sweeps=["s"], out=str(home / "results" / "s" / "analysis"), files=["report.md"], summary=[1, 2], runs_ok=4)
+    said = []
+    record([str(home / "results" / "s")], done, None, said.append)
+    assert said == [f"MLflow: no active experiment 's' in sqlite:///{home / 'mlflow.db'} (the home {home}) (a sweep's experiment is its name; "
+                    "`drmfm train` records to 'train'): the analysis is not logged"]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{elsewhere / 'mlflow.db'}")
+    record([str(home / "results" / "s")], done, None, said.append)
+    client = MlflowClient(f"sqlite:///{elsewhere / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("s").experiment_id], filter_string="tags.role = 'analysis'")
+    assert run.data.metrics == {"configurations": 2, "runs_ok": 4} and [a.path for a in client.list_artifacts(run.info.run_id)] == ["report.md"]
