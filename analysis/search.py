@@ -198,7 +198,6 @@ def importance_figure(result: Importances, space: Space):
     ax.errorbar(t["importance"], t["parameter"], xerr=[t["importance"] - t["low"], t["high"] - t["importance"]], fmt="none", color="k", lw=1)
     ax.scatter(t["noise"], t["parameter"], marker="|", s=200, color="C3", zorder=3, label="noise level (median share, objective shuffled)")
     ax.legend(fontsize=8, loc="lower right")
-    ax.set(xlabel=f"share of the main-effect variance of {space.agg} {space.objective} (fANOVA; bars: range over {FOREST_SEEDS} forests)",
-           xlim=(0, 1))
-    ax.set_title(f"{space.sweep}: {result.points} configurations", fontsize=10)
+    ax.set(xlabel=f"share of the main-effect variance of {space.agg} {space.objective} (fANOVA)", xlim=(0, 1))
+    ax.set_title(f"{space.sweep}: {result.points} configurations; bars: range over {FOREST_SEEDS} forests", fontsize=10)
     return fig

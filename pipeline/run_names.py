@@ -35,19 +35,22 @@ def _epochs(n: int) -> str:
     return f"{n} epochs"
 
 
-def _part(name: str, value: Any) -> str:
+def _part(name: str, value: Any, exact: bool) -> str:
     if name == "epochs" and value is not None:
         return _epochs(int(value))
     if name == "fourier" and value is None:
         return "no map"
     if name in ("activation", "fourier_map", "dtype"):
         return tag_value(value)
-    return f"{_SHORT.get(name, name)} {tag_value(value)}"  # exact: the name is the `configuration` tag
+    if not exact and isinstance(value, float) and not value.is_integer():
+        value = float(f"{value:.4g}")  # a sampled lr reads 0.004669, not 0.004669295331523649
+    return f"{_SHORT.get(name, name)} {tag_value(value)}"
 
 
-def parent_name(params: dict[str, Any], named: tuple[str, ...]) -> str:
-    """The parent run's name: the `named` parameters (a sweep's varying ones, in its spec's order)."""
-    parts = [_part(n, params.get(n)) for n in named if n in params]
+def parent_name(params: dict[str, Any], named: tuple[str, ...], exact: bool = False) -> str:
+    """The parent run's name: the `named` parameters (a sweep's varying ones, in its spec's order),
+    floats to 4 significant digits unless `exact` (two sampled configurations may then read alike)."""
+    parts = [_part(n, params.get(n), exact) for n in named if n in params]
     return " · ".join(parts) or "configuration"
 
 
@@ -56,9 +59,10 @@ def child_name(seed: int) -> str:
 
 
 def parameter_tags(params: dict[str, Any], named: tuple[str, ...]) -> dict[str, str]:
-    """The `named` parameters as tags, and the configuration's name (what "Group by" groups seeds by)."""
+    """The `named` parameters as tags, and the configuration's name with exact values (what "Group
+    by" groups seeds by: two configurations never share it)."""
     tags = {n: tag_value(params.get(n)) for n in named if n in params}
-    tags["configuration"] = parent_name(params, named)
+    tags["configuration"] = parent_name(params, named, exact=True)
     return tags
 
 

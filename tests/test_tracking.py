@@ -86,6 +86,10 @@ def test_run_names_read_as_the_paper_writes_a_setting():
     other = {**params, "fourier": None, "epsilon": 0.1 / 16, "epochs": 600}
     assert parent_name(other, ("fourier", "epsilon", "epochs")) == "no map · ε 0.00625 · 600 epochs"
     assert parent_name(params, ("lr",)) == "lr 0.0001"
+    sampled = {"lr": 0.004669295331523649, "depth": 4}
+    assert parent_name(sampled, ("depth", "lr")) == "depth 4 · lr 0.004669"  # shown to 4 digits, grouped by the exact value
+    exact = {"depth": "4", "lr": "0.004669295331523649", "configuration": "depth 4 · lr 0.004669295331523649"}
+    assert parameter_tags(sampled, ("depth", "lr")) == exact
     tags = parameter_tags({**params, "fourier": None}, ("depth", "fourier", "epsilon"))
     assert tags == {"depth": "5", "fourier": "none", "epsilon": "0", "configuration": "depth 5 · no map · ε 0"}
     assert child_name(3) == "seed 3"
