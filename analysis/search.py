@@ -21,7 +21,6 @@ import numpy as np
 import pandas as pd
 
 SAMPLED = ("random", "tpe", "gp", "qmc")
-_AGG = {"median": "median", "mean": "mean", "min": "min", "max": "max"}
 MIN_POINTS = 8  # fewer configurations than this give importances of noise: none are reported
 FOREST_SEEDS = 5
 
@@ -55,7 +54,7 @@ def points(rows: pd.DataFrame, space: Space) -> pd.DataFrame:
     mine = rows[rows["sweep"] == space.sweep]
     names = [n for n in space.dimensions if n in mine.columns]
     ok = mine[mine["status"] == "ok"]
-    objective = ok.groupby("config_hash")[space.objective].agg(_AGG[space.agg]).rename("objective")
+    objective = ok.groupby("config_hash")[space.objective].agg(space.agg).rename("objective")
     first = mine.drop_duplicates("config_hash").set_index("config_hash")[names]
     return first.join(objective).reset_index()
 

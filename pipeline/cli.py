@@ -206,7 +206,8 @@ def analyze(
     results: Annotated[list[str], typer.Argument(help="One or more results folders (HOME/results/<sweep>, or s3://…).")],
     out: Annotated[str | None, typer.Option(help="Where the report goes [default: <first>/analysis].")] = None,
     tracking_uri: Annotated[str | None, typer.Option(
-        help="MLflow store to log the analysis to [default: HOME/mlflow.db of the home holding the results, else $MLFLOW_TRACKING_URI].")] = None,
+        help="MLflow store to log the analysis to [default: the first of HOME/mlflow.db (the home of the results) "
+             "and $MLFLOW_TRACKING_URI that holds the sweep's experiment].")] = None,
     no_mlflow: Annotated[bool, typer.Option("--no-mlflow", help="Do not log the analysis to MLflow.")] = False,
 ) -> None:
     """Statistics of band counts: summary.csv, effects.csv, reproduction.csv, figures/ and report.md,

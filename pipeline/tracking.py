@@ -147,9 +147,6 @@ def end_orphaned_runs(uri: str) -> int:
     return ended
 
 
-_AGGREGATE = {"median": np.median, "mean": np.mean, "min": np.min, "max": np.max}
-
-
 def parent_metrics(rows: list[dict], objective: tuple[str, str] = ("energy", "median")) -> dict[str, float]:
     """A parent run's metrics: the median of each metric over the seeds whose status is ok, its
     interquartile range where two or more seeds give it (one value has no spread to show), the
@@ -165,7 +162,7 @@ def parent_metrics(rows: list[dict], objective: tuple[str, str] = ("energy", "me
             if values.size >= 2:
                 out[f"{key}_iqr"] = float(q75 - q25)
             if key == objective[0]:
-                out[f"{key}_{objective[1]}"] = float(_AGGREGATE[objective[1]](values))
+                out[f"{key}_{objective[1]}"] = float(getattr(np, objective[1])(values))  # AGGREGATES are numpy's names
     out["n_ok"], out["n_seeds"] = float(len(ok)), float(len(rows))
     return out
 
