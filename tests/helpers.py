@@ -7,6 +7,7 @@ import contextlib
 import os
 import re
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -220,3 +221,16 @@ def process_tree(root: int) -> set[int]:
 def loopback(address: str) -> bool:
     host = address.rsplit(":", 1)[0].strip("[]")
     return host in ("127.0.0.1", "::1", "::ffff:127.0.0.1") or host.startswith("127.")
+
+
+_RAYS_OWN_PORTS = {6379, 8265, 10001, 52365, 8080}  # a port a local Ray may take for itself
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 (none of Ray's own)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _RAYS_OWN_PORTS:
+            return port

@@ -7,7 +7,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,25 +17,13 @@ import pytest
 import yaml
 
 from pipeline.tables import read_replicates
-from tests.helpers import ROOT, drmfm, mlflow_runs, spawn, write_spec
+from tests.helpers import ROOT, drmfm, free_port, mlflow_runs, spawn, write_spec
 
 RAY = str(Path(sys.executable).parent / "ray")
 
 
 # Ports a Ray node takes by default (GCS, dashboard, client server, dashboard agent, metrics):
 # a head started on one of them fails (CI once drew 52365, the dashboard agent's).
-_RAYS_OWN_PORTS = {6379, 8265, 10001, 52365, 8080}
-
-
-def _free_port() -> int:
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port not in _RAYS_OWN_PORTS:
-            return port
-
-
 def _processes() -> dict[int, tuple[int, str]]:
     """pid -> (parent pid, command line), from /proc."""
     out = {}
@@ -70,7 +57,7 @@ def _ray_start(*args: str, **kwargs) -> None:
 def two_nodes(tmp_path, monkeypatch):
     """A head node and a worker node, 1 CPU each; the worker with its own cwd and $DRMFM_HOME."""
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
-    port = _free_port()
+    port = free_port()
     common = ["--num-cpus=1", "--num-gpus=0", "--object-store-memory=100000000", "--disable-usage-stats"]
     worker_home, worker_cwd = tmp_path / "worker-home", tmp_path / "worker-cwd"
     worker_cwd.mkdir()
@@ -97,7 +84,7 @@ def _nothing_written_under(*folders: Path) -> list[Path]:
 @pytest.fixture
 def tracking_server(tmp_path):
     """A real `mlflow server` (SQL store, artifact store) on 127.0.0.1."""
-    port = _free_port()
+    port = free_port()
     store = tmp_path / "server"
     store.mkdir()
     server = spawn(

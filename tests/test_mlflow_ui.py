@@ -11,7 +11,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +19,7 @@ import numpy as np
 import pytest
 
 from pipeline.run_names import VIEW_TAG
-from tests.helpers import ROOT, drmfm, listening, loopback, mlflow_runs, process_tree, replicate_rows, spawn, wait_for
+from tests.helpers import ROOT, drmfm, free_port, listening, loopback, mlflow_runs, process_tree, replicate_rows, spawn, wait_for
 
 pytestmark = pytest.mark.slow  # a sweep, two analyses, a server and a browser: ~1.5 min
 
@@ -43,12 +42,6 @@ def browse(url: str, *, screenshot: Path | None = None, size: str = "1600,900") 
     if screenshot is not None:
         subprocess.run([*flags, f"--screenshot={screenshot}", url], capture_output=True, timeout=120, check=True)
     return subprocess.run([*flags, "--dump-dom", url], capture_output=True, text=True, timeout=120, check=True).stdout
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import pytest
 
 from drm.storage import Storage
 from pipeline.tables import CURVES, PROFILES, TrialTables, committed, promote, read_replicates, replicates_schema, write_trial
-from tests.helpers import drmfm
+from tests.helpers import drmfm, free_port
 
 BUCKET = "drmfm-test"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
@@ -23,9 +23,7 @@ CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing
 @pytest.fixture(scope="module")
 def s3():
     """An S3 endpoint on 127.0.0.1 with one bucket; yields a function giving a fresh prefix's URI."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **CREDENTIALS},

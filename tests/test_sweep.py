@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,7 +21,7 @@ from drm.measurement import measure
 from drm.train import PackedTrainer
 from pipeline.spec import parse_spec
 from pipeline.tables import read_replicates
-from tests.helpers import REQUIRED, ROOT, drmfm, mlflow_runs, spawn, wait_for, write_spec
+from tests.helpers import REQUIRED, ROOT, drmfm, free_port, mlflow_runs, spawn, wait_for, write_spec
 
 pytestmark = pytest.mark.slow
 
@@ -84,9 +83,7 @@ def test_an_existing_name_needs_resume_and_resume_needs_the_same_spec(two_trials
 
 def test_the_ui_serves_the_sweep_runs(two_trials):
     home, _, _ = two_trials
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     server = spawn(
         [sys.executable, "-m", "pipeline.cli", "ui", "--home", str(home), "--port", str(port)],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
