@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 import pandas as pd
 import pyarrow as pa
 
+from drm import profiles
 from drm.config import ConfigError
+from drm.profiles import Profiles
 from drm.storage import Storage, first_line
 
 # What identifies a configuration (the seed aside): the swept factors and what else may differ.
@@ -125,8 +127,16 @@ def varying(frame: pd.DataFrame, columns: list[str]) -> list[str]:
 
 
 def read_trial_table(source: str, table: str, trial_id: str) -> pd.DataFrame | None:
-    """A trial's curves or profiles from its results folder (None if that folder does not hold them)."""
+    """A trial's curves from its results folder (None if that folder does not hold them)."""
     storage = Storage(source)
     if not storage.is_file(table, f"{trial_id}.parquet"):
         return None
     return storage.read_table(table, f"{trial_id}.parquet").to_pandas()
+
+
+def read_profiles(source: str, trial_id: str) -> Profiles | None:
+    """A trial's profiles from its results folder, of any version's layout (None if it holds none)."""
+    storage = Storage(source)
+    if not storage.is_file("profiles", f"{trial_id}.parquet"):
+        return None
+    return profiles.read(storage.read_table("profiles", f"{trial_id}.parquet"))

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from analysis.data import read_trial_table, varying
+from analysis.data import read_profiles, read_trial_table, varying
 from drm.problems import PROBLEMS
 
 LABELS = {"fourier_label": "i", "epsilon": "ε"}
@@ -121,19 +121,17 @@ def _derivative(problem: str) -> str:
 
 def profiles(rows: pd.DataFrame, problem: str, key: list[str], limit: int = 8) -> Figure | None:
     """The paper's panels redrawn from stored profiles: u and u_x (1D) or the u_y field (2D)."""
-    chosen = [(label, row, read_trial_table(row["source"], "profiles", row["trial_id"])) for label, row in representative(rows, key, limit)]
-    chosen = [(label, row, p[p["seed"] == row["seed"]]) for label, row, p in chosen if p is not None]
+    chosen = [(label, row, read_profiles(row["source"], row["trial_id"])) for label, row in representative(rows, key, limit)]
+    chosen = [(label, row, p) for label, row, p in chosen if p is not None and row["seed"] in p.seeds]
     if not chosen:
         return None
-    two_d = chosen[0][2]["y"].notna().all()
     n = len(chosen)
-    if two_d:
+    if chosen[0][2].two_d:
         cols = min(n, 4)
         fig = Figure(figsize=(3.4 * cols, 3.2 * ((n + cols - 1) // cols)), layout="constrained")
         axes = np.atleast_1d(fig.subplots((n + cols - 1) // cols, cols)).reshape(-1)
         for ax, (label, row, p) in zip(axes, chosen):
-            nx = p["x"].nunique()
-            image = ax.imshow(p["du"].to_numpy().reshape(-1, nx), origin="lower", extent=(0, 1, 0, 1), cmap="RdBu_r", vmin=-1.5, vmax=1.5)
+            image = ax.imshow(p.of(row["seed"])[1], origin="lower", extent=(0, 1, 0, 1), cmap="RdBu_r", vmin=-1.5, vmax=1.5)  # (ny, nx)
             ax.set(xlabel="x", ylabel="y", title=f"{label}\nseed {row['seed']}: {row['transitions']} transitions", aspect="equal")
             ax.title.set_fontsize(7)
         for ax in axes[n:]:
@@ -143,8 +141,9 @@ def profiles(rows: pd.DataFrame, problem: str, key: list[str], limit: int = 8) -
         fig = Figure(figsize=(3.2 * n, 4.4), layout="constrained")
         axes = np.array(fig.subplots(2, n, sharex=True, squeeze=False))
         for j, (label, row, p) in enumerate(chosen):
-            axes[0, j].plot(p["x"], p["u"], lw=1)
-            axes[1, j].plot(p["x"], p["du"], lw=0.8)
+            u, du = p.of(row["seed"])
+            axes[0, j].plot(p.axes["x"], u, lw=1)
+            axes[1, j].plot(p.axes["x"], du, lw=0.8)
             axes[1, j].axhline(0, color="grey", lw=0.5)
             axes[0, j].set_title(f"{label}\nseed {row['seed']}: {row['transitions']} transitions", fontsize=7)
             axes[1, j].set(xlabel="x")
@@ -164,12 +163,11 @@ def interfaces_to_the_wall(rows: pd.DataFrame, problem: str, key: list[str], lim
     ax = fig.subplots()
     drawn = 0
     for label, row in representative(rows, key, limit):
-        p = read_trial_table(row["source"], "profiles", row["trial_id"])
-        if p is None or not p["y"].notna().all():
+        p = read_profiles(row["source"], row["trial_id"])
+        if p is None or not p.two_d or row["seed"] not in p.seeds:
             continue
-        p = p[p["seed"] == row["seed"]]
-        x = np.sort(p["x"].unique())
-        field = p["du"].to_numpy().reshape(-1, len(x))  # (ny, nx)
+        x = p.axes["x"]
+        field = p.of(row["seed"])[1]  # (ny, nx)
         tau = row.get("transition_threshold") or 0.1
         at = [(int(np.abs(x - d).argmin()), int(np.abs(x - (1 - d)).argmin())) for d in WALL_DISTANCES]  # the nearest columns
         n = [0.5 * (count_transitions(field[:, i], tau) + count_transitions(field[:, j], tau)) for i, j in at]

@@ -1,7 +1,7 @@
 """Profile figures as PNG bytes: a trial's (every seed overlaid, the median seed emphasised) or one
 seed's (the paper's panels: u and u_x in 1D, the u_y field in 2D).
 
-Drawn from the seed's rows of the profiles table, with matplotlib's object API (no pyplot state),
+Drawn from the trial's profiles (drm.profiles), with matplotlib's object API (no pyplot state),
 so that it is safe in a thread and needs no display.
 """
 
@@ -12,45 +12,50 @@ import io
 import numpy as np
 import pyarrow as pa
 
+from drm.profiles import Profiles, read
 
-def profile_png(profile: pa.Table, title: str, du: str = "u_x") -> bytes:
-    """One seed's profile rows (x, y, u, du) drawn as a PNG; `du` names the derivative (u_x, u_y)."""
+
+def profile_png(profiles: Profiles, seed: int, title: str, du: str = "u_x") -> bytes:
+    """One seed's profile drawn as a PNG; `du` names the derivative (u_x, u_y)."""
     from matplotlib.figure import Figure
 
-    x = profile.column("x").to_numpy()
-    u = profile.column("u").to_numpy()
-    derivative, du = du, profile.column("du").to_numpy()
-    two_d = profile.column("y").null_count == 0
-    if two_d:
-        nx = np.unique(x).size
+    u, derivative = profiles.of(seed)
+    if profiles.two_d:
         fig = Figure(figsize=(9, 4), layout="constrained")
         axes = fig.subplots(1, 2)
-        for ax, field, name in ((axes[0], u, "u"), (axes[1], du, derivative)):
-            image = ax.imshow(field.reshape(-1, nx), origin="lower", extent=(0, 1, 0, 1), cmap="viridis" if name == "u" else "RdBu_r")
+        for ax, field, name in ((axes[0], u, "u"), (axes[1], derivative, du)):
+            image = ax.imshow(field, origin="lower", extent=(0, 1, 0, 1), cmap="viridis" if name == "u" else "RdBu_r")  # (ny, nx)
             ax.set(xlabel="x", ylabel="y", title=name)
             fig.colorbar(image, ax=ax, shrink=0.8)
     else:
+        x = profiles.axes["x"]
         fig = Figure(figsize=(7, 5), layout="constrained")
         axes = fig.subplots(2, 1, sharex=True)
         axes[0].plot(x, u, lw=1)
         axes[0].set(ylabel="u")
-        axes[1].plot(x, du, lw=0.8)
+        axes[1].plot(x, derivative, lw=0.8)
         axes[1].axhline(0, color="grey", lw=0.5)
-        axes[1].set(xlabel="x", ylabel=derivative)
-        if np.nanmax(np.abs(du)) < 1.5:
+        axes[1].set(xlabel="x", ylabel=du)
+        if np.nanmax(np.abs(derivative)) < 1.5:
             axes[1].set_ylim(-1.5, 1.5)
     fig.suptitle(title, fontsize=10)
+    return _png(fig)
+
+
+def _png(fig) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90)
     return buffer.getvalue()
 
 
-def drawn(setting: str, profiles: pa.Table, replicates: pa.Table, title: str, du: str = "u_x") -> dict[int | None, bytes]:
-    """The figures a spec's `figures:` asks for: {None: the trial's} (trial), {seed: its own} (seed), or none."""
-    if setting == "none" or profiles.num_rows == 0:
+def drawn(setting: str, table: pa.Table, replicates: pa.Table, title: str, du: str = "u_x") -> dict[int | None, bytes]:
+    """The figures a spec's `figures:` asks for: {None: the trial's} (trial), {seed: its own} (seed), or
+    none; drawn from the trial's profiles table (drm.profiles, either layout)."""
+    if setting == "none" or table.num_rows == 0:
         return {}
+    profiles = read(table)
     if setting == "seed":
-        return profile_pngs(profiles, title, du)
+        return {int(seed): profile_png(profiles, seed, f"{title} seed {seed}", du) for seed in profiles.seeds}
     return {None: trial_png(profiles, replicates, title, du)}
 
 
@@ -64,64 +69,45 @@ def median_seed(replicates: pa.Table) -> int:
     return int(rows[(len(rows) - 1) // 2]["seed"])
 
 
-def trial_png(profiles: pa.Table, replicates: pa.Table, title: str, du: str = "u_x") -> bytes:
+def trial_png(profiles: Profiles, replicates: pa.Table, title: str, du: str = "u_x") -> bytes:
     """Every seed's profile in one figure, the seed of median energy drawn bold: u and `du` along x
     in 1D; in 2D the median seed's `du` field and every seed's `du` along y at x = 1/2 (where
     transitions are counted)."""
     from matplotlib.figure import Figure
 
-    seeds = profiles.column("seed").to_numpy()
     middle = median_seed(replicates)
-    two_d = profiles.column("y").null_count == 0
 
-    def curves(ax, x_name: str, y_name: str, select=None) -> None:
-        for seed in np.unique(seeds):
-            mine = profiles.filter(pa.array(seeds == seed))
-            x, y = mine.column(x_name).to_numpy(), mine.column(y_name).to_numpy()
-            if select is not None:
-                keep = select(mine)
-                x, y = x[keep], y[keep]
+    def curves(ax, t: np.ndarray, lines: np.ndarray) -> None:
+        """One line per seed: `lines` (K, n) along `t`."""
+        for seed, line in zip(profiles.seeds, lines):
             if seed == middle:
-                ax.plot(x, y, lw=1.6, color="C3", zorder=3, label=f"seed {seed} (median energy)")
+                ax.plot(t, line, lw=1.6, color="C3", zorder=3, label=f"seed {seed} (median energy)")
             else:
                 first = "other seeds" not in ax.get_legend_handles_labels()[1]
-                ax.plot(x, y, lw=0.7, color="0.55", alpha=0.6, label="other seeds" if first else None)
+                ax.plot(t, line, lw=0.7, color="0.55", alpha=0.6, label="other seeds" if first else None)
 
-    if two_d:
+    if profiles.two_d:
         fig = Figure(figsize=(10, 4), layout="constrained")
         field_ax, line_ax = fig.subplots(1, 2)
-        mine = profiles.filter(pa.array(seeds == middle))
-        nx = np.unique(mine.column("x").to_numpy()).size
-        image = field_ax.imshow(mine.column("du").to_numpy().reshape(-1, nx), origin="lower", extent=(0, 1, 0, 1), cmap="RdBu_r")
+        image = field_ax.imshow(profiles.of(middle)[1], origin="lower", extent=(0, 1, 0, 1), cmap="RdBu_r")  # (ny, nx)
         field_ax.set(xlabel="x", ylabel="y", title=f"{du}, seed {middle} (median energy)")
         field_ax.axvline(0.5, color="k", lw=0.6, ls=":")
         fig.colorbar(image, ax=field_ax, shrink=0.8)
-        xs = np.unique(profiles.column("x").to_numpy())
-        centre = xs[np.argmin(np.abs(xs - 0.5))]
-        curves(line_ax, "y", "du", select=lambda t: t.column("x").to_numpy() == centre)
-        line_ax.set(xlabel="y", ylabel=du, title=f"{du} along y at x = {centre:.3g}, every seed")
+        xs = profiles.axes["x"]
+        centre = int(np.argmin(np.abs(xs - 0.5)))
+        curves(line_ax, profiles.axes["y"], profiles.du[:, :, centre])  # (K, ny): the column x = 1/2
+        line_ax.set(xlabel="y", ylabel=du, title=f"{du} along y at x = {xs[centre]:.3g}, every seed")
         line_ax.legend(fontsize=8, loc="upper right")
     else:
         fig = Figure(figsize=(7, 5), layout="constrained")
         u_ax, du_ax = fig.subplots(2, 1, sharex=True)
-        curves(u_ax, "x", "u")
+        curves(u_ax, profiles.axes["x"], profiles.u)
         u_ax.set(ylabel="u")
         u_ax.legend(fontsize=8, loc="upper right")
-        curves(du_ax, "x", "du")
+        curves(du_ax, profiles.axes["x"], profiles.du)
         du_ax.axhline(0, color="grey", lw=0.5)
         du_ax.set(xlabel="x", ylabel=du)
-        if np.nanmax(np.abs(profiles.column("du").to_numpy())) < 1.5:
+        if np.nanmax(np.abs(profiles.du)) < 1.5:
             du_ax.set_ylim(-1.5, 1.5)
-    fig.suptitle(f"{title}: {np.unique(seeds).size} seeds", fontsize=10)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90)
-    return buffer.getvalue()
-
-
-def profile_pngs(profiles: pa.Table, title: str, du: str = "u_x") -> dict[int, bytes]:
-    """Every seed's profile figure, keyed by seed; `du` names the derivative the profiles hold."""
-    seeds = profiles.column("seed").to_numpy()
-    return {
-        int(seed): profile_png(profiles.filter(pa.array(seeds == seed)), f"{title} seed {seed}", du)
-        for seed in np.unique(seeds)
-    }
+    fig.suptitle(f"{title}: {len(profiles.seeds)} seeds", fontsize=10)
+    return _png(fig)

@@ -16,6 +16,7 @@ import torch
 from drm.config import TrainConfig
 from drm.measurement import Measurements
 from drm.metrics import metrics
+from drm.profiles import coarsened, stored
 from drm.train import PackedTrainer
 from pipeline.figures import drawn
 from pipeline.tables import TrialTables, replicates_schema
@@ -173,28 +174,13 @@ def _counts(counts: np.ndarray) -> pa.Array:
     return pa.array(flat, mask=flat < 0, type=pa.int64())
 
 
-def profile_rows(seeds: list[int], m: Measurements, *, sweep: str, trial_id: str, members: range | None = None) -> pa.Table:
+def profile_rows(seeds: list[int], m: Measurements, *, sweep: str, trial_id: str, nodes: int,
+                 members: range | None = None) -> pa.Table:
+    """The profiles table of `members`: u and du on at most `nodes` nodes per axis (drm.profiles)."""
     members = members or range(len(seeds))
     pick = slice(members.start, members.stop)
-    seeds, profile_u, profile_du = seeds[pick], m.profile_u[pick], m.profile_du[pick]
-    K = len(seeds)
-    if "y" in m.grid:
-        yy, xx = np.meshgrid(m.grid["y"], m.grid["x"], indexing="ij")  # (ny, nx) like the profiles
-        x, y = np.tile(xx.reshape(-1), K), np.tile(yy.reshape(-1), K)
-    else:
-        x, y = np.tile(m.grid["x"], K), None
-    n = profile_u[0].size
-    return pa.table(
-        {
-            "sweep": [sweep] * (n * K),
-            "trial_id": [trial_id] * (n * K),
-            "seed": np.repeat(np.array(seeds), n),
-            "x": x.astype(np.float32),
-            "y": y.astype(np.float32) if y is not None else pa.nulls(n * K, pa.float32()),
-            "u": profile_u.reshape(-1).astype(np.float32),
-            "du": profile_du.reshape(-1).astype(np.float32),
-        }
-    )
+    grid = coarsened(m.grid, m.profile_u[pick], m.profile_du[pick], nodes)
+    return stored(grid, seeds[pick], sweep=sweep, trial_id=trial_id)
 
 
 def trial_tables(
@@ -216,7 +202,8 @@ def trial_tables(
         trainer, m, sweep=sweep, trial_id=trial_id, wall_seconds=wall_seconds, node=node, mlflow_runs=mlflow_runs,
         stopped=stopped, members=members,
     )
-    profiles = profile_rows(trainer.model.seeds, m, sweep=sweep, trial_id=trial_id, members=members)
+    profiles = profile_rows(trainer.model.seeds, m, sweep=sweep, trial_id=trial_id, members=members,
+                            nodes=trainer.problem.domain.profile_nodes)
     return TrialTables(
         trial_id=trial_id,
         replicates=replicates,

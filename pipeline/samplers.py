@@ -51,6 +51,10 @@ SAMPLERS: dict[str, Callable[[SweepSpec, int], optuna.samplers.BaseSampler]] = {
     "gp": lambda spec, seed: optuna.samplers.GPSampler(seed=seed),
 }
 
+# Those whose next point does not depend on any result: a sweep asks them for a point per free slot at
+# once (pipeline.tuning.pending_trials). tpe and gp learn from each result, so they wait for it.
+INDEPENDENT = frozenset({"grid", "random", "qmc"})
+
 
 def sampler(spec: SweepSpec, offset: int = 0) -> optuna.samplers.BaseSampler:
     """The spec's sampler, seeded; `offset` shifts the seed (a sampler rebuilt after `offset` samples

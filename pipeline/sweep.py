@@ -295,13 +295,14 @@ def _search_and_repair(spec: SweepSpec, root: Storage, state: Storage, results: 
     from pipeline.recorder import control
     from pipeline.sweep_report import record_failures
     from pipeline.tune_trial import TrialContext, run_tune_trial
-    from pipeline.tuning import more_samples, plan_search, repair_tuner, run_config, stop_reason
+    from pipeline.tuning import cluster_slots, more_samples, pending_trials, plan_search, repair_tuner, run_config, stop_reason, trial_slots
 
     resources = {"cpu": spec.resources.cpu}
     if spec.resources.gpu > 0 and (ray.cluster_resources().get("GPU", 0) > 0 or not local):  # only the embedded local Ray drops the GPU ask
         resources["gpu"] = spec.resources.gpu
     trainable = tune.with_resources(tune.with_parameters(run_tune_trial, ctx=TrialContext(spec, recorder, uri is not None)), resources)
-    outcome.slots = max(1, min(spec.num_trials, int(ray.cluster_resources().get("CPU", 1) // spec.resources.cpu)))
+    slots = cluster_slots(resources)  # what the pending trials are sized to: an autoscaler's maximum included
+    outcome.slots = min(spec.num_trials, trial_slots(resources, ray.cluster_resources()))  # the slots there are now
     start = time.perf_counter()
     print(describe(spec), file=sys.stderr)
     plan = plan_search(spec, trainable, state, results, resume, run_config(spec, root, [SweepProgress(spec)]))
@@ -314,7 +315,8 @@ def _search_and_repair(spec: SweepSpec, root: Storage, state: Storage, results: 
     failed_now: set[str] = set()
 
     def fit(tuner) -> None:
-        outcome.errors += record_failures(spec, _fit(tuner, outcome), results, recorder, failed_now)
+        with pending_trials(spec, slots):
+            outcome.errors += record_failures(spec, _fit(tuner, outcome), results, recorder, failed_now)
 
     def going() -> bool:
         return outcome.stopped is None and lease.lost is None and stop_reason(spec.name) is None

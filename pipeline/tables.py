@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from drm import profiles
 from drm.metrics import metrics
 from drm.storage import Storage
 
@@ -91,18 +92,7 @@ CURVES = pa.schema(
     ]
 )
 
-# 1D: y is null; 2D: one row per grid node, u_y in du. Float32 keeps a 257² field per seed small.
-PROFILES = pa.schema(
-    [
-        ("sweep", pa.string()),
-        ("trial_id", pa.string()),
-        ("seed", pa.int64()),
-        ("x", pa.float32()),
-        ("y", pa.float32()),
-        ("u", pa.float32()),
-        ("du", pa.float32()),  # u_x in 1D, u_y in 2D
-    ]
-)
+PROFILES = profiles.SCHEMA  # layout 2 (drm.profiles); a folder of an earlier version holds layout 1, which drm.profiles.read takes too
 
 
 @dataclass(frozen=True)
@@ -112,7 +102,7 @@ class TrialTables:
     trial_id: str
     replicates: pa.Table  # one row per seed: written last, the trial's commit
     curves: pa.Table
-    profiles: pa.Table
+    profiles: pa.Table  # drm.profiles, layout 2: one row per seed, the grid in the metadata
     weights: bytes  # torch.save of every seed's final parameters
     figures: dict[int | None, bytes] = field(default_factory=dict)  # seed -> its profile PNG; None -> the trial's (MLflow artifacts)
 
@@ -122,7 +112,8 @@ def write_trial(results: Storage, tables: TrialTables, *where: str) -> None:
     name = tables.trial_id
     results.write_bytes(tables.weights, *where, "weights", f"{name}.pt")
     results.write_table(conform(tables.curves, CURVES), *where, "curves", f"{name}.parquet")
-    results.write_table(tables.profiles.cast(PROFILES), *where, "profiles", f"{name}.parquet")
+    results.write_table(tables.profiles.cast(PROFILES.with_metadata(tables.profiles.schema.metadata)), *where, "profiles", f"{name}.parquet",
+                        plain=("u", "du"))
     results.write_table(conform(tables.replicates), *where, "replicates", f"{name}.parquet")
 
 

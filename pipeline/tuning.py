@@ -17,8 +17,10 @@ They find that driver's recorder through `session()`, by sweep name, not in thei
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -81,6 +83,50 @@ def _stopper(spec: SweepSpec):
             return self._stop
 
     return SweepStopper(spec.name)
+
+
+_RESOURCE = {"cpu": "CPU", "gpu": "GPU"}  # a trial's resource -> Ray's name for it
+
+
+def trial_slots(resources: dict[str, float], totals: dict[str, float], most: dict[str, float] | None = None) -> int:
+    """How many trials asking `resources` the cluster holds at once: with the resources it has
+    (`totals`), or with those its autoscaler may add up to (`most`), whichever holds more; at least 1."""
+    def holds(have: dict[str, float]) -> int:
+        return min(int(have.get(_RESOURCE[r], 0) // need) for r, need in resources.items() if need > 0)
+
+    return max(1, holds(totals), holds(most) if most else 0)
+
+
+def cluster_slots(resources: dict[str, float]) -> int:
+    """trial_slots of the connected Ray cluster, its autoscaler's maximum included where it has one."""
+    import ray
+
+    try:  # where an autoscaler runs it keeps its node groups' maximum counts in the GCS (Ray Train reads it too)
+        from ray._private.state import state
+
+        most = state.get_max_resources_from_cluster_config()
+    except Exception:  # noqa: BLE001 - an older Ray, or none recorded: the cluster as it is
+        most = None
+    return trial_slots(resources, ray.cluster_resources(), most)
+
+
+@contextlib.contextmanager
+def pending_trials(spec: SweepSpec, slots: int):
+    """While a search runs: as many trials pending as the cluster has slots, for samplers whose next
+    point does not wait for a result (grid, random, qmc), so that every free slot, and an autoscaler,
+    sees its demand at once. Tune's own default for a searcher is one pending trial, which fills a
+    cluster node by node; tpe and gp keep it by design. A TUNE_MAX_PENDING_TRIALS_PG the user set wins."""
+    from pipeline.samplers import INDEPENDENT
+
+    key = "TUNE_MAX_PENDING_TRIALS_PG"
+    if key in os.environ or spec.search.sampler not in INDEPENDENT:
+        yield
+        return
+    os.environ[key] = str(max(1, min(slots, spec.num_trials)))
+    try:
+        yield
+    finally:
+        os.environ.pop(key, None)
 
 
 def run_config(spec: SweepSpec, root: Storage, callbacks: list, *parts: str):

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 import yaml
 
@@ -234,3 +235,16 @@ def free_port() -> int:
             port = s.getsockname()[1]
         if port not in _RAYS_OWN_PORTS:
             return port
+
+
+# The profiles table as versions 0.1 and 0.2 wrote it (layout 1 of drm.profiles): one row per node and seed.
+PROFILES_LAYOUT_1 = pa.schema([("sweep", pa.string()), ("trial_id", pa.string()), ("seed", pa.int64()), ("x", pa.float32()),
+                               ("y", pa.float32()), ("u", pa.float32()), ("du", pa.float32())])
+
+
+def layout_1(sweep: str, trial_id: str, seeds: list[int], x: np.ndarray, y: np.ndarray | None, u: np.ndarray, du: np.ndarray) -> pa.Table:
+    """A layout-1 profiles table: `x` (and `y`) one seed's nodes, `u` and `du` (K, nodes) in the same order."""
+    K, n = len(seeds), x.size
+    return pa.table({"sweep": [sweep] * n * K, "trial_id": [trial_id] * n * K, "seed": np.repeat(np.asarray(seeds), n),
+                     "x": np.tile(x, K), "y": np.tile(y, K) if y is not None else pa.nulls(n * K, pa.float32()),
+                     "u": np.asarray(u).reshape(-1), "du": np.asarray(du).reshape(-1)}).cast(PROFILES_LAYOUT_1)

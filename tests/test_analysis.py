@@ -17,9 +17,10 @@ from analysis.reproduction import reproduction
 from analysis.stats import bootstrap_ci, holm, wilson_ci
 from analysis.summary import configuration_key, summarise
 from drm.problems import get_problem
+from drm.profiles import Profiles, stored
 from drm.storage import Storage
 from pipeline.tables import CURVES, PROFILES, TrialTables, conform, replicates_schema, write_trial
-from tests.helpers import drmfm, frame
+from tests.helpers import drmfm, frame, layout_1
 
 
 def planted(rng: np.random.Generator, draw, seeds: int = 12, a: float = 0.6) -> pd.DataFrame:
@@ -160,11 +161,10 @@ def synthetic_folder(folder, statuses: dict[str, int] | None = None) -> Storage:
                                "step": np.tile(np.arange(20) * 50, n), "loss": rng.uniform(0.01, 1, 20 * n),
                                "energy_mc": rng.uniform(0.01, 1, 20 * n), "lr": np.full(20 * n, 1e-4)}), CURVES)
             u = np.abs(((x * (1 + (i or 0))) % 1) - 0.5)
-            profiles = pa.table({"sweep": ["syn"] * x.size * n, "trial_id": [trial] * x.size * n, "seed": np.repeat(np.arange(n), x.size),
-                                 "x": np.tile(x, n).astype(np.float32), "y": pa.nulls(x.size * n, pa.float32()),
-                                 "u": np.tile(u + depth, n).astype(np.float32),
-                                 "du": np.tile(np.gradient(u, x), n).astype(np.float32)}).cast(PROFILES)
-            write_trial(results, TrialTables(trial, replicates, curves, profiles, b""))
+            write_trial(results, TrialTables(trial, replicates, curves, PROFILES.empty_table(), b""))
+            # the profiles as 0.2 wrote them (layout 1), so that the analysis is shown to read an old folder
+            results.write_table(layout_1("syn", trial, list(range(n)), x, None, np.tile(u + depth, (n, 1)), np.tile(np.gradient(u, x), (n, 1))),
+                                "profiles", f"{trial}.parquet")
     return results
 
 
@@ -296,10 +296,8 @@ def test_in_2d_the_epsilon_effect_is_a_log_log_slope():
 def stored_2d_field(folder, field, xx, yy) -> pd.DataFrame:
     """A 2D trial whose profile is `field` (u and u_y) on the grid (xx, yy), and one row that points at it."""
     results = Storage(folder)
-    field = field.reshape(-1).astype(np.float32)
-    profiles = pa.table({"sweep": ["s"] * field.size, "trial_id": ["t"] * field.size, "seed": [0] * field.size,
-                         "x": xx.reshape(-1).astype(np.float32), "y": yy.reshape(-1).astype(np.float32),
-                         "u": field, "du": field}).cast(PROFILES)
+    field = field.reshape(1, *xx.shape)  # (1, ny, nx)
+    profiles = stored(Profiles(np.array([0]), {"x": xx[0], "y": yy[:, 0]}, field, field), [0], sweep="s", trial_id="t")
     write_trial(results, TrialTables("t", replicates_schema().empty_table(), CURVES.empty_table(), profiles, b""))
     rows = frame({(3, 2): np.array([4])}, problem="twin_branching")
     rows["source"], rows["trial_id"] = results.location, "t"

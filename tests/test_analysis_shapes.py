@@ -9,8 +9,9 @@ import pyarrow as pa
 import pytest
 
 from analysis.analyze import analyze
+from drm.profiles import Profiles, stored
 from drm.storage import Storage
-from pipeline.tables import CURVES, PROFILES, TrialTables, conform, replicates_schema, write_trial
+from pipeline.tables import CURVES, TrialTables, conform, replicates_schema, write_trial
 
 PROBLEMS = {"double_well": 1, "twin_branching": 2}
 
@@ -43,18 +44,14 @@ def study(folder, configurations: list[dict], seeds: int = 4, problem: str = "do
                            "energy_mc": rng.uniform(0.01, 1, 10 * seeds), "lr": np.full(10 * seeds, 1e-4)}), CURVES)
         if dim == 1:
             x = np.linspace(0, 1, 101)
-            y = pa.nulls(x.size * seeds, pa.float32())
-            u = np.abs((x * 3) % 1 - 0.5)
+            axes, u = {"x": x}, np.abs((x * 3) % 1 - 0.5)
             du = np.gradient(u, x)
         else:
             g = np.linspace(0, 1, 9)
-            yy, xx = np.meshgrid(g, g, indexing="ij")
-            x, y = xx.reshape(-1), np.tile(yy.reshape(-1), seeds).astype(np.float32)
-            u = du = np.sign(np.sin(4 * np.pi * yy)).reshape(-1)
-        n = x.size
-        profiles = pa.table({"sweep": ["s"] * n * seeds, "trial_id": [trial] * n * seeds, "seed": np.repeat(np.arange(seeds), n),
-                             "x": np.tile(x, seeds).astype(np.float32), "y": y, "u": np.tile(u, seeds).astype(np.float32),
-                             "du": np.tile(du, seeds).astype(np.float32)}).cast(PROFILES)
+            axes, u = {"x": g, "y": g}, np.sign(np.sin(4 * np.pi * g))[:, None] * np.ones(g.size)  # (ny, nx): bands along y
+            du = u
+        K = np.arange(seeds)
+        profiles = stored(Profiles(K, axes, np.stack([u] * seeds), np.stack([du] * seeds)), list(K), sweep="s", trial_id=trial)
         write_trial(results, TrialTables(trial, pa.Table.from_pylist(rows, schema=replicates_schema()), curves, profiles, b""))
     return results.location
 

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from drm.profiles import read
 from drm.storage import Storage
 from tests.helpers import drmfm, mlflow_runs, replicate_rows, write_spec
 
@@ -49,10 +50,11 @@ def test_a_metric_entry_reaches_the_tables_tune_mlflow_the_summary_and_train(thr
     rows = replicate_rows(home, "extra")
     assert len(rows) == 4
     results = Storage(home / "results" / "extra")
-    for trial in {r["trial_id"] for r in rows}:  # the column is max |u| of the trial's saved profiles (float32)
-        profile = results.read_table("profiles", f"{trial}.parquet").to_pandas()
+    for trial in {r["trial_id"] for r in rows}:  # the column is max |u| on the measurement grid; the profiles hold every 10th node
+        profile = read(results.read_table("profiles", f"{trial}.parquet"))
         for r in (r for r in rows if r["trial_id"] == trial):
-            assert r[throwaway_metric] == pytest.approx(profile.loc[profile["seed"] == r["seed"], "u"].abs().max(), rel=1e-6)
+            stored = np.abs(profile.of(r["seed"])[0]).max()
+            assert stored <= r[throwaway_metric] * (1 + 1e-6) and r[throwaway_metric] == pytest.approx(stored, rel=1e-2)
 
     reports = [json.loads(line) for f in (home / "ray" / "extra").glob("*/result.json") for line in f.read_text().splitlines()]
     assert reports and all(np.isfinite(r[throwaway_metric]) for r in reports)  # what Tune saw, and optimised

@@ -7,6 +7,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from drm.profiles import read
 from pipeline.tables import CURVES, PROFILES, read_replicates, replicates_schema
 from pipeline.trial import run_trial
 from tests.helpers import REQUIRED, small
@@ -17,7 +18,7 @@ def test_replicates_schema_has_every_required_column():
     missing = [c.strip() for c in REQUIRED.split(",") if c.strip() not in names]
     assert not missing
     assert {"sweep", "trial_id", "seed", "step", "loss", "energy_mc", "lr"} <= set(CURVES.names)
-    assert {"sweep", "trial_id", "seed", "x", "u"} <= set(PROFILES.names)
+    assert {"sweep", "trial_id", "seed", "u", "du"} <= set(PROFILES.names)
 
 
 def _trial(tmp_path: Path, problem: str, **kw):
@@ -36,8 +37,8 @@ def test_a_1d_trial_lands_all_tables(tmp_path):
     assert row["config_hash"] == config.config_hash()
     curves = pq.read_table(tmp_path / "curves" / "t1.parquet")
     assert curves.num_rows == 2 * len(set(curves.column("step").to_pylist()))
-    profiles = pq.read_table(tmp_path / "profiles" / "t1.parquet")
-    assert profiles.num_rows == 2 * 20_001
+    profiles = read(pq.read_table(tmp_path / "profiles" / "t1.parquet"))
+    assert profiles.u.shape == (2, 2_001)  # every 10th node of the measurement grid (drm.profiles)
     assert (tmp_path / "weights" / "t1.pt").exists()
     assert not list(tmp_path.rglob("*.tmp"))  # no half-written files left
 
@@ -47,8 +48,8 @@ def test_a_2d_trial_has_bands_and_wall_counts(tmp_path):
     row = rows.to_pylist()[1]
     assert row["dim"] == 2 and row["bands"] is not None and row["transitions_wall"] is not None
     assert row["fourier"] == 1 and row["transitions_per_period"] is None
-    profiles = pq.read_table(tmp_path / "profiles" / "t1.parquet")
-    assert profiles.num_rows == 2 * 257 * 257
+    profiles = read(pq.read_table(tmp_path / "profiles" / "t1.parquet"))
+    assert profiles.u.shape == (2, 129, 129)  # every other node of the 257² measurement grid
 
 
 def test_a_rerun_trial_replaces_its_rows(tmp_path):

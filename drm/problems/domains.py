@@ -39,6 +39,7 @@ class Interval:
     nodes: int = 20_001  # the energy's quadrature and the counting grid
     max_nodes: int = 160_001  # the finest grid the energy is refined to (drm.measurement.refined_energy)
     curve_nodes: int = 1_025  # the grid transitions are counted on at each learning-curve point (a cheap one)
+    profile_nodes: int = 2_001  # the stored profiles' grid: every 10th node of the measurement grid (drm.profiles)
     max_counting_nodes: int = 160_001  # the finest counting grid (drm.measurement.settled_counting)
     dim: ClassVar[int] = 1
     label: ClassVar[str] = "[0, 1]"
@@ -107,6 +108,7 @@ class UnitSquare:
     curve_nodes: int = 1_025  # along the middle line, at each learning-curve point (a cheap count)
     curve_image_nodes: int = 257  # per side of the image bands are counted on at each learning-curve point: the measurement grid
     max_counting_nodes: int = 65_537  # along the finest counting lines (drm.measurement.settled_counting)
+    profile_nodes: int = 129  # per side of the stored profiles' grid: every other node of the measurement grid (drm.profiles)
     line_nodes: int = 4_097  # along each counting line
     dim: ClassVar[int] = 2
     label: ClassVar[str] = "[0, 1]²"
