@@ -218,13 +218,15 @@ def _search(searched: list) -> list[str]:
              "variance its main effect explains (Optuna's fANOVA). The shares sum to 1 whatever the data, so noise gets shares "
              "too: `noise` is the median share the parameter got with the objective shuffled across the configurations (5 "
              "shuffles), what it gets here when the objective does not depend on it. The lowest and highest are over "
-             "independently grown forests, not an interval over configurations: the shares describe the points sampled, they "
-             "are not a test, and the report draws no conclusion from them.\n"]
+             "independently grown forests (32 trees of depth 8 each, on at most 1,000 configurations), not an interval over "
+             "configurations: the shares describe the points sampled, they are not a test, and the report draws no conclusion "
+             "from them.\n"]
     for space, found in searched:
         if found.table is None:
             parts.append(f"- `{space.sweep}` ({space.sampler}, {found.points} configurations): no importances: {found.why_not}.\n")
             continue
-        parts.append(f"### {space.sweep}: importances for {space.agg} {space.objective} ({found.points} configurations)\n")
+        sub = f"; the forests grown on a random {found.used} of them" if found.used and found.used < found.points else ""
+        parts.append(f"### {space.sweep}: importances for {space.agg} {space.objective} ({found.points} configurations{sub})\n")
         parts.append(table(found.table, {"parameter": "parameter", "importance": "share", "low": "lowest", "high": "highest",
                                          "noise": "noise"}))
     return parts

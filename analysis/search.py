@@ -23,6 +23,8 @@ import pandas as pd
 SAMPLED = ("random", "tpe", "gp", "qmc")
 MIN_POINTS = 8  # fewer configurations than this give importances of noise: none are reported
 FOREST_SEEDS = 5
+MAX_POINTS = 1_000  # importances from a seeded random subset of this many configurations, at most
+FOREST = {"n_trees": 32, "max_depth": 8}  # Optuna's default (64 trees of depth 64) takes 14 s per forest at 1,000 points
 
 
 @dataclass(frozen=True)
@@ -125,7 +127,8 @@ class Importances:
 
     table: pd.DataFrame | None  # parameter, importance (mean over forests), low, high (their range), noise
     why_not: str | None
-    points: int
+    points: int  # the configurations with an objective
+    used: int | None = None  # how many of them the forests were grown on (MAX_POINTS at most)
 
 
 def importances(table: pd.DataFrame, space: Space) -> Importances:
@@ -146,23 +149,26 @@ def importances(table: pd.DataFrame, space: Space) -> Importances:
     except ImportError:
         return Importances(None, "Optuna is not installed (pip install 'drmfm[sweep]')", len(scored))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    rng, total = np.random.default_rng(0), len(scored)
+    if total > MAX_POINTS:  # a forest's cost grows faster than its points; a random subset keeps the design's spread
+        scored = scored.iloc[np.sort(rng.choice(len(scored), MAX_POINTS, replace=False))]
+        objective = scored["objective"].astype(float).to_numpy()
     params = [{n: _param(row[n], space.dimensions[n]) for n in names} for _, row in scored.iterrows()]
     distributions = {n: _distribution(optuna, space.dimensions[n]) for n in names}
 
     def shares(values: np.ndarray, seed: int) -> dict[str, float]:
         study = optuna.create_study(direction="minimize" if space.mode == "min" else "maximize")
         study.add_trials([optuna.trial.create_trial(params=p, distributions=distributions, value=float(v)) for p, v in zip(params, values)])
-        return optuna.importance.get_param_importances(study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=seed))
+        return optuna.importance.get_param_importances(study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=seed, **FOREST))
 
-    rng = np.random.default_rng(0)
     try:
         frame = pd.DataFrame([shares(objective, s) for s in range(FOREST_SEEDS)])[names]
         noise = pd.DataFrame([shares(rng.permutation(objective), s) for s in range(FOREST_SEEDS)])[names]
     except (RuntimeError, ValueError) as e:  # fANOVA refuses some degenerate designs (every tree without a split)
-        return Importances(None, f"fANOVA could not be fitted ({e})", len(scored))
+        return Importances(None, f"fANOVA could not be fitted ({e})", total)
     out = pd.DataFrame({"parameter": names, "importance": frame.mean().to_numpy(), "low": frame.min().to_numpy(),
                         "high": frame.max().to_numpy(), "noise": noise.median().to_numpy()})
-    return Importances(out.sort_values("importance", ascending=False, ignore_index=True), None, len(scored))
+    return Importances(out.sort_values("importance", ascending=False, ignore_index=True), None, total, len(scored))
 
 
 def _distribution(optuna, dimension: Any):
@@ -198,5 +204,6 @@ def importance_figure(result: Importances, space: Space):
     ax.scatter(t["noise"], t["parameter"], marker="|", s=200, color="C3", zorder=3, label="noise level (median share, objective shuffled)")
     ax.legend(fontsize=8, loc="lower right")
     ax.set(xlabel=f"share of the main-effect variance of {space.agg} {space.objective} (fANOVA)", xlim=(0, 1))
-    ax.set_title(f"{space.sweep}: {result.points} configurations; bars: range over {FOREST_SEEDS} forests", fontsize=10)
+    sub = f" (a random {result.used} of them)" if result.used and result.used < result.points else ""
+    ax.set_title(f"{space.sweep}: {result.points} configurations{sub}; bars: range over {FOREST_SEEDS} forests", fontsize=10)
     return fig

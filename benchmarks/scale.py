@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def spec(n: int, seeds: int) -> dict:
     """Tiny 1D trials (20 steps of a width-16 network): the sweep's own costs, not training, dominate."""
     return {"name": "scale", "problem": "double_well", "seeds": seeds,
-            "fixed": {"width": 16, "depth": 2, "activation": "relu", "batch": 64, "penalty": 500, "fourier_map": "sincos", "epochs": 20},
+            "fixed": {"width": 16, "activation": "relu", "batch": 64, "penalty": 500, "fourier_map": "sincos", "epochs": 20},
             "space": {"fourier": [1, 2, 3, 4], "lr": {"low": 1e-4, "high": 1e-2, "log": True}, "depth": [2, 3]},
             "search": {"sampler": "random", "num_samples": n, "seed": 0},
             "objective": {"metric": "energy", "mode": "min", "agg": "median"}, "resources": {"cpu": 1}}

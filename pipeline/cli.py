@@ -393,6 +393,9 @@ def ui(
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: exit 0 done, 1 some seeds failed, 2 bad input (one line, no traceback)."""
+    from pipeline.tracking import quiet_mlflow
+
+    quiet_mlflow()
     command = typer.main.get_command(app)
     try:
         code = command.main(args=argv, prog_name="drmfm", standalone_mode=False)

@@ -317,8 +317,11 @@ def recorder_actor(results: Storage, tracking_uri: str | None, experiment: str, 
     here = ray.get_runtime_context().get_node_id()
     # The driver's questions (why stop? what landed?) have threads of their own: they never wait
     # behind a landing that is logging to MLflow.
+    from pipeline.tracking import quiet_mlflow
+
     actor = ray.remote(concurrency_groups={CONTROL: 2})(Recorder).options(
         num_cpus=0,
+        runtime_env={"env_vars": quiet_mlflow()},  # on a cluster its worker does not inherit the driver's environment
         max_concurrency=CONCURRENCY,
         scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=here, soft=False),
     )

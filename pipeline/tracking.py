@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
+import os
 import sys
 import tempfile
 import time
@@ -76,6 +77,20 @@ def ensure_experiment(uri: str, name: str, artifact_root: Path | None, view: str
             return experiment.experiment_id
         location = artifact_root.resolve().as_uri() + f"/{name}" if artifact_root is not None else None
         return client.create_experiment(name, artifact_location=location, tags=tags)
+
+
+# What every process of ours that talks to MLflow runs with (unless the user says otherwise): no usage
+# events sent to MLflow's makers (3.x sends them by default), and no "View run … at URL" line printed
+# for every run a server records (60,000 lines over a 10,000-trial sweep). `drmfm` sets them at
+# start (its local Ray and `drmfm ui` inherit them); the recorder actor carries them to a cluster.
+MLFLOW_ENV = {"MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
+
+
+def quiet_mlflow() -> dict[str, str]:
+    """MLFLOW_ENV in this process's environment, where the user has not set them; returns what is set."""
+    for key, value in MLFLOW_ENV.items():
+        os.environ.setdefault(key, value)
+    return {key: os.environ[key] for key in MLFLOW_ENV}
 
 
 def _quiet() -> None:
@@ -191,42 +206,54 @@ class Tracker:
         self.sweep = sweep
         self.owner = _owner_tags(driver or Process.current())
         self.layout = layout or Layout()
+        self._created: set[str] = set()  # runs this tracker created that `finish` has not logged yet
 
-    def _find(self, config_hash: str, seed: int | None) -> str | None:
-        role = "parent" if seed is None else "child"
-        query = f"tags.sweep = '{self.sweep}' and tags.config_hash = '{config_hash}' and tags.role = '{role}'"
-        if seed is not None:
-            query += f" and tags.seed = '{seed}'"
-        runs = self.client.search_runs([self.experiment_id], filter_string=query, max_results=1, order_by=["attributes.start_time ASC"])
-        return runs[0].info.run_id if runs else None
+    def _found(self, config_hash: str) -> dict[int | None, str]:
+        """The configuration's runs, in one query: {None: parent, seed: child}, the first started of each."""
+        query = f"tags.sweep = '{self.sweep}' and tags.config_hash = '{config_hash}'"
+        found: dict[int | None, str] = {}
+        for run in self.client.search_runs([self.experiment_id], filter_string=query, max_results=5000, order_by=["attributes.start_time ASC"]):
+            tags = run.data.tags
+            key = None if tags.get("role") == "parent" else int(tags["seed"]) if tags.get("role") == "child" and "seed" in tags else ""
+            if key != "":
+                found.setdefault(key, run.info.run_id)
+        return found
 
     def open(self, trial_id: str, seeds: list[int], params: dict[str, Any], config_hash: str) -> TrialRuns:
         """Find (by sweep, config_hash, seed) or create the configuration's runs, with its params;
-        found runs now belong to `trial_id` and this driver."""
-        from mlflow.entities import Param, RunTag
+        found runs now belong to `trial_id` and this driver. A new configuration costs one query and
+        two calls per run; `finish` then logs each run in one batch."""
+        from mlflow.entities import Param
 
         tags = {"sweep": self.sweep, "trial_id": trial_id, "config_hash": config_hash, **self.owner}
         if params:  # every caller passes the configuration; without it, found runs keep their names
             tags.update(parameter_tags(params, self.layout.named))
         plain = [Param(k, str(v)) for k, v in sorted(params.items())]
         name = parent_name(params, self.layout.named)
-        parent = self._find(config_hash, None)
+        found = self._found(config_hash)
+        parent = found.get(None)
         if parent is None:
-            parent = self.client.create_run(self.experiment_id, run_name=name, tags={**tags, "role": "parent"}).info.run_id
-            self.client.log_batch(parent, params=plain)
+            parent = self._create(name, {**tags, "role": "parent"}, plain)
         else:
             self._reopen(parent, {**tags, "mlflow.runName": name} if params else tags)
         children = {}
         for seed in seeds:
-            child = self._find(config_hash, seed)
+            child = found.get(seed)
             if child is None:
                 child_tags = {**tags, "role": "child", "seed": str(seed), "mlflow.parentRunId": parent}
-                child = self.client.create_run(self.experiment_id, run_name=child_name(seed), tags=child_tags).info.run_id
-                self.client.log_batch(child, params=plain + [Param("seed", str(seed))], tags=[RunTag("seed", str(seed))])
+                child = self._create(child_name(seed), child_tags, plain + [Param("seed", str(seed))])
             else:
                 self._reopen(child, {**tags, "mlflow.runName": child_name(seed)})
             children[seed] = child
         return TrialRuns(parent, children)
+
+    def _create(self, name: str, tags: dict[str, str], params: list) -> str:
+        """A new run with its tags and params; `finish` knows it has logged nothing yet."""
+        run = self.client.create_run(self.experiment_id, run_name=name, tags=tags).info.run_id
+        if params:
+            self.client.log_batch(run, params=params)
+        self._created.add(run)
+        return run
 
     def _reopen(self, run_id: str, tags: dict[str, str]) -> None:
         """A found run continues under this trial and driver; a finished one stays finished."""
@@ -237,8 +264,11 @@ class Tracker:
             self.client.update_run(run_id, status="RUNNING")
 
     def finish(self, runs: TrialRuns, tables: TrialTables) -> None:
-        """Final metrics per seed and their aggregates on the parent; histories once; figures."""
-        from mlflow.entities import Metric
+        """Final metrics per seed and their aggregates on the parent; histories once; figures.
+
+        A run this tracker created logs everything in one batch; a found one (a retried or resumed
+        trial's) is asked first what it holds, so that nothing is logged twice."""
+        from mlflow.entities import Metric, RunTag
 
         rows = tables.replicates.to_pylist()
         curves = tables.curves.to_pandas()
@@ -252,25 +282,26 @@ class Tracker:
         final_keys = metric_names()
         for row in rows:
             run = runs.children[row["seed"]]
-            if not self.client.get_run(run).data.metrics:  # a retried trial logs its results once
-                finals = [metric(k, row.get(k)) for k in final_keys]
-                self._log(run, [m for m in finals if m is not None])
-            if not self.client.get_metric_history(run, "loss"):  # a retried trial logs its history once
+            fresh = run in self._created
+            logged = []
+            if fresh or not self.client.get_run(run).data.metrics:  # a retried trial logs its results once
+                logged += [metric(k, row.get(k)) for k in final_keys]
+            if fresh or not self.client.get_metric_history(run, "loss"):  # …and its history once
                 mine = curves[curves["seed"] == row["seed"]]
-                history = []
                 for step, loss, energy_mc in zip(mine["step"], mine["loss"], mine["energy_mc"]):
-                    history += [metric("loss", loss, int(step)), metric("energy_mc", energy_mc, int(step))]
-                self._log(run, [m for m in history if m is not None])
+                    logged += [metric("loss", loss, int(step)), metric("energy_mc", energy_mc, int(step))]
+            self._log(run, [m for m in logged if m is not None], [RunTag("status", row["status"])])
             if row["seed"] in tables.figures:  # figures: seed
                 self._log_png(run, f"profile-seed{row['seed']}.png", tables.figures[row["seed"]])
-            self.client.set_tag(run, "status", row["status"])
             self.client.set_terminated(run, _RUN_STATUS[row["status"]])
+            self._created.discard(run)
         aggregates = [metric(k, v) for k, v in parent_metrics(rows, (self.layout.objective, self.layout.agg)).items()]
-        if not self.client.get_run(runs.parent).data.metrics:
+        if runs.parent in self._created or not self.client.get_run(runs.parent).data.metrics:
             self._log(runs.parent, [m for m in aggregates if m is not None])
         if None in tables.figures:  # figures: trial (every seed overlaid)
             self._log_png(runs.parent, "profiles.png", tables.figures[None])
         self.client.set_terminated(runs.parent, "KILLED" if all(r["status"] == "stopped" for r in rows) else "FINISHED")
+        self._created.discard(runs.parent)
 
     def fail(self, runs: TrialRuns) -> None:
         """End a trial's unfinished runs FAILED (runs whose results were logged stay FINISHED)."""
@@ -323,9 +354,12 @@ class Tracker:
                     killed += 1
         return finished, killed
 
-    def _log(self, run_id: str, metrics: list) -> None:
-        for start in range(0, len(metrics), _BATCH):
-            self.client.log_batch(run_id, metrics=metrics[start : start + _BATCH])
+    def _log(self, run_id: str, metrics: list, tags: list | None = None) -> None:
+        """Metrics (and tags) in as few calls as MLflow's batch limit allows (none for nothing)."""
+        if not metrics and not tags:
+            return
+        for start in range(0, max(len(metrics), 1), _BATCH):
+            self.client.log_batch(run_id, metrics=metrics[start : start + _BATCH], tags=(tags or []) if start == 0 else [])
 
     def _log_png(self, run_id: str, name: str, png: bytes) -> None:
         with tempfile.TemporaryDirectory() as folder:

@@ -23,7 +23,6 @@ import torch
 
 from drm.config import TrainConfig, pack_key
 from drm.measurement import Measurements
-from drm.metrics import metric_names
 from drm.train import PackedTrainer
 from pipeline.spec import SweepSpec
 from pipeline.trial import TrialRun
@@ -51,14 +50,17 @@ def _measured_columns(m: Measurements, trainer: PackedTrainer) -> list[dict[str,
     ]
 
 
-def objective_metrics(seeds: list[dict[str, Any]], agg: str, step: int) -> dict[str, float]:
-    """Every result metric aggregated over the seeds that did not diverge (NaN when none is left).
+def objective_metrics(seeds: list[dict[str, Any]], agg: str, step: int, names: tuple[str, ...]) -> dict[str, float]:
+    """The objective's metrics (`names`) aggregated over the seeds that did not diverge (NaN when none
+    is left), with the step and the seeds' tally: what Tune is told. Not every metric: Tune keeps every
+    reported key's history and statistics per trial in its experiment state, rewritten as it grows
+    (21 kB a trial with every metric); the tables and MLflow hold the rest.
 
     `seeds`: one dict per seed (a measured member, or a landed row), with its status and metrics.
     """
     ok = [s for s in seeds if s["status"] == "ok"]
     out = {}
-    for name in metric_names():
+    for name in names:
         values = np.array([np.nan if s.get(name) is None else s[name] for s in ok], dtype=float)
         values = values[np.isfinite(values)]
         out[name] = float(_AGG[agg](values)) if values.size else float("nan")
@@ -103,7 +105,7 @@ def run_tune_trial(params: dict[str, Any], ctx: TrialContext) -> None:
     if not todo:  # every configuration of this trial has landed: report it, train nothing
         last_step = max((int(r.get("steps_done") or 0) for r in earlier), default=0)
         ray.get(ctx.recorder.count.remote(0.0, time.perf_counter() - began))
-        tune.report({**objective_metrics(earlier, spec.objective.agg, last_step), "trained_seconds": 0.0})
+        tune.report({**objective_metrics(earlier, spec.objective.agg, last_step, spec.objective.metric), "trained_seconds": 0.0})
         return
     torch.set_num_threads(max(1, int(spec.resources.cpu)))
     packs = Packs(spec, _packs(ctx, [configs[j] for j in todo], [labels[j] for j in todo]), earlier=earlier)
@@ -178,7 +180,7 @@ class Packs:
 
     def objective(self, measured: list[tuple[Measurements, PackedTrainer]]) -> dict[str, float]:
         seeds = [*self.earlier, *(s for m, trainer in measured for s in _measured_columns(m, trainer))]
-        return objective_metrics(seeds, self.spec.objective.agg, measured[-1][1].step)
+        return objective_metrics(seeds, self.spec.objective.agg, measured[-1][1].step, self.spec.objective.metric)
 
 
 def _train_and_land(packs: Packs, recorder, began: float) -> None:

@@ -256,7 +256,7 @@ def _history(spec: SweepSpec, results: Storage) -> list[tuple[dict, float]]:
         if point is None or not landed.done or not all(k in point for k in spec.searched):
             continue
         rows = results.read_table("replicates", f"{landed.trial_id}.parquet").to_pylist()
-        value = objective_metrics(rows, spec.objective.agg, 0)[spec.objective.metric[0]]
+        value = objective_metrics(rows, spec.objective.agg, 0, spec.objective.metric)[spec.objective.metric[0]]
         if math.isfinite(value):
             out.append((point, value))
     return out

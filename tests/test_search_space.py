@@ -94,3 +94,18 @@ def test_the_report_gives_the_importances_it_computed_or_says_why_there_are_none
     grid = Space.of({**SPEC, "search": {"sampler": "grid"}})
     none = importances(points(_rows(10, lambda c: 0.0), grid), grid)
     assert f"- `drawn` (grid, 10 configurations): no importances: {none.why_not}." in "\n".join(_search([(grid, none)]))
+
+
+def test_a_large_design_is_read_from_a_random_subset_and_finds_the_same_parameter():
+    """Past MAX_POINTS configurations the forests grow on a seeded random subset of MAX_POINTS (what
+    keeps `drmfm analyze` of 10,000 configurations in seconds); the report says how many were used."""
+    from analysis.search import MAX_POINTS
+
+    space = Space.of(SPEC)
+    table = points(_rows(MAX_POINTS + 300, lambda c: float(c["depth"]), seeds=1), space)
+    found = importances(table, space)
+    assert found.points == MAX_POINTS + 300 and found.used == MAX_POINTS
+    ranked = found.table.set_index("parameter")
+    assert list(found.table["parameter"])[0] == "depth" and ranked.loc["depth", "importance"] > 0.8
+    assert ranked.loc["depth", "noise"] < 0.6 < ranked.loc["depth", "low"]
+    assert f"a random {MAX_POINTS} of them" in "".join(_search([(space, found)]))
