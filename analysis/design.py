@@ -8,6 +8,7 @@ import pandas as pd
 
 from analysis.data import FACTORS, varying
 
+MAX_LEVELS = 8  # a factor of more values than this gets one slope: a contrast per value would be a cell per configuration
 OTHER = [f for f in FACTORS if f not in ("problem", "dim", "depth", "fourier", "epsilon", "epochs")]
 
 
@@ -47,11 +48,21 @@ def design(frame: pd.DataFrame, depth: str = "linear", fourier: str = "linear") 
     for level in sorted({m for m, on in zip(maps, mapped) if on and m is not None})[1:]:
         cols[f"fourier_map={level}"] = (mapped & (maps == level)).astype(float)  # among runs with a map
     for name in varying(frame, [f for f in OTHER if f != "fourier_map"]):
+        if _sampled(frame[name]):  # a sampled range: one slope (in log where it spans a decade), not a contrast per value
+            v = frame[name].astype("float64").to_numpy()
+            logged = v.min() > 0 and v.max() >= 10 * v.min()
+            cols[f"log_{name}" if logged else name] = np.log(v / v.min()) if logged else v - v.min()
+            continue
         values = frame[name].astype("object").where(frame[name].notna(), "none").astype(str).to_numpy()
         for level in sorted(set(values))[1:]:
             cols[f"{name}={level}"] = (values == level).astype(float)
     out = pd.DataFrame(cols, index=frame.index)
     return _independent(out)
+
+
+def _sampled(values: pd.Series) -> bool:
+    """A numeric factor with more values than MAX_LEVELS (a range a sampler drew from), none missing."""
+    return pd.api.types.is_numeric_dtype(values) and values.notna().all() and values.nunique() > MAX_LEVELS
 
 
 def _independent(x: pd.DataFrame) -> pd.DataFrame:
@@ -68,8 +79,9 @@ def _independent(x: pd.DataFrame) -> pd.DataFrame:
 def factor_of(term: str) -> str:
     """The swept factor a term belongs to (`depth=5` and `depth` are both depth)."""
     name = term.split("=", 1)[0]
-    return {"fourier_i": "fourier", "fourier_on": "fourier", "fourier": "fourier", "epsilon_on": "epsilon",
-            "log_epsilon": "epsilon", "log_epochs": "epochs"}.get(name, name)
+    if name.startswith("log_") and name[4:] in FACTORS:  # log_epsilon, log_epochs, a sampled range's log_lr
+        return name[4:]
+    return {"fourier_i": "fourier", "fourier_on": "fourier", "fourier": "fourier", "epsilon_on": "epsilon"}.get(name, name)
 
 
 def cells_of(x: pd.DataFrame) -> np.ndarray:

@@ -110,16 +110,23 @@ def tracking_server(tmp_path):
 
 @pytest.mark.slow
 def test_a_sweep_spreads_over_two_nodes_and_lands_everything_where_the_driver_points(two_nodes, tracking_server, tmp_path):
+    """Both nodes train from the start (the grid's pending trials are sized to the cluster's slots,
+    pipeline.tuning.pending_trials), and every row and run lands where the driver points."""
     from mlflow.tracking import MlflowClient
 
     address, worker_home, worker_cwd = two_nodes
     home, storage = tmp_path / "driver-home", tmp_path / "shared-storage"
-    spec = write_spec(tmp_path, name="spread", fixed={"width": 32, "epochs": 1500}, space={"fourier": ["none", 2], "depth": [2, 3]}, seeds=2)
+    spec = write_spec(tmp_path, name="spread", fixed={"width": 32, "epochs": 4000}, space={"fourier": ["none", 2], "depth": [2, 3]}, seeds=2)
     result = drmfm("sweep", str(spec), "--address", address, "--storage", str(storage), "--tracking-uri", tracking_server, home=home, timeout=600)
     assert result.returncode == 0, result.stderr
     rows = read_replicates(storage / "results" / "spread").to_pylist()
     assert len(rows) == 8 and len({(r["trial_id"], r["seed"]) for r in rows}) == 8
-    assert len({r["node"] for r in rows}) == 2  # both nodes trained trials
+    assert len({r["node"] for r in rows}) == 2  # both nodes trained trials…
+    trained = {}  # node -> (start, end) of its first trial's training
+    for r in rows:
+        end = r["finished_at"].timestamp()
+        trained[r["node"]] = min(trained.get(r["node"], (end, end)), (end - r["wall_seconds"], end))
+    assert max(s for s, _ in trained.values()) < min(e for _, e in trained.values()), trained  # …at once, from the start
     client = MlflowClient(tracking_server)
     runs = client.search_runs([client.get_experiment_by_name("spread").experiment_id], max_results=100)
     assert len(runs) == 4 + 8 and all(r.info.status == "FINISHED" for r in runs)
@@ -204,3 +211,29 @@ def test_the_kuberay_job_pins_ray_and_exposes_nothing():
         env = {e["name"]: e for e in container["env"]}  # token auth in every Ray process, the token from a secret
         assert env["RAY_AUTH_MODE"]["value"] == "token"
         assert env["RAY_AUTH_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "drmfm-ray-token"
+
+
+def test_the_slots_are_those_the_cluster_or_its_autoscaler_holds_and_fill_only_for_samplers_that_need_no_result(monkeypatch):
+    """A trial's resources against the cluster's (and an autoscaler's maximum, where larger); the pending
+    trials are sized to them for grid, random and qmc, while tpe and gp keep Tune's one (they learn
+    from each result); a TUNE_MAX_PENDING_TRIALS_PG the user set wins."""
+    import os
+
+    from pipeline.spec import parse_spec
+    from pipeline.tuning import pending_trials, trial_slots
+
+    assert trial_slots({"cpu": 1}, {"CPU": 2.0}) == 2
+    assert trial_slots({"cpu": 1}, {"CPU": 2.0}, {"CPU": 64, "GPU": 8}) == 64  # an autoscaler that may add nodes
+    assert trial_slots({"cpu": 1, "gpu": 0.25}, {"CPU": 16.0, "GPU": 1.0}, {"CPU": 128, "GPU": 8}) == 32  # GPUs bind
+    assert trial_slots({"cpu": 4}, {"CPU": 2.0}) == 1  # at least one
+    monkeypatch.delenv("TUNE_MAX_PENDING_TRIALS_PG", raising=False)
+    base = {"name": "s", "problem": "double_well", "space": {"depth": [2, 3, 4]}, "seeds": 2}
+    for sampler, want in (("grid", "3"), ("random", "8"), ("qmc", "8"), ("tpe", None), ("gp", None)):
+        search = {"sampler": sampler} if sampler == "grid" else {"sampler": sampler, "num_samples": 40}
+        spec = parse_spec({**base, "search": search})
+        with pending_trials(spec, 8):
+            assert os.environ.get("TUNE_MAX_PENDING_TRIALS_PG") == want, sampler  # a grid of 3 needs no more than 3
+        assert "TUNE_MAX_PENDING_TRIALS_PG" not in os.environ
+    monkeypatch.setenv("TUNE_MAX_PENDING_TRIALS_PG", "5")
+    with pending_trials(parse_spec({**base, "search": {"sampler": "random", "num_samples": 40}}), 8):
+        assert os.environ["TUNE_MAX_PENDING_TRIALS_PG"] == "5"
