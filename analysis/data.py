@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 import pyarrow as pa
 
+from analysis import _snapshot as snapshot
 from drm import profiles
 from drm.config import ConfigError
 from drm.profiles import Profiles
@@ -66,9 +67,8 @@ def load(folders: list[str]) -> Results:
         spec = _spec(storage)
         if spec is not None and spec["name"] not in {s["name"] for s in specs}:
             specs.append(spec)
-        for name in names:
-            table = _read(storage, name)
-            tables.append(table.append_column("source", pa.array([storage.location] * table.num_rows, pa.string())))
+        table = snapshot.replicates(storage, _read)
+        tables.append(table.append_column("source", pa.array([storage.location] * table.num_rows, pa.string())))
     table = pa.concat_tables(tables, promote_options="default")
     missing = [c for c in NEEDED if c not in table.column_names]
     if missing:

@@ -48,7 +48,7 @@ def design(frame: pd.DataFrame, depth: str = "linear", fourier: str = "linear") 
     for level in sorted({m for m, on in zip(maps, mapped) if on and m is not None})[1:]:
         cols[f"fourier_map={level}"] = (mapped & (maps == level)).astype(float)  # among runs with a map
     for name in varying(frame, [f for f in OTHER if f != "fourier_map"]):
-        if _sampled(frame[name]):  # a sampled range: one slope (in log where it spans a decade), not a contrast per value
+        if sampled(frame[name]):  # a sampled range: one slope (in log where it spans a decade), not a contrast per value
             v = frame[name].astype("float64").to_numpy()
             logged = v.min() > 0 and v.max() >= 10 * v.min()
             cols[f"log_{name}" if logged else name] = np.log(v / v.min()) if logged else v - v.min()
@@ -60,7 +60,7 @@ def design(frame: pd.DataFrame, depth: str = "linear", fourier: str = "linear") 
     return _independent(out)
 
 
-def _sampled(values: pd.Series) -> bool:
+def sampled(values: pd.Series) -> bool:
     """A numeric factor with more values than MAX_LEVELS (a range a sampler drew from), none missing."""
     return pd.api.types.is_numeric_dtype(values) and values.notna().all() and values.nunique() > MAX_LEVELS
 

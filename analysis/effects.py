@@ -47,7 +47,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.data import FACTORS, varying
-from analysis.design import factor_of, lattice
+from analysis.design import factor_of, lattice, sampled
 from analysis.models import fit_counts, fit_log_energy, fit_trivial, term_row
 from analysis.stats import holm, spearman_trend
 from drm.problems import PROBLEMS
@@ -61,22 +61,23 @@ def trivial_state(problem: str) -> bool:
 
 
 def trend_tests(frame: pd.DataFrame, response: str, factor: str) -> list[dict]:
-    """Spearman trend of `response` on `factor` within each cell of the other varying factors."""
-    groups = [c for c in varying(frame, FACTORS) if c not in ("problem", factor, "dim")]
-    x_all = frame[factor].astype("float64")
+    """Spearman trend of `response` on `factor` within each cell of the other varying factors (a
+    sampled range has no cells: its runs are pooled, as a grid's replicates are)."""
+    groups = [c for c in varying(frame, FACTORS) if c not in ("problem", factor, "dim") and not sampled(frame[c])]
     if factor == "fourier":  # among runs with a map
-        frame, x_all = frame[x_all.notna()], x_all[x_all.notna()]
+        frame = frame[frame[factor].notna()]
+    x_all = frame[factor].astype("float64").to_numpy()
+    y_all = frame[response].astype("float64").to_numpy()
     rows = []
     label = "fourier_i" if factor == "fourier" else factor
-    grouped = frame.groupby(groups, dropna=False) if groups else [((), frame)]
-    for key, group in grouped:
+    cells = frame.groupby(groups, dropna=False).indices.items() if groups else [((), np.arange(len(frame)))]
+    for key, index in cells:
         key = key if isinstance(key, tuple) else (key,)
-        x = group[factor].astype("float64").to_numpy()
-        y = group[response].astype("float64").to_numpy()
+        x, y = x_all[index], y_all[index]
         if np.unique(x).size < 2:
             continue
         rho, low, high, p = spearman_trend(x, y)
-        row = term_row(response, f"trend {label}", rho, low, high, p, "spearman (rank correlation; NaN: no variation)", len(group))
+        row = term_row(response, f"trend {label}", rho, low, high, p, "spearman (rank correlation; NaN: no variation)", len(index))
         row["within"] = ", ".join(f"{_short(g)}={_show(v)}" for g, v in zip(groups, key))
         rows.append(row)
     return rows

@@ -218,7 +218,7 @@ def _search(searched: list) -> list[str]:
              "variance its main effect explains (Optuna's fANOVA). The shares sum to 1 whatever the data, so noise gets shares "
              "too: `noise` is the median share the parameter got with the objective shuffled across the configurations (5 "
              "shuffles), what it gets here when the objective does not depend on it. The lowest and highest are over "
-             "independently grown forests (32 trees of depth 8 each, on at most 1,000 configurations), not an interval over "
+             "independently grown forests (16 trees of depth 6 each, on at most 1,000 configurations), not an interval over "
              "configurations: the shares describe the points sampled, they are not a test, and the report draws no conclusion "
              "from them.\n"]
     for space, found in searched:

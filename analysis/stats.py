@@ -33,6 +33,50 @@ def bootstrap_ci(
     return float(low), float(high)
 
 
+def bootstrap_cis(
+    samples: list[np.ndarray],
+    statistic: Callable[..., np.ndarray] = np.mean,
+    *,
+    level: float = 0.95,
+    resamples: int = 4000,
+    seed: int = 0,
+) -> np.ndarray:
+    """bootstrap_ci of every sample, (len(samples), 2): the same numbers (to round-off), computed together.
+
+    bootstrap_ci draws its (B, n) index matrix from the seed alone, so every sample of n finite
+    values is resampled by the same matrix: the samples of one size are stacked (G, n) and resampled
+    at once, (G, B, n), in chunks of a few million values. 10,000 configurations take a second, not
+    minutes."""
+    out = np.full((len(samples), 2), np.nan)
+    clean = [np.asarray(v, dtype=float)[np.isfinite(np.asarray(v, dtype=float))] for v in samples]
+    by_size: dict[int, list[int]] = {}
+    for j, values in enumerate(clean):
+        if values.size >= 2:
+            by_size.setdefault(values.size, []).append(j)
+    tail = (1 - level) / 2
+    for n, rows in by_size.items():
+        index = np.random.default_rng(seed).integers(0, n, size=(resamples, n))  # bootstrap_ci's draws
+        step = max(1, 4_000_000 // (resamples * n))
+        for start in range(0, len(rows), step):
+            chunk = rows[start : start + step]
+            draws = _statistic(statistic, np.stack([clean[j] for j in chunk])[:, index])  # (G, n) -> (G, B, n) -> (G, B)
+            out[chunk] = np.quantile(draws, [tail, 1 - tail], axis=1).T
+    return out
+
+
+def _statistic(statistic: Callable[..., np.ndarray], drawn: np.ndarray) -> np.ndarray:
+    """`statistic` over the last axis of (G, B, n) resamples. The median (and mean) of two values and
+    the median of three in closed form (numpy's own arithmetic: the mean of the middle two, or the middle one), which is
+    what a sweep of few seeds per configuration asks 10,000 times; anything else as numpy computes it."""
+    n = drawn.shape[-1]
+    if statistic in (np.median, np.mean) and n == 2:
+        return (drawn[..., 0] + drawn[..., 1]) / 2
+    if statistic is np.median and n == 3:
+        a, b, c = drawn[..., 0], drawn[..., 1], drawn[..., 2]
+        return np.maximum(np.minimum(a, b), np.minimum(np.maximum(a, b), c))
+    return statistic(drawn, axis=-1)
+
+
 def wilson_ci(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
     """Wilson score interval of a proportion (good coverage for small n and proportions near 0 or 1)."""
     if n == 0:

@@ -6,7 +6,7 @@
 - Tune's experiment state, and the bytes per seed of the tables, the MLflow store and its artifacts;
 - the recorder's lag: how long after a trial's rows were made its parent run ended, first and last tenth;
 - every trial × seed once in the tables and in MLflow;
-- the time of `drmfm analyze` over the result.
+- the time of `drmfm analyze` over the result (the first, which writes its snapshot of the rows, and a second).
 
 Prints a table and writes the figures as JSON (--json FILE).
 """
@@ -167,13 +167,21 @@ def main() -> None:
     if sweep["returncode"] != 0:
         sys.exit(f"the sweep failed ({sweep['returncode']}):\n{sweep['stderr_tail']}")
     found = {"trials": args.trials, "seeds": args.seeds, "sweep_seconds": sweep["seconds"], "driver_peak_bytes": sweep["driver_peak_bytes"],
-             **figures(work / "home", store, args.trials, args.seeds), "analyze_seconds": analyze(work / "home", work / "analysis"),
-             "rss_samples": sweep["rss_samples"]}
-    for key, value in found.items():
-        if key != "rss_samples":
-            print(f"{key:34} {json.dumps(value) if isinstance(value, dict) else value}")
+             **figures(work / "home", store, args.trials, args.seeds), "rss_samples": sweep["rss_samples"]}
+    say(found, args.json)  # the sweep's figures, before the analysis (which may fail on its own)
+    found["analyze_seconds"] = analyze(work / "home", work / "analysis")
+    found["analyze_again_seconds"] = analyze(work / "home", work / "analysis-again")  # its snapshot of the rows read back
+    say({k: found[k] for k in ("analyze_seconds", "analyze_again_seconds")}, None)
     if args.json:
         args.json.write_text(json.dumps(found, indent=1))
+
+
+def say(found: dict, json_file: Path | None) -> None:
+    for key, value in found.items():
+        if key != "rss_samples":
+            print(f"{key:34} {json.dumps(value) if isinstance(value, dict) else value}", flush=True)
+    if json_file:
+        json_file.write_text(json.dumps(found, indent=1))
 
 
 if __name__ == "__main__":

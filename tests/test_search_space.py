@@ -77,10 +77,12 @@ def test_the_parallel_coordinates_draw_every_configuration_through_every_axis():
     assert np.isnan(table.set_index("config_hash").loc["h0", "objective"])
     figure = parallel_coordinates(table, space)
     (ax,) = figure.axes[:1]
-    lines = [line for line in ax.lines if len(line.get_xdata()) == len(SPEC["space"]) + 1]  # the parameters, then the objective
-    assert len(lines) == 11
+    (collection,) = ax.collections  # one line per configuration with an objective, drawn as one collection
+    lines = [path.vertices for path in collection.get_paths()]
+    assert len(lines) == 11 and all(line.shape == (len(SPEC["space"]) + 1, 2) for line in lines)  # the parameters, then the objective
+    assert all(np.array_equal(line[:, 0], np.arange(len(SPEC["space"]) + 1)) for line in lines)
     # No map (<NA> in the tables) sits on the axis at the position of `none`, the first choice: 0.
-    heights = sorted(line.get_ydata()[2] for line in lines)
+    heights = sorted(line[2, 1] for line in lines)
     assert heights[0] == 0.0 and set(np.round(heights, 6)) <= {0.0, 0.5, 1.0}
 
 
