@@ -15,9 +15,10 @@ from pipeline.spec import SweepSpec
 class SweepProgress(Callback):
     """A Ray Tune callback (it runs in the driver, and is pickled with the experiment's state)."""
 
-    def __init__(self, spec: SweepSpec, total: int | None = None):
+    def __init__(self, spec: SweepSpec, total: int | None = None, before: int = 0):
         self.spec = spec
         self.total = spec.num_trials if total is None else total
+        self.before = before  # trials finished by earlier fits of this sweep (a sweep of many fits counts on)
         self.metric = spec.objective.metric[0]
         self.mode = spec.objective.mode[0]
         self.setup()
@@ -78,7 +79,8 @@ class SweepProgress(Callback):
     def _line(self, trials: list) -> None:
         finished = self.done + self.failed
         elapsed = time.time() - self.started
-        eta = f"ETA {_duration(elapsed / finished * max(self.total - finished, 0))}" if finished else "ETA ?"
+        eta = f"ETA {_duration(elapsed / finished * max(self.total - self.before - finished, 0))}" if finished else "ETA ?"
+        finished += self.before
         best = f"best {self.metric} {self.best[0]:.4g} ({self.best[1]})" if self.best else f"best {self.metric} —"
         rate = f"{self.trial_steps / elapsed:,.0f} trial-steps/s" if elapsed > 0 and self.trial_steps else "— trial-steps/s"
         print(

@@ -31,7 +31,7 @@ import pyarrow as pa
 from drm.classical.judge import cache_folder
 from drm.storage import Storage, first_line
 from pipeline.lease import Lease
-from pipeline.reconcile import Inventory, group_by_config, inspect, ledger, repair
+from pipeline.reconcile import Inventory, group_by_config, inspect, ledger, repair, search_trials
 from pipeline.run_names import Layout
 from pipeline.spec import SpecError, SweepSpec
 
@@ -295,7 +295,7 @@ def _search_and_repair(spec: SweepSpec, root: Storage, state: Storage, results: 
     from pipeline.recorder import control
     from pipeline.sweep_report import record_failures
     from pipeline.tune_trial import TrialContext, run_tune_trial
-    from pipeline.tuning import cluster_slots, more_samples, pending_trials, plan_search, repair_tuner, run_config, stop_reason, trial_slots
+    from pipeline.tuning import cluster_slots, pending_trials, plan_search, run_config, stop_reason, trial_slots
 
     resources = {"cpu": spec.resources.cpu}
     if spec.resources.gpu > 0 and (ray.cluster_resources().get("GPU", 0) > 0 or not local):  # only the embedded local Ray drops the GPU ask
@@ -323,20 +323,37 @@ def _search_and_repair(spec: SweepSpec, root: Storage, state: Storage, results: 
 
     if plan.search is not None:
         fit(plan.search)
-    if plan.restored and spec.search.sampler != "grid" and going():
-        more = more_samples(spec, trainable, results, run_config(spec, root, [SweepProgress(spec)]))
-        if more is not None:
-            print(f"drmfm: the restored search ended {more[1]} sample(s) short; they are drawn now", file=sys.stderr)
-            fit(more[0])
-    landed = ask(control(recorder.index).remote(), None) if going() else None
-    points = missing_points(spec, results, landed, failed_now) if landed is not None else []
-    if points:
-        print(f"drmfm: {len(points)} trial(s) whose rows are missing are trained again", file=sys.stderr)
-        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        config = run_config(spec, root, [SweepProgress(spec, total=len(points))], spec.name, "repairs", stamp)
-        fit(repair_tuner(spec, trainable, points, config))
+    _fits(spec, root, results, trainable, fit, going, lambda: ask(control(recorder.index).remote(), None), failed_now)
     outcome.wall = time.perf_counter() - start
     outcome.stopped = outcome.stopped or stop_reason(spec.name)
+
+
+def _fits(spec: SweepSpec, root: Storage, results: Storage, trainable, fit, going, index, failed_now: set[str]) -> None:
+    """After the first fit: the next fits' samples until all are drawn (pipeline.tuning.TRIALS_PER_FIT
+    trials a fit), then what has no rows (a large grid's points, fit by fit; trials that did not land)
+    for as long as each fit lands some of it."""
+    from pipeline.progress import SweepProgress
+    from pipeline.tuning import chunked_grid, more_samples, repair_tuner, run_config, trials_per_fit
+
+    per_fit = trials_per_fit()
+    while spec.search.sampler != "grid" and going():
+        more = more_samples(spec, trainable, results, run_config(spec, root, [SweepProgress(spec, before=search_trials(ledger(results)))]))
+        if more is None:
+            break
+        print(f"drmfm: the next {more[1]} of the {spec.num_trials} samples are drawn (at most {per_fit} trials a fit)", file=sys.stderr)
+        fit(more[0])
+    what = "grid point(s) without rows run" if chunked_grid(spec) else "trial(s) whose rows are missing are trained again"
+    before = None
+    while going():
+        landed = index()
+        points = missing_points(spec, results, landed, failed_now) if landed is not None else []
+        if not points or (before is not None and len(points) >= before):
+            break  # what still lacks rows after a fit that landed none of it is reported, not retried without end
+        before = len(points)
+        print(f"drmfm: {len(points)} {what}" + (f", {per_fit} in this fit" if len(points) > per_fit else ""), file=sys.stderr)
+        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+        config = run_config(spec, root, [SweepProgress(spec, total=min(len(points), per_fit))], spec.name, "repairs", stamp)
+        fit(repair_tuner(spec, trainable, points[:per_fit], config))
 
 
 def _fit(tuner, outcome) -> list:

@@ -7,6 +7,10 @@
    the samples it has not drawn yet, its sampler told what the landed ones scored.
 2. More samples. A restored sampled search that ended short of its samples (stopped early by a
    storage failure, say) draws the rest the same way.
+   A sweep of more than TRIALS_PER_FIT trials runs its search as successive fits of at most that
+   many (`fits`): a sampled space draws the next fit's samples the same way (seeded past every sample
+   drawn; tpe and gp told what the landed ones scored), a grid runs its points without rows as
+   plain lists. A killed driver restores the newest fit and goes on with the next.
 3. The repair. Whatever configuration the record still lacks (a file deleted or quarantined, a
    trial that Tune's saved state called finished though its rows never committed) is trained
    again as a plain list of points.
@@ -30,6 +34,10 @@ from pipeline.reconcile import group_by_config, ledger, search_trials
 from pipeline.spec import SweepSpec
 
 _POLL_SECONDS = 2.0
+# Trials per Tuner fit. Tune keeps every trial of a fit in the driver (its Trial objects, results and
+# statistics) and rewrites them all into its experiment state as it goes: a sweep of more trials runs
+# as successive fits of at most this many, each a fresh Tuner, resumable as one (see the module).
+TRIALS_PER_FIT = 1_000
 _SESSIONS: dict[str, Any] = {}  # sweep name -> the recorder actor of the driver running it, in this process
 
 
@@ -154,6 +162,16 @@ class Plan:
     restored: bool = False
 
 
+def trials_per_fit() -> int:
+    """TRIALS_PER_FIT, or $DRMFM_TRIALS_PER_FIT (the tests' small fits)."""
+    return max(1, int(os.environ.get("DRMFM_TRIALS_PER_FIT", TRIALS_PER_FIT)))
+
+
+def chunked_grid(spec: SweepSpec) -> bool:
+    """A grid of more points than one fit takes: run as plain lists of its points, fit by fit."""
+    return spec.search.sampler == "grid" and spec.num_trials > trials_per_fit()
+
+
 def plan_search(spec: SweepSpec, trainable, state: Storage, results: Storage, resume: bool, config) -> Plan:
     """The search to run: restored when its state reads, else rebuilt from the tables (see the module)."""
     from ray import tune
@@ -161,7 +179,9 @@ def plan_search(spec: SweepSpec, trainable, state: Storage, results: Storage, re
     located = state.tune_location()
     if not resume or not tune.Tuner.can_restore(located["storage_path"], storage_filesystem=located.get("storage_filesystem")):
         # new, or killed before Tune first saved its state: the search starts (again); landed configurations are skipped
-        return Plan(new_search(spec, trainable, config, spec.num_trials, history=[]))
+        if chunked_grid(spec):
+            return Plan(None, f"the grid's {spec.num_trials} points run as fits of at most {trials_per_fit()} trials")
+        return Plan(new_search(spec, trainable, config, min(spec.num_trials, trials_per_fit()), history=[]))
     why = unreadable_state(state)
     if why is None:
         try:
@@ -176,7 +196,8 @@ def plan_search(spec: SweepSpec, trainable, state: Storage, results: Storage, re
     if more is None:
         return Plan(None, note + f": all {spec.num_trials} samples had been drawn; those without rows are trained")
     tuner, remaining, told = more
-    return Plan(tuner, note + f": {remaining} more samples are drawn, the sampler told of {told} landed")
+    learns = f", the sampler told of {told} landed" if spec.search.sampler in ("tpe", "gp") else ""
+    return Plan(tuner, note + f": {remaining} more samples are drawn{learns}")
 
 
 def unreadable_state(state: Storage) -> str | None:
@@ -193,14 +214,18 @@ def unreadable_state(state: Storage) -> str | None:
 
 
 def more_samples(spec: SweepSpec, trainable, results: Storage, config):
-    """(Tuner, how many, history size) drawing the samples a sampled search has not drawn yet, or None."""
-    remaining = spec.num_trials - search_trials(ledger(results))
+    """(Tuner, how many, history size) drawing the samples a sampled search has not drawn yet (at most
+    one fit's), or None."""
+    drawn = search_trials(ledger(results))
+    remaining = spec.num_trials - drawn
     if remaining <= 0:
         return None
-    history = _history(spec, results)
+    # Only a sampler that learns from results is told them (reading every landed trial's rows); random
+    # and qmc draw the same without.
+    history = _history(spec, results) if spec.search.sampler in ("tpe", "gp") else []
     # Seeded past every sample drawn so far (not only the landed ones): the rebuilt sampler draws new points.
-    drawn = search_trials(ledger(results))
-    return new_search(spec, trainable, config, remaining, history, offset=drawn), remaining, len(history)
+    n = min(remaining, trials_per_fit())
+    return new_search(spec, trainable, config, n, history, offset=drawn), n, len(history)
 
 
 def new_search(spec: SweepSpec, trainable, config, num_samples: int, history: list[tuple[dict, float]], offset: int = 0):
