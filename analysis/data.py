@@ -23,6 +23,7 @@ from drm.storage import Storage, first_line
 FACTORS = ["problem", "dim", "depth", "width", "activation", "rho", "fourier", "fourier_map", "epsilon",
            "epochs", "lr", "penalty", "batch", "boundary_batch", "dtype"]
 NEEDED = ["sweep", "trial_id", "seed", "status", "energy", "transitions", "transitions_per_period", "bands", "config_hash", *FACTORS]
+RANGES = "drmfm.ranges"  # rows.attrs key: the spaces' range dimensions, as the sweeps' saved specs give them
 STATUSES = ("ok", "diverged", "stopped", "failed")
 
 
@@ -89,6 +90,8 @@ def load(folders: list[str]) -> Results:
         .reset_index(drop=True)
     )
     rows["fourier_label"] = rows["fourier"].map(lambda i: "none" if pd.isna(i) else str(int(i)))
+    if specs:  # the parameters a sampler drew from a range (analysis.design.sampled), carried with every part of the rows
+        rows.attrs[RANGES] = frozenset(name for spec in specs for name, dim in spec["space"].items() if isinstance(dim, dict))
     return Results(rows=rows, folders=list(folders), duplicates=before - len(rows), specs=specs)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from analysis.data import FACTORS, varying
+from analysis.data import FACTORS, RANGES, varying
 
 MAX_LEVELS = 8  # a factor of more values than this gets one slope: a contrast per value would be a cell per configuration
 OTHER = [f for f in FACTORS if f not in ("problem", "dim", "depth", "fourier", "epsilon", "epochs")]
@@ -48,7 +48,7 @@ def design(frame: pd.DataFrame, depth: str = "linear", fourier: str = "linear") 
     for level in sorted({m for m, on in zip(maps, mapped) if on and m is not None})[1:]:
         cols[f"fourier_map={level}"] = (mapped & (maps == level)).astype(float)  # among runs with a map
     for name in varying(frame, [f for f in OTHER if f != "fourier_map"]):
-        if sampled(frame[name]):  # a sampled range: one slope (in log where it spans a decade), not a contrast per value
+        if sampled(frame, name):  # a sampled range: one slope (in log where it spans a decade), not a contrast per value
             v = frame[name].astype("float64").to_numpy()
             logged = v.min() > 0 and v.max() >= 10 * v.min()
             cols[f"log_{name}" if logged else name] = np.log(v / v.min()) if logged else v - v.min()
@@ -60,9 +60,15 @@ def design(frame: pd.DataFrame, depth: str = "linear", fourier: str = "linear") 
     return _independent(out)
 
 
-def sampled(values: pd.Series) -> bool:
-    """A numeric factor with more values than MAX_LEVELS (a range a sampler drew from), none missing."""
-    return pd.api.types.is_numeric_dtype(values) and values.notna().all() and values.nunique() > MAX_LEVELS
+def sampled(frame: pd.DataFrame, name: str) -> bool:
+    """Whether factor `name` is a range a sampler drew from (one slope, no cells): as the sweeps' saved
+    specs say (analysis.data.load keeps their ranges in frame.attrs); for folders without a spec, a
+    numeric factor of more than MAX_LEVELS values. Either way numeric, none missing."""
+    values = frame[name]
+    if not (pd.api.types.is_numeric_dtype(values) and values.notna().all()):
+        return False
+    ranges = frame.attrs.get(RANGES)
+    return name in ranges if ranges is not None else values.nunique() > MAX_LEVELS
 
 
 def _independent(x: pd.DataFrame) -> pd.DataFrame:

@@ -63,7 +63,7 @@ def trivial_state(problem: str) -> bool:
 def trend_tests(frame: pd.DataFrame, response: str, factor: str) -> list[dict]:
     """Spearman trend of `response` on `factor` within each cell of the other varying factors (a
     sampled range has no cells: its runs are pooled, as a grid's replicates are)."""
-    groups = [c for c in varying(frame, FACTORS) if c not in ("problem", factor, "dim") and not sampled(frame[c])]
+    groups = [c for c in varying(frame, FACTORS) if c not in ("problem", factor, "dim") and not sampled(frame, c)]
     if factor == "fourier":  # among runs with a map
         frame = frame[frame[factor].notna()]
     x_all = frame[factor].astype("float64").to_numpy()

@@ -23,6 +23,19 @@ class TuneGridSampler(optuna.samplers.GridSampler):
         return None
 
 
+class TuneQMCSampler(optuna.samplers.QMCSampler):
+    """Optuna's QMC sampler, its sequence continued `offset` samples on: a sweep drawn as several Tuner
+    fits (each a fresh study) is one Sobol sequence, not the same first points again. (Unscrambled,
+    Optuna's default, the seed does not move the sequence; it counts samples in the study.)"""
+
+    def __init__(self, *, seed: int | None = None, offset: int = 0):
+        super().__init__(seed=seed)
+        self._offset = offset
+
+    def _find_sample_id(self, study: Any, search_space: dict) -> int:
+        return super()._find_sample_id(study, search_space) + self._offset
+
+
 def search_space(spec: SweepSpec) -> dict[str, distributions.BaseDistribution]:
     """Lists are categorical; {low, high[, step][, log]} are int or float ranges by the parameter's type."""
     from pipeline.spec import Range
@@ -43,12 +56,13 @@ def _grid(spec: SweepSpec, seed: int) -> optuna.samplers.BaseSampler:
 
 
 # The samplers a spec may name, each built from the spec and a seed: the one list of them.
-SAMPLERS: dict[str, Callable[[SweepSpec, int], optuna.samplers.BaseSampler]] = {
-    "grid": _grid,
-    "random": lambda spec, seed: optuna.samplers.RandomSampler(seed=seed),
-    "tpe": lambda spec, seed: optuna.samplers.TPESampler(seed=seed),
-    "qmc": lambda spec, seed: optuna.samplers.QMCSampler(seed=seed),
-    "gp": lambda spec, seed: optuna.samplers.GPSampler(seed=seed),
+# `offset`: how many samples the sweep drew before (a later fit): seeded past them, or (qmc) the sequence continued.
+SAMPLERS: dict[str, Callable[[SweepSpec, int, int], optuna.samplers.BaseSampler]] = {
+    "grid": lambda spec, seed, offset: _grid(spec, seed + offset),
+    "random": lambda spec, seed, offset: optuna.samplers.RandomSampler(seed=seed + offset),
+    "tpe": lambda spec, seed, offset: optuna.samplers.TPESampler(seed=seed + offset),
+    "qmc": lambda spec, seed, offset: TuneQMCSampler(seed=seed, offset=offset),
+    "gp": lambda spec, seed, offset: optuna.samplers.GPSampler(seed=seed + offset),
 }
 
 # Those whose next point does not depend on any result: a sweep asks them for a point per free slot at
@@ -63,4 +77,4 @@ def sampler(spec: SweepSpec, offset: int = 0) -> optuna.samplers.BaseSampler:
         make = SAMPLERS[spec.search.sampler]
     except KeyError:
         raise ValueError(f"search.sampler: unknown {spec.search.sampler!r}; allowed: {', '.join(SAMPLERS)}") from None
-    return make(spec, spec.search.seed + offset)
+    return make(spec, spec.search.seed, offset)

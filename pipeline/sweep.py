@@ -314,15 +314,16 @@ def _search_and_repair(spec: SweepSpec, root: Storage, state: Storage, results: 
     results.write_text(saved, RESULTS_SPEC)  # the tables describe themselves: `analyze` reads the space and objective
     failed_now: set[str] = set()
 
-    def fit(tuner) -> None:
-        with pending_trials(spec, slots):
+    def fit(tuner, searched: bool = False) -> None:
+        """One Tuner's fit; a search's (OptunaSearch) with its pending trials sized to the slots."""
+        with pending_trials(spec, slots) if searched else contextlib.nullcontext():
             outcome.errors += record_failures(spec, _fit(tuner, outcome), results, recorder, failed_now)
 
     def going() -> bool:
         return outcome.stopped is None and lease.lost is None and stop_reason(spec.name) is None
 
     if plan.search is not None:
-        fit(plan.search)
+        fit(plan.search, searched=True)
     _fits(spec, root, results, trainable, fit, going, lambda: ask(control(recorder.index).remote(), None), failed_now)
     outcome.wall = time.perf_counter() - start
     outcome.stopped = outcome.stopped or stop_reason(spec.name)
@@ -336,12 +337,17 @@ def _fits(spec: SweepSpec, root: Storage, results: Storage, trainable, fit, goin
     from pipeline.tuning import chunked_grid, more_samples, repair_tuner, run_config, trials_per_fit
 
     per_fit = trials_per_fit()
+    drawn = None
     while spec.search.sampler != "grid" and going():
-        more = more_samples(spec, trainable, results, run_config(spec, root, [SweepProgress(spec, before=search_trials(ledger(results)))]))
+        before, drawn = drawn, search_trials(ledger(results))
+        if drawn == before:  # a fit none of whose trials started (the recorder gone, say): not drawn again without end
+            print("drmfm: a fit started no trial; the samples it lacks are left to --resume", file=sys.stderr)
+            break
+        more = more_samples(spec, trainable, results, run_config(spec, root, [SweepProgress(spec, before=drawn)]))
         if more is None:
             break
         print(f"drmfm: the next {more[1]} of the {spec.num_trials} samples are drawn (at most {per_fit} trials a fit)", file=sys.stderr)
-        fit(more[0])
+        fit(more[0], searched=True)
     what = "grid point(s) without rows run" if chunked_grid(spec) else "trial(s) whose rows are missing are trained again"
     before = None
     while going():

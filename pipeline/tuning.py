@@ -123,14 +123,15 @@ def pending_trials(spec: SweepSpec, slots: int):
     """While a search runs: as many trials pending as the cluster has slots, for samplers whose next
     point does not wait for a result (grid, random, qmc), so that every free slot, and an autoscaler,
     sees its demand at once. Tune's own default for a searcher is one pending trial, which fills a
-    cluster node by node; tpe and gp keep it by design. A TUNE_MAX_PENDING_TRIALS_PG the user set wins."""
+    cluster node by node; tpe and gp keep it by design. Only a search's fits ask this (the plain
+    lists of points keep Tune's own default, 200 at least). A TUNE_MAX_PENDING_TRIALS_PG the user set wins."""
     from pipeline.samplers import INDEPENDENT
 
     key = "TUNE_MAX_PENDING_TRIALS_PG"
     if key in os.environ or spec.search.sampler not in INDEPENDENT:
         yield
         return
-    os.environ[key] = str(max(1, min(slots, spec.num_trials)))
+    os.environ[key] = str(max(1, min(slots, spec.num_trials, trials_per_fit())))  # an unbounded autoscaler: one fit's worth
     try:
         yield
     finally:
@@ -181,6 +182,10 @@ def plan_search(spec: SweepSpec, trainable, state: Storage, results: Storage, re
         # new, or killed before Tune first saved its state: the search starts (again); landed configurations are skipped
         if chunked_grid(spec):
             return Plan(None, f"the grid's {spec.num_trials} points run as fits of at most {trials_per_fit()} trials")
+        if resume and spec.search.sampler != "grid" and spec.num_trials > trials_per_fit() and search_trials(ledger(results)):
+            # Killed in a later fit before Tune saved it: its first fit's seed would draw the first points again.
+            more = more_samples(spec, trainable, results, config)
+            return Plan(None if more is None else more[0])
         return Plan(new_search(spec, trainable, config, min(spec.num_trials, trials_per_fit()), history=[]))
     why = unreadable_state(state)
     if why is None:
