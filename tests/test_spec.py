@@ -53,8 +53,10 @@ def _with(change):
 
 MALFORMED = {
     "pack a shape": (lambda r: r.update(pack=["depth"]), "pack"),
-    "pack a range": (lambda r: (r["space"].update(epsilon={"low": 0.0, "high": 0.1}),
-                                r.update(pack=["epsilon"], search={"sampler": "random", "num_samples": 2})), "pack"),
+    "pack a range": (
+        lambda r: (r["space"].update(epsilon={"low": 0.0, "high": 0.1}), r.update(pack=["epsilon"], search={"sampler": "random", "num_samples": 2})),
+        "pack",
+    ),
     "pack with tpe": (lambda r: r.update(pack=["fourier"], search={"sampler": "tpe", "num_samples": 4}), "pack"),
     "pack with a scheduler": (lambda r: r.update(pack=["fourier"], scheduler={"type": "asha"}), "pack"),
     "pack everything": (lambda r: (r["space"].pop("depth"), r.update(pack=["fourier"])), "pack"),
@@ -81,10 +83,16 @@ MALFORMED = {
     "a 2D metric in 1D": (lambda r: r.update(objective={"metric": "bands"}), "objective.metric"),
     "infinite cpus": (lambda r: r.update(resources={"cpu": float("inf")}), "resources.cpu"),
     "a fraction of two GPUs": (lambda r: r.update(resources={"gpu": 1.5}), "resources.gpu"),
-    "half a layer": (lambda r: r.update(space={"depth": {"low": 2, "high": 6, "step": 0.5}}, search={"sampler": "random", "num_samples": 2}),
-                     "space.depth.step"),
-    "a boundary batch range": (lambda r: r.update(problem="twin_branching", space={"boundary_batch": {"low": 100, "high": 400}},
-                                                  search={"sampler": "random", "num_samples": 2}), "space.boundary_batch"),
+    "half a layer": (
+        lambda r: r.update(space={"depth": {"low": 2, "high": 6, "step": 0.5}}, search={"sampler": "random", "num_samples": 2}),
+        "space.depth.step",
+    ),
+    "a boundary batch range": (
+        lambda r: r.update(
+            problem="twin_branching", space={"boundary_batch": {"low": 100, "high": 400}}, search={"sampler": "random", "num_samples": 2}
+        ),
+        "space.boundary_batch",
+    ),
     "a range in a quick grid": (lambda r: r.update(quick={"space": {"depth": {"low": 2, "high": 3}}}), "quick.space.depth"),
     "figures not a setting": (lambda r: r.update(figures="all"), "figures"),
 }
@@ -155,11 +163,21 @@ def test_packed_dimensions_leave_the_search_and_ride_in_every_trial():
 def test_every_sampler_a_spec_may_name_is_built_and_an_unknown_one_is_refused():
     import dataclasses
 
-    from pipeline.samplers import SAMPLERS, sampler
+    import optuna
 
-    for name in SAMPLERS:  # the names the spec accepts are the ones that build
+    from pipeline.samplers import SAMPLERS, TuneGridSampler, sampler
+
+    kinds = {
+        "grid": TuneGridSampler,
+        "random": optuna.samplers.RandomSampler,
+        "tpe": optuna.samplers.TPESampler,
+        "qmc": optuna.samplers.QMCSampler,
+        "gp": optuna.samplers.GPSampler,
+    }
+    assert list(SAMPLERS) == list(kinds)  # the names the spec accepts are the ones that build, each Optuna's kind
+    for name, kind in kinds.items():
         raw = _with(lambda r, name=name: r.setdefault("search", {}).update(sampler=name, **({} if name == "grid" else {"num_samples": 2})))
-        assert type(sampler(parse_spec(raw))).__name__.lower().startswith(name.replace("grid", "tunegrid"))
+        assert isinstance(sampler(parse_spec(raw)), kind)
     spec = parse_spec(BASE)
     with pytest.raises(ValueError, match="search.sampler: unknown 'cmaes'; allowed: grid, random, tpe, qmc, gp"):
         sampler(dataclasses.replace(spec, search=dataclasses.replace(spec.search, sampler="cmaes")))
