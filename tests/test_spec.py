@@ -53,10 +53,8 @@ def _with(change):
 
 MALFORMED = {
     "pack a shape": (lambda r: r.update(pack=["depth"]), "pack"),
-    "pack a range": (
-        lambda r: (r["space"].update(epsilon={"low": 0.0, "high": 0.1}), r.update(pack=["epsilon"], search={"sampler": "random", "num_samples": 2})),
-        "pack",
-    ),
+    "pack a range": (lambda r: (r["space"].update(epsilon={"low": 0.0, "high": 0.1}),
+                                r.update(pack=["epsilon"], search={"sampler": "random", "num_samples": 2})), "pack"),
     "pack with tpe": (lambda r: r.update(pack=["fourier"], search={"sampler": "tpe", "num_samples": 4}), "pack"),
     "pack with a scheduler": (lambda r: r.update(pack=["fourier"], scheduler={"type": "asha"}), "pack"),
     "pack everything": (lambda r: (r["space"].pop("depth"), r.update(pack=["fourier"])), "pack"),
@@ -83,16 +81,10 @@ MALFORMED = {
     "a 2D metric in 1D": (lambda r: r.update(objective={"metric": "bands"}), "objective.metric"),
     "infinite cpus": (lambda r: r.update(resources={"cpu": float("inf")}), "resources.cpu"),
     "a fraction of two GPUs": (lambda r: r.update(resources={"gpu": 1.5}), "resources.gpu"),
-    "half a layer": (
-        lambda r: r.update(space={"depth": {"low": 2, "high": 6, "step": 0.5}}, search={"sampler": "random", "num_samples": 2}),
-        "space.depth.step",
-    ),
-    "a boundary batch range": (
-        lambda r: r.update(
-            problem="twin_branching", space={"boundary_batch": {"low": 100, "high": 400}}, search={"sampler": "random", "num_samples": 2}
-        ),
-        "space.boundary_batch",
-    ),
+    "half a layer": (lambda r: r.update(space={"depth": {"low": 2, "high": 6, "step": 0.5}}, search={"sampler": "random", "num_samples": 2}),
+                     "space.depth.step"),
+    "a boundary batch range": (lambda r: r.update(problem="twin_branching", space={"boundary_batch": {"low": 100, "high": 400}},
+                                                  search={"sampler": "random", "num_samples": 2}), "space.boundary_batch"),
     "a range in a quick grid": (lambda r: r.update(quick={"space": {"depth": {"low": 2, "high": 3}}}), "quick.space.depth"),
     "figures not a setting": (lambda r: r.update(figures="all"), "figures"),
 }
