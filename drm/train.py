@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from drm import autotune
 from drm._allocator import keep_freed_memory
 from drm.activations import Activation
 from drm.config import TrainConfig
@@ -80,30 +81,32 @@ class Curves:
 
 _WARMUP_STEPS = 3  # eager steps before a CUDA graph is captured
 _BAND_POINTS = 5  # curve points (besides the last) whose bands are counted: each reads an image back
-_CPU_CHUNK_BYTES = 12 << 20  # a (members, T, H) activation a CPU chunk may hold (about an L3's share)
 
 
-def _member_chunks(config: TrainConfig, K: int, device: torch.device, dtype: torch.dtype, second: bool) -> list[slice]:
-    """Groups of members whose forward and backward run together.
-
-    One group on a GPU (the bigger the batched products, the better). On a CPU, a group's
-    activations are kept to about a cache's size: a 2D pack of 64 seeds runs ~15% faster in
-    groups of 8 than at once, while 1D packs of 64 fit in one group.
-    """
-    if device.type != "cpu":
-        return [slice(0, K)]
+def _layout(config: TrainConfig, second: bool) -> StreamLayout:
     problem = get_problem(config.problem)
-    layout = StreamLayout(config.batch, config.batch + config.boundary_batch, problem.dim, 0 if second else None)
-    per_member = layout.rows * config.width * torch.empty((), dtype=dtype).element_size()
-    size = max(1, _CPU_CHUNK_BYTES // per_member)
-    return [slice(k, min(k + size, K)) for k in range(0, K, size)]
+    return StreamLayout(config.batch, config.batch + config.boundary_batch, problem.dim, 0 if second else None)
+
+
+def _per_member_bytes(config: TrainConfig, dtype: torch.dtype, second: bool) -> int:
+    """One member's (T, H) activation of a layer."""
+    return _layout(config, second).rows * config.width * torch.empty((), dtype=dtype).element_size()
+
+
+def _shape(config: TrainConfig, second: bool) -> str:
+    """What a step's speed depends on besides K: the stream rows, the network and its activation."""
+    layout = _layout(config, second)
+    return (f"{config.problem} rows {layout.rows} (N {layout.n_interior}, Nv {layout.n_value}, d {layout.dim}, 2nd {second}) "
+            f"depth {config.depth} width {config.width} map {config.fourier_map if config.fourier else 'none'} {config.activation}")
 
 
 def members_at_once(config: TrainConfig, K: int, device: str) -> int:
-    """How many of K members of `config` run their forward and backward together on `device`."""
+    """How many of K members of `config` may run their forward and backward together on `device`: all
+    on a GPU; on a CPU the largest chunk a measurement may choose (`drm.autotune.max_members`), what
+    the memory checks assume."""
     c = config.resolve()
     dtype = torch.float64 if c.dtype == "float64" else torch.float32
-    return _member_chunks(c, K, torch.device(device), dtype, c.needs_u2)[0].stop
+    return K if torch.device(device).type != "cpu" else autotune.max_members(_per_member_bytes(c, dtype, c.needs_u2), K)
 
 
 class PackedTrainer:
@@ -116,11 +119,16 @@ class PackedTrainer:
     replayed: a small network's step is a few hundred short kernels, and replaying them skips their
     launch cost. The graph and the eager path run the same `_device_step`. On a CPU, or if the
     capture fails, steps run eagerly; `step_mode` says which, and why.
+
+    On a CPU the members run in chunks (`drm.autotune`): `tuning` None takes the fixed rule's size,
+    a Tuning the size it names, "measure" times the candidates now, and a TuningCache reads the size measured before for this
+    CPU and shape, or times them (runs of MIN_EPOCHS_TO_TUNE steps or more) and keeps the choice.
+    `self.tuning` (and `step_mode`) say which size and how it was chosen.
     """
 
     def __init__(
         self, config: TrainConfig | list[TrainConfig] | Pack, seeds: list[int] | None = None, device: str | torch.device = "cpu",
-        graphed: bool | None = None,
+        graphed: bool | None = None, tuning: autotune.Tuning | autotune.TuningCache | str | None = None,
     ):
         self.pack = config if isinstance(config, Pack) else Pack.of(config, seeds)
         self.configs = list(self.pack.configs)
@@ -166,8 +174,49 @@ class PackedTrainer:
         self._curve_lr: list[float] = []
         self._graph: torch.cuda.CUDAGraph | None = None
         self._warm_steps = 0
-        self._chunks = _member_chunks(self.config, K, self.device, self.dtype, self.pack.needs_u2)
+        self.tuning = self._tune(tuning)
+        self._chunks = self.tuning.chunks(K)
+        if self.device.type == "cpu":
+            self.step_mode = f"eager (cpu; {self.tuning.describe()})"
         self._fixed_points = None if self.config.resample else self._sample(torch.zeros_like(self.t))
+
+    def _tune(self, tuning: autotune.Tuning | autotune.TuningCache | str | None) -> autotune.Tuning:
+        """Members a chunk: one chunk on a GPU; on a CPU the rule's size, a cached or a measured one."""
+        K = self.model.K
+        if self.device.type != "cpu":
+            return autotune.Tuning(K, f"fixed (one chunk on {self.device.type})")
+        per_member = _per_member_bytes(self.config, self.dtype, self.pack.needs_u2)
+        rule, largest = autotune.fixed_members(per_member, K), autotune.max_members(per_member, K)
+        sizes = autotune.candidates(largest, rule)
+        if isinstance(tuning, autotune.Tuning):  # chosen by the caller
+            if not 1 <= tuning.members <= K:
+                raise ValueError(f"tuning: {tuning.members} members a chunk; allowed: 1 to K = {K}")
+            return tuning
+        if tuning is None or len(sizes) == 1:
+            return autotune.Tuning(rule, "fixed (12 MiB rule)" if len(sizes) > 1 else "fixed (the only size)")
+        if tuning != "measure" and not isinstance(tuning, autotune.TuningCache):
+            raise ValueError(f"tuning: {tuning!r}; allowed: None, 'measure' or a TuningCache")
+        cache = tuning if isinstance(tuning, autotune.TuningCache) else None
+        key = autotune.cache_key(_shape(self.config, self.pack.needs_u2), K, self.dtype)
+        entry = cache.get(key) if cache is not None else None
+        if entry is not None and entry["members"] <= largest:
+            return autotune.Tuning(entry["members"], f"cached in {cache.path.name}")
+        if cache is not None and self.config.epochs < autotune.MIN_EPOCHS_TO_TUNE:
+            return autotune.Tuning(rule, f"fixed (12 MiB rule: {self.config.epochs} steps are too few to time {len(sizes)} sizes)")
+        sandbox = PackedTrainer(self.pack, device=self.device, graphed=False)  # timed instead of this trainer: its state stays
+
+        def step(members: int) -> None:
+            sandbox._chunks = autotune.Tuning(members, "").chunks(K)
+            sandbox._device_step()
+
+        measured = autotune.time_candidates(step, sizes)
+        members = autotune.choose(measured, rule)
+        kept = None
+        if cache is not None:
+            entry = {"members": members, "rule": rule, "seconds_per_step": {str(k): v for k, v in measured.items()},
+                     "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            kept = cache.put(key, entry)
+        return autotune.Tuning(members, "measured" if kept is None else f"measured (not cached: {kept})", measured)
 
     def _sample(self, t: Tensor) -> tuple[Tensor, Tensor]:
         c, domain = self.config, self.problem.domain

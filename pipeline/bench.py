@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from drm._allocator import keep_freed_memory
+from drm.autotune import cpu_name
 from drm.config import TrainConfig
 from drm.network import layer_sizes
 from drm.problems import get_problem
@@ -81,6 +82,34 @@ def matmul_peak_gflops(device: torch.device, dtype: torch.dtype, min_seconds: fl
     return rate * 2.0 * n**3 / 1e9
 
 
+_MATMUL_OPS = frozenset({"aten::bmm", "aten::mm", "aten::addmm", "aten::baddbmm", "aten::addbmm"})
+
+
+def step_shares(step: Callable[[], None], device: torch.device, steps: int = 5) -> tuple[float, float]:
+    """Shares of a step's wall time spent in matrix products and in every other operator (the
+    elementwise passes, copies and reductions), from the profiler's self times over `steps` steps;
+    the rest is Python and dispatch. On CUDA the operators' device times are used."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    step()
+    _sync(device)
+    with profile(activities=activities) as prof:
+        start = time.perf_counter()
+        for _ in range(steps):
+            step()
+        _sync(device)
+        wall_us = (time.perf_counter() - start) * 1e6
+    matmul = other = 0.0
+    for event in prof.key_averages():
+        spent = event.self_device_time_total if device.type == "cuda" else event.self_cpu_time_total
+        if event.key in _MATMUL_OPS:
+            matmul += spent
+        elif event.key.startswith("aten::"):
+            other += spent
+    return matmul / wall_us, other / wall_us
+
+
 @dataclass(frozen=True)
 class BenchRow:
     case: str
@@ -90,6 +119,9 @@ class BenchRow:
     trial_steps_per_s: float
     gflops: float
     ratio_to_reference: float
+    matmul_share: float | None = None  # of an eager step's wall time (step_shares); None for a graphed one
+    elementwise_share: float | None = None
+    tuning: dict | None = None  # the packed step's member chunks and how they were chosen (drm.autotune)
 
 
 def run_bench(
@@ -116,33 +148,21 @@ def run_bench(
         say(f"{case}: reference")
         ref = ReferenceTrainer(config, seed=0, device=device)
         ref_rate = _time_steps(ref.train_step, device, min_seconds)
-        rows.append(BenchRow(case, "reference", False, 1, ref_rate, ref_rate * flops / 1e9, 1.0))
+        rows.append(BenchRow(case, "reference", False, 1, ref_rate, ref_rate * flops / 1e9, 1.0, *step_shares(ref.train_step, device)))
         variants = [False, True] if device.type == "cuda" else [False]
         for k in ks:
             for graphed in variants:
                 say(f"{case}: packed K={k}{' graphed' if graphed else ''}")
-                trainer = PackedTrainer(config, list(range(k)), device=device, graphed=graphed)
+                trainer = PackedTrainer(config, list(range(k)), device=device, graphed=graphed, tuning="measure")
                 rate = k * _time_steps(trainer.train_step, device, min_seconds)
-                rows.append(BenchRow(case, "packed", graphed, k, rate, rate * flops / 1e9, rate / ref_rate))
+                shares = (None, None) if graphed else step_shares(trainer.train_step, device)
+                rows.append(BenchRow(case, "packed", graphed, k, rate, rate * flops / 1e9, rate / ref_rate, *shares, trainer.tuning.as_dict()))
                 del trainer
     return {
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({_cpu_name()})",
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({cpu_name()})",
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "dtype": dtype,
         "matmul_peak_gflops": peak,
         "results": [row.__dict__ for row in rows],
     }
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or "unknown"

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from drm.autotune import TUNING_FILE
 from drm.classical.judge import cache_folder
 from drm.storage import Storage, first_line
 from pipeline.lease import Lease
@@ -162,7 +163,7 @@ def run_sweep(
             report_repairs(found)
             home.mkdir(parents=True, exist_ok=True)
             uri = _tracking(spec, home, tracking_uri) if mlflow else None
-            outcome = _run(spec, root, state, results, uri, resume, address, lease, found, cache_folder(home))
+            outcome = _run(spec, root, state, results, uri, resume, address, lease, found, home)
         except OSError as e:  # the storage failed mid-run: what committed stays, --resume finishes
             outcome.stopped = outcome.stopped or f"the storage failed ({first_line(e)})"
         lease.on_lost = None
@@ -236,7 +237,7 @@ def _settle_runs(spec: SweepSpec, uri: str, results: Storage, final: Inventory) 
 
 
 def _run(spec: SweepSpec, root: Storage, state: Storage, results: Storage, uri: str | None, resume: bool, address: str | None, lease,
-         found: Inventory, references: Path):
+         found: Inventory, home: Path):
     """Ray up, the search and the repair, Ray down: what happened (pipeline.sweep_report.Outcome)."""
     from pipeline.ray_session import ask, join, prepare_local, quiet_tune, start_local
 
@@ -263,12 +264,12 @@ def _run(spec: SweepSpec, root: Storage, state: Storage, results: Storage, uri: 
     try:
         from pipeline.recorder import control, recorder_actor
 
-        recorder = recorder_actor(results, uri, spec.name, spec.name, found.by_config(), str(references), Layout.of(spec))
+        recorder = recorder_actor(results, uri, spec.name, spec.name, found.by_config(), str(cache_folder(home)), Layout.of(spec))
         open_session(spec.name, recorder)
         lease.on_lost = lambda why: control(recorder.abort).remote(why)
         if lease.lost:  # lost before the recorder could hear of it
             control(recorder.abort).remote(lease.lost)
-        _search_and_repair(spec, root, state, results, uri, resume, recorder, outcome, local, lease)
+        _search_and_repair(spec, root, state, results, uri, resume, recorder, outcome, local, lease, home / TUNING_FILE)
         outcome.tally = ask(control(recorder.tally).remote(), default=None)
         ended = "the sweep's recorder ended early; trials that did not land are missing"
         outcome.tracking = ask(control(recorder.tracking_failure).remote(), default=ended)
@@ -285,7 +286,7 @@ def _run(spec: SweepSpec, root: Storage, state: Storage, results: Storage, uri: 
 
 
 def _search_and_repair(spec: SweepSpec, root: Storage, state: Storage, results: Storage, uri: str | None, resume: bool, recorder,
-                       outcome, local: bool, lease) -> None:
+                       outcome, local: bool, lease, tuning: Path) -> None:
     """The search (restored, new or rebuilt), the samples it still lacks, then the repair of what has no rows."""
     import ray
     from ray import tune
@@ -300,7 +301,7 @@ def _search_and_repair(spec: SweepSpec, root: Storage, state: Storage, results: 
     resources = {"cpu": spec.resources.cpu}
     if spec.resources.gpu > 0 and (ray.cluster_resources().get("GPU", 0) > 0 or not local):  # only the embedded local Ray drops the GPU ask
         resources["gpu"] = spec.resources.gpu
-    trainable = tune.with_resources(tune.with_parameters(run_tune_trial, ctx=TrialContext(spec, recorder, uri is not None)), resources)
+    trainable = tune.with_resources(tune.with_parameters(run_tune_trial, ctx=TrialContext(spec, recorder, uri is not None, str(tuning))), resources)
     slots = cluster_slots(resources)  # what the pending trials are sized to: an autoscaler's maximum included
     outcome.slots = min(spec.num_trials, trial_slots(resources, ray.cluster_resources()))  # the slots there are now
     start = time.perf_counter()

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from drm.autotune import TUNING_FILE
 from drm.classical.judge import cache_folder
 from drm.config import TrainConfig
 from drm.metrics import measured_for
@@ -80,7 +81,7 @@ def run_train(config: TrainConfig, seeds: list[int], *, device: str, home: Path,
         try:
             rows = run_trial(
                 config, seeds, device=device, sweep=name, trial_id=config.config_hash(), results_dir=results_dir,
-                progress=report, tracking_uri=uri, references=cache_folder(home),
+                progress=report, tracking_uri=uri, references=cache_folder(home), tuning=home / TUNING_FILE,
             )
         except StorageFailed as e:
             print(f"drmfm: {e}; nothing of this run was kept", file=sys.stderr)
@@ -114,9 +115,10 @@ def print_bench(result: dict) -> None:
         title=f"drmfm bench: {result['device']}, torch {result['torch']}, {result['threads']} threads, "
         f"{result['dtype']}, matmul peak {peak:.1f} GFLOP/s"
     )
-    for c in ("case", "method", "graphed", "K", "trial-steps/s", "GFLOP/s", "of peak", "× reference"):
+    for c in ("case", "method", "graphed", "K", "trial-steps/s", "GFLOP/s", "of peak", "× reference", "matmul", "other ops", "members a chunk"):
         table.add_column(c, justify="right")
     for r in result["results"]:
+        tuning = r.get("tuning")
         table.add_row(
             r["case"],
             r["method"],
@@ -126,5 +128,9 @@ def print_bench(result: dict) -> None:
             f"{r['gflops']:.1f}",
             f"{r['gflops'] / peak:.0%}",
             f"{r['ratio_to_reference']:.2f}",
+            *(f"{r[k]:.0%}" if r.get(k) is not None else "-" for k in ("matmul_share", "elementwise_share")),
+            f"{tuning['members_per_chunk']} ({tuning['source']})" if tuning else "-",
         )
     _out().print(table)
+    _out().print("matmul / other ops: shares of an eager step's wall time in matrix products and in the other operators "
+                 "(elementwise passes, copies, reductions); the rest is Python and dispatch.")

@@ -17,6 +17,7 @@ from typing import Any
 import pyarrow as pa
 import torch
 
+from drm.autotune import TuningCache
 from drm.config import TrainConfig
 from drm.measurement import Measurements, measure
 from drm.storage import Storage
@@ -92,17 +93,19 @@ def run_trial(
     tracking_uri: str | None = None,
     experiment: str = "train",
     references: Path | None = None,
+    tuning: Path | None = None,
 ) -> pa.Table:
     """Train, measure and land one trial (`drmfm train`); returns its replicate rows (one per seed).
 
     With `tracking_uri`, the trial is also recorded in MLflow, in `experiment` (which must exist).
     With `references` (the home's cache of classical references), the judged columns are filled.
+    With `tuning` (the home's tuning.json), a CPU's member chunks are read from it or measured into it.
     """
     from pipeline.recorder import Recorder
 
     config = config.resolve()
     # On CUDA a step is replayed from a CUDA graph (a small network's step is launch-bound).
-    trainer = PackedTrainer(config, seeds, resolve_device(device))
+    trainer = PackedTrainer(config, seeds, resolve_device(device), tuning=None if tuning is None else TuningCache(tuning))
     recorder = Recorder(Storage(results_dir), tracking_uri, experiment, sweep, references=None if references is None else str(references))
     runs = recorder.open_runs(trial_id, config.as_dict(), config.config_hash(), seeds)
     run = TrialRun(trainer, sweep, [trial_id], socket.gethostname(), {trial_id: runs})

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from drm.autotune import TuningCache
 from drm.config import TrainConfig, pack_key
 from drm.measurement import Measurements
 from drm.train import PackedTrainer
@@ -39,6 +40,7 @@ class TrialContext:
     spec: SweepSpec
     recorder: Any  # the sweep's Recorder actor, on the driver's node
     tracking: bool  # whether MLflow records the sweep (figures are drawn only then)
+    tuning: str | None = None  # the home's tuning.json: a CPU's member chunks as measured on this kind of node
 
 
 def _measured_columns(m: Measurements, trainer: PackedTrainer) -> list[dict[str, float]]:
@@ -131,7 +133,8 @@ def _packs(ctx: TrialContext, configs: list[TrainConfig], labels: list[str]) -> 
     seeds = list(range(spec.seeds))
     groups = pack_groups(configs)
     # Member order in a pack: configuration by configuration, each with all its seeds.
-    trainers = [PackedTrainer([configs[j] for j in group for _ in seeds], seeds * len(group), device) for group in groups]
+    tuning = TuningCache(Path(ctx.tuning)) if ctx.tuning else None
+    trainers = [PackedTrainer([configs[j] for j in group for _ in seeds], seeds * len(group), device, tuning=tuning) for group in groups]
     seconds = [0.0] * len(groups)
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:  # read before any MLflow run is opened: a checkpoint that fails leaves none RUNNING

@@ -180,15 +180,14 @@ def test_a_pack_of_configurations_that_differ_in_shape_or_schedule_is_refused(co
         PackedTrainer(configs, [0, 1])
 
 
-def test_a_mixed_pack_trained_in_member_chunks_equals_one_trained_whole(monkeypatch):
-    """On a CPU members train in cache-sized chunks: each chunk must see its own members' frequencies."""
-    import drm.train
+def test_a_mixed_pack_trained_in_member_chunks_equals_one_trained_whole():
+    """On a CPU members train in chunks (drm.autotune): each chunk must see its own members' frequencies."""
+    from drm.autotune import Tuning
 
     configs = [small("twin_branching", fourier=i, epsilon=e, epochs=30) for i in (1, 2, 3) for e in (0.0, 0.01)]
-    whole = PackedTrainer(configs, [0] * 6)
+    whole = PackedTrainer(configs, [0] * 6, tuning=Tuning(6, "given"))
     whole.run()
-    monkeypatch.setattr(drm.train, "_CPU_CHUNK_BYTES", 1)  # one member per chunk
-    chunked = PackedTrainer(configs, [0] * 6)
+    chunked = PackedTrainer(configs, [0] * 6, tuning=Tuning(1, "given"))  # one member per chunk
     assert len(chunked._chunks) == 6 and len(whole._chunks) == 1
     chunked.run()
     for a, b in zip(whole.model.parameters(), chunked.model.parameters()):

@@ -1,0 +1,175 @@
+"""How many members of a packed model run their forward and backward together on a CPU, chosen by
+timing the candidates on this machine, for this shape, at first use, and cached.
+
+A CPU step runs its members in chunks: a chunk's activations (members × T rows × H) should stay in
+the cache while its elementwise passes stream over them, yet the batched products want as many
+members as possible. Which size wins depends on the CPU's caches and the configuration (measured:
+12 MiB chunks reach half the matmul peak on an AMD EPYC and a third on an Intel Xeon with a 4 MiB
+L2). So each candidate is timed on a throwaway copy of the trainer (the trainer's own state is not
+touched), the fastest is kept, and the choice is cached in a JSON file keyed by the CPU, threads,
+dtype and shape: a user may delete it, and the next run measures again.
+
+Every choice gives the same result to rounding: members never interact, so a chunk is a partition
+of independent work (`tests/test_autotune.py` holds float64 runs to 1e-10).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+FIXED_CHUNK_BYTES = 12 << 20  # the rule used when nothing is measured: a chunk's activations ≤ 12 MiB
+MAX_CHUNK_BYTES = 256 << 20  # no candidate's activations exceed this (what the memory checks assume: `max_members`)
+MIN_EPOCHS_TO_TUNE = 2_000  # a shorter run takes the rule (timing the candidates would cost it more than it gains)
+_TIMED_SECONDS = 0.03  # per candidate and round
+_ROUNDS = 2  # candidates are timed in turn, twice; each keeps its faster round
+_MARGIN = 0.03  # another size replaces the rule's only when at least 3% faster (not timing noise)
+CACHE_VERSION = 1
+TUNING_FILE = "tuning.json"  # in the home: every measured choice, by key
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """Members per chunk, and how that was decided: "measured", "cached" or "fixed (why)"."""
+
+    members: int
+    source: str
+    seconds_per_step: dict[int, float] = field(default_factory=dict)  # candidate -> seconds a step, when measured
+
+    def chunks(self, K: int) -> list[slice]:
+        return [slice(k, min(k + self.members, K)) for k in range(0, K, self.members)]
+
+    def describe(self) -> str:
+        return f"{self.members} member{'s' * (self.members != 1)} a chunk, {self.source}"
+
+    def as_dict(self) -> dict:
+        return {"members_per_chunk": self.members, "source": self.source,
+                "seconds_per_step": {str(k): v for k, v in sorted(self.seconds_per_step.items())}}
+
+
+def fixed_members(per_member_bytes: int, K: int) -> int:
+    """The rule's chunk: as many members as fit FIXED_CHUNK_BYTES, at least one, at most K."""
+    return max(1, min(K, FIXED_CHUNK_BYTES // max(1, per_member_bytes)))
+
+
+def max_members(per_member_bytes: int, K: int) -> int:
+    """The largest chunk a measurement may choose: activations ≤ MAX_CHUNK_BYTES, at most K."""
+    return max(1, min(K, MAX_CHUNK_BYTES // max(1, per_member_bytes)))
+
+
+def candidates(largest: int, rule: int) -> list[int]:
+    """Powers of two below `largest`, `largest` itself and the rule's size: ~log2 K + 2 sizes."""
+    sizes = {largest, rule}
+    size = 1
+    while size < largest:
+        sizes.add(size)
+        size *= 2
+    return sorted(sizes)
+
+
+def time_candidates(step: Callable[[int], None], sizes: list[int], sync: Callable[[], None] = lambda: None) -> dict[int, float]:
+    """Seconds a step with each chunk size (`step(size)` takes one step in chunks of `size` members).
+
+    Sizes are timed in turn over `_ROUNDS` rounds (a machine's slow moment does not fall on one
+    size alone), each for at least `_TIMED_SECONDS` and one step, after one warm-up step in the first
+    round (it allocates the size's buffers); each keeps its best round. A step of 0.7 s (a 2D pack
+    of 64) costs 3 steps a size.
+    """
+    best = {size: float("inf") for size in sizes}
+    for round_ in range(_ROUNDS):
+        for size in sizes:
+            if round_ == 0:
+                step(size)
+                sync()
+            n, start = 0, time.perf_counter()
+            while True:
+                step(size)
+                n += 1
+                sync()
+                elapsed = time.perf_counter() - start
+                if elapsed >= _TIMED_SECONDS:
+                    break
+            best[size] = min(best[size], elapsed / n)
+    return best
+
+
+def choose(measured: dict[int, float], rule: int) -> int:
+    """The fastest size, unless the rule's is within _MARGIN of it."""
+    fastest = min(measured, key=measured.__getitem__)
+    return rule if measured[rule] <= measured[fastest] * (1 + _MARGIN) else fastest
+
+
+class TuningCache:
+    """Chosen sizes by key, in one JSON file shared by every process of a home (a sweep's trials
+    write it at once: each write merges under a lock and replaces the file atomically)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def get(self, key: str) -> dict | None:
+        entry = self._read().get(key)
+        return entry if isinstance(entry, dict) and isinstance(entry.get("members"), int) and entry["members"] >= 1 else None
+
+    def put(self, key: str, entry: dict) -> str | None:
+        """Keep `entry` under `key`; None, or why it could not be kept (a cache is worth no failed run)."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self._locked():
+                entries = {**self._read(), key: entry}
+                fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".tuning-", suffix=".json")
+                try:
+                    with os.fdopen(fd, "w") as f:
+                        json.dump({"version": CACHE_VERSION, "entries": entries}, f, indent=1, sort_keys=True)
+                    os.replace(tmp, self.path)
+                except BaseException:
+                    Path(tmp).unlink(missing_ok=True)
+                    raise
+        except OSError as e:
+            return f"{type(e).__name__}: {e.strerror or e}"
+        return None
+
+    def _read(self) -> dict:
+        """The entries; an unreadable or foreign file counts as empty (it is rewritten by the next put)."""
+        try:
+            raw = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {}
+        entries = raw.get("entries") if isinstance(raw, dict) and raw.get("version") == CACHE_VERSION else None
+        return entries if isinstance(entries, dict) else {}
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        with open(self.path.with_name(self.path.name + ".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def cpu_name() -> str:
+    """The CPU's model name (/proc/cpuinfo), part of every cache key: caches differ between CPUs."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or "unknown"
+
+
+def cache_key(shape: str, K: int, dtype: torch.dtype) -> str:
+    """CPU, threads, torch, dtype, the step's shape and K: what the best size depends on."""
+    return f"{cpu_name()} | threads {torch.get_num_threads()} | torch {torch.__version__} | {str(dtype).removeprefix('torch.')} | {shape} | K {K}"

@@ -1,0 +1,113 @@
+"""The CPU step's member chunks chosen by measurement (drm.autotune, issue 17): every size trains the
+same members to rounding (float64, 1e-10), the choice is cached by CPU and shape in the home's
+tuning.json (read back, merged by concurrent writers, measured again when the file is deleted or
+corrupt, never failing a run it cannot be written for), short runs take the fixed rule, and
+`drmfm train` says which size it used."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from drm import autotune
+from drm.config import TrainConfig
+from drm.train import PackedTrainer
+from tests.helpers import drmfm
+
+CASES = {
+    "1d": TrainConfig(problem="double_well", depth=3, width=16, fourier=2, batch=32, epochs=8, dtype="float64"),
+    "1d with u_xx": TrainConfig(problem="double_well_u2", depth=2, width=16, fourier=1, batch=32, epsilon=0.01, activation="tanh", epochs=8,
+                                dtype="float64"),
+    "2d": TrainConfig(problem="twin_branching", depth=2, width=16, fourier=2, batch=48, boundary_batch=32, epsilon=0.1 / 16,
+                      activation="smooth_abs", epochs=8, dtype="float64"),
+}
+
+
+def _trained(config: TrainConfig, K: int, tuning) -> PackedTrainer:
+    trainer = PackedTrainer(config, list(range(K)), tuning=tuning)
+    trainer.run()
+    return trainer
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_every_chunk_size_trains_the_same_members_to_rounding(case):
+    config, K = CASES[case], 6
+    whole = _trained(config, K, autotune.Tuning(K, "given"))
+    for members in (1, 2, 4, 5):
+        chunked = _trained(config, K, autotune.Tuning(members, "given"))
+        assert len(chunked._chunks) == -(-K // members)
+        for a, b in zip(whole.model.parameters(), chunked.model.parameters(), strict=True):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-10)
+        torch.testing.assert_close(whole.last_loss, chunked.last_loss, rtol=0, atol=1e-10)
+    measured = _trained(config, K, "measure")  # and the size a measurement picks, with the trainer's state untouched by it
+    assert measured.tuning.source == "measured" and measured.tuning.members in measured.tuning.seconds_per_step
+    assert set(measured.tuning.seconds_per_step) == {1, 2, 4, 6}  # the powers of two below K, and K (the rule's size here)
+    for a, b in zip(whole.model.parameters(), measured.model.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-10)
+
+
+def test_candidates_and_the_choice():
+    assert autotune.candidates(64, 8) == [1, 2, 4, 8, 16, 32, 64]
+    assert autotune.candidates(6, 6) == [1, 2, 4, 6]
+    assert autotune.candidates(1, 1) == [1]
+    assert autotune.fixed_members(1 << 20, 64) == 12 and autotune.fixed_members(1 << 30, 64) == 1 and autotune.fixed_members(10, 4) == 4
+    assert autotune.choose({1: 3.0, 8: 1.0, 64: 0.99}, rule=8) == 8  # within the 3% margin: the rule stays
+    assert autotune.choose({1: 3.0, 8: 1.0, 64: 0.9}, rule=8) == 64
+    with pytest.raises(ValueError, match="allowed: 1 to K = 4"):
+        PackedTrainer(CASES["1d"], list(range(4)), tuning=autotune.Tuning(5, "given"))
+    with pytest.raises(ValueError, match="allowed: None, 'measure' or a TuningCache"):
+        PackedTrainer(CASES["1d"], list(range(4)), tuning="fast")
+
+
+def test_the_choice_is_cached_by_cpu_and_shape_and_measured_again_when_the_file_goes(tmp_path):
+    long = TrainConfig(**{**CASES["1d"].as_dict(), "epochs": autotune.MIN_EPOCHS_TO_TUNE})
+    cache = autotune.TuningCache(tmp_path / "tuning.json")
+    first = PackedTrainer(long, list(range(4)), tuning=cache).tuning
+    assert first.source == "measured" and set(first.seconds_per_step) == {1, 2, 4}
+    (key, entry), = json.loads(cache.path.read_text())["entries"].items()
+    assert autotune.cpu_name() in key and "K 4" in key and "width 16" in key and entry["members"] == first.members
+    again = PackedTrainer(long, list(range(4)), tuning=cache)
+    assert again.tuning.members == first.members and again.tuning.source == "cached in tuning.json"
+    assert again.step_mode == f"eager (cpu; {again.tuning.describe()})"
+    other_shape = PackedTrainer(TrainConfig(**{**long.as_dict(), "width": 24}), list(range(4)), tuning=cache).tuning
+    assert other_shape.source == "measured" and len(json.loads(cache.path.read_text())["entries"]) == 2
+    cache.path.write_text("{not json")  # a corrupt file counts as empty and is rewritten
+    assert PackedTrainer(long, list(range(4)), tuning=cache).tuning.source == "measured"
+    assert len(json.loads(cache.path.read_text())["entries"]) == 1
+    cache.path.unlink()  # deleted by the user: measured again
+    assert PackedTrainer(long, list(range(4)), tuning=cache).tuning.source == "measured" and cache.path.is_file()
+    short = PackedTrainer(CASES["1d"], list(range(4)), tuning=autotune.TuningCache(tmp_path / "other.json")).tuning
+    assert short.source.startswith("fixed (12 MiB rule: 8 steps are too few") and not (tmp_path / "other.json").exists()
+
+
+def test_a_cache_that_cannot_be_written_costs_the_run_nothing(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    long = TrainConfig(**{**CASES["1d"].as_dict(), "epochs": autotune.MIN_EPOCHS_TO_TUNE})
+    tuning = PackedTrainer(long, list(range(4)), tuning=autotune.TuningCache(blocker / "tuning.json")).tuning
+    assert tuning.source.startswith("measured (not cached: ") and 1 <= tuning.members <= 4
+
+
+def test_concurrent_writers_keep_every_entry(tmp_path):
+    cache = autotune.TuningCache(tmp_path / "tuning.json")
+    writers = [threading.Thread(target=lambda i=i: [cache.put(f"key {i} {j}", {"members": 1 + j}) for j in range(20)]) for i in range(4)]
+    for w in writers:
+        w.start()
+    for w in writers:
+        w.join()
+    entries = json.loads(cache.path.read_text())["entries"]
+    assert len(entries) == 80 and cache.get("key 3 19") == {"members": 20}
+    assert not list(tmp_path.glob(".tuning-*"))  # no temporary file left behind
+
+
+def test_train_says_which_chunks_it_used(tmp_path):
+    done = drmfm("train", "--problem", "double_well", "--epochs", "30", "--seeds", "3", "--no-mlflow", home=tmp_path)
+    assert done.returncode == 0, done.stderr
+    table = pq.read_table(next((tmp_path / "results").glob("*/replicates/*.parquet")))
+    mode = table.column("step_mode")[0].as_py()
+    assert mode.startswith("eager (cpu; ") and "a chunk, fixed (12 MiB rule: 30 steps are too few" in mode
+    assert mode in " ".join(done.stdout.split())
