@@ -15,7 +15,7 @@ so the loss is an ordinary function of the parameters and needs one ordinary bac
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -23,6 +23,9 @@ from torch import Tensor, nn
 from drm.activations import Activation
 from drm.features import FourierMap
 from drm.streams import StreamLayout, hidden_layer, output_layer
+
+if TYPE_CHECKING:
+    from drm._fused import FusedPasses
 
 
 class Jet(NamedTuple):
@@ -97,10 +100,12 @@ class PackedMLP(nn.Module):
         second_axis: int | None = None,
         params: tuple[list[Tensor], list[Tensor]] | None = None,
         members: slice | None = None,
+        fused: FusedPasses | None = None,
     ) -> Jet:
         """u, ∇u (and u_2 along `second_axis`) at x (K, N, d); u alone at boundary (K, Nb, d).
 
         `params` (from `member_params(members)`) evaluates the subset `members`; default: all of them.
+        `fused`: the hidden layers' elementwise passes compiled for this layout (drm._fused).
         """
         weights, biases = params if params is not None else (list(self.weights), list(self.biases))
         K, N, d = x.shape
@@ -114,8 +119,10 @@ class PackedMLP(nn.Module):
             parts.append(d2phi)
         layout = StreamLayout(N, n_value, d, second_axis)
         h = torch.cat(parts, dim=1)  # (K, T, F), rows as in StreamLayout
+        if fused is not None and fused.layout != layout:
+            raise ValueError(f"fused passes compiled for {fused.layout}, called with {layout}")
         for w, b in zip(weights[:-1], biases[:-1]):
-            h = hidden_layer(h, w, b, self.activation, layout)  # (K, T, H)
+            h = hidden_layer(h, w, b, self.activation, layout, fused)  # (K, T, H)
         out = output_layer(h, weights[-1], biases[-1], n_value)  # (K, T)
         u_all = out[:, :n_value]
         grad = out[:, n_value : n_value + d * N].reshape(K, d, N).transpose(1, 2)  # (K, N, d)

@@ -23,11 +23,15 @@ transpose, with g = ∂L/∂out:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from drm.activations import Activation
+
+if TYPE_CHECKING:
+    from drm._fused import FusedPasses
 
 
 @dataclass(frozen=True)
@@ -124,27 +128,35 @@ def _backward_streams(g: Tensor, z: Tensor, saved: Saved, activation: Activation
 
 class _HiddenLayer(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, h: Tensor, w: Tensor, b: Tensor, activation: Activation, layout: StreamLayout) -> Tensor:  # type: ignore[override]
+    def forward(ctx, h: Tensor, w: Tensor, b: Tensor, activation: Activation, layout: StreamLayout, fused: FusedPasses | None) -> Tensor:  # type: ignore[override]
         z = torch.bmm(h, w)  # (K, T, H)
         z[:, : layout.n_value].add_(b)  # only the value rows carry the bias
-        out, saved = _forward_streams(z, activation, layout)
-        ctx.activation, ctx.layout = activation, layout
+        if fused is not None:  # one compiled pass; its backward recomputes the derivatives of σ from z
+            out, saved = fused.forward(z), ()
+        else:
+            out, saved = _forward_streams(z, activation, layout)
+        ctx.activation, ctx.layout, ctx.fused = activation, layout, fused
         ctx.save_for_backward(h, w, z, *saved)
         return out
 
     @staticmethod
-    def backward(ctx, g: Tensor) -> tuple[Tensor | None, Tensor, Tensor, None, None]:  # type: ignore[override]
+    def backward(ctx, g: Tensor) -> tuple[Tensor | None, Tensor, Tensor, None, None, None]:  # type: ignore[override]
         h, w, z, *saved = ctx.saved_tensors
-        grad_z = _backward_streams(g.contiguous(), z, tuple(saved), ctx.activation, ctx.layout)  # (K, T, H)
+        if ctx.fused is not None:
+            grad_z = ctx.fused.backward(g.contiguous(), z)  # (K, T, H)
+        else:
+            grad_z = _backward_streams(g.contiguous(), z, tuple(saved), ctx.activation, ctx.layout)  # (K, T, H)
         grad_w = torch.bmm(h.transpose(1, 2), grad_z)  # (K, F, H)
         grad_b = grad_z[:, : ctx.layout.n_value].sum(dim=1, keepdim=True)  # (K, 1, H)
         grad_h = torch.bmm(grad_z, w.transpose(1, 2)) if ctx.needs_input_grad[0] else None  # (K, T, F)
-        return grad_h, grad_w, grad_b, None, None
+        return grad_h, grad_w, grad_b, None, None, None
 
 
-def hidden_layer(h: Tensor, w: Tensor, b: Tensor, activation: Activation, layout: StreamLayout) -> Tensor:
-    """σ(h W + b) on every stream: h (K, T, F), w (K, F, H), b (K, 1, H) -> (K, T, H)."""
-    return _HiddenLayer.apply(h, w, b, activation, layout)
+def hidden_layer(h: Tensor, w: Tensor, b: Tensor, activation: Activation, layout: StreamLayout, fused: FusedPasses | None = None) -> Tensor:
+    """σ(h W + b) on every stream: h (K, T, F), w (K, F, H), b (K, 1, H) -> (K, T, H).
+
+    `fused`: the elementwise passes compiled for this layout (drm._fused); default the eager ones."""
+    return _HiddenLayer.apply(h, w, b, activation, layout, fused)
 
 
 class _OutputLayer(torch.autograd.Function):

@@ -18,6 +18,7 @@ from torch import Tensor
 
 from drm import autotune
 from drm._allocator import keep_freed_memory
+from drm._fused import FusedPasses, fused_passes
 from drm.activations import Activation
 from drm.config import TrainConfig
 from drm.counts import count_bands, count_transitions_on_device
@@ -50,14 +51,16 @@ def member_loss(
     epsilon: Tensor,
     params: tuple[list[Tensor], list[Tensor]] | None = None,
     members: slice | None = None,
+    fused: FusedPasses | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Each member's Deep Ritz loss and its energy part: (K,), (K,).
 
     energy_mc = mean_N W(x, u, ∇u, u_2; ε);  loss = energy_mc + penalty · mean_Nb u(x_b)².
     x (K, N, d), x_boundary (K, Nb, d), epsilon (K, 1) of the members evaluated.
     `params` and `members`: evaluate only these members (`model.member_params(members)`).
+    `fused`: the hidden layers' elementwise passes compiled for this step's layout (drm._fused).
     """
-    jet = model.jet(x, x_boundary, pack.second_axis, params, members)
+    jet = model.jet(x, x_boundary, pack.second_axis, params, members, fused)
     energy_mc = pack.problem.density(x, jet.u, jet.grad, jet.u_2, epsilon).mean(dim=1)  # (K,)
     loss = energy_mc + pack.config.penalty * jet.u_boundary.square().mean(dim=1)
     return loss, energy_mc
@@ -80,6 +83,7 @@ class Curves:
 
 
 _WARMUP_STEPS = 3  # eager steps before a CUDA graph is captured
+MIN_EPOCHS_TO_FUSE = 2_000  # a shorter run keeps the eager passes: compiling costs seconds, a tiny run less
 _BAND_POINTS = 5  # curve points (besides the last) whose bands are counted: each reads an image back
 
 
@@ -124,11 +128,15 @@ class PackedTrainer:
     a Tuning the size it names, "measure" times the candidates now, and a TuningCache reads the size measured before for this
     CPU and shape, or times them (runs of MIN_EPOCHS_TO_TUNE steps or more) and keeps the choice.
     `self.tuning` (and `step_mode`) say which size and how it was chosen.
+
+    `fuse`: the hidden layers' elementwise passes compiled into one kernel each way (drm._fused);
+    None (the default) fuses runs of MIN_EPOCHS_TO_FUSE steps or more, whose compile time pays.
+    Where compiling fails the eager passes run; `self.passes` (and `step_mode`) say which.
     """
 
     def __init__(
         self, config: TrainConfig | list[TrainConfig] | Pack, seeds: list[int] | None = None, device: str | torch.device = "cpu",
-        graphed: bool | None = None, tuning: autotune.Tuning | autotune.TuningCache | str | None = None,
+        graphed: bool | None = None, tuning: autotune.Tuning | autotune.TuningCache | str | None = None, fuse: bool | None = None,
     ):
         self.pack = config if isinstance(config, Pack) else Pack.of(config, seeds)
         self.configs = list(self.pack.configs)
@@ -174,11 +182,21 @@ class PackedTrainer:
         self._curve_lr: list[float] = []
         self._graph: torch.cuda.CUDAGraph | None = None
         self._warm_steps = 0
+        self._fused, self.passes = self._fuse(fuse)
         self.tuning = self._tune(tuning)
         self._chunks = self.tuning.chunks(K)
         if self.device.type == "cpu":
-            self.step_mode = f"eager (cpu; {self.tuning.describe()})"
+            self.step_mode = f"eager (cpu; {self.passes}; {self.tuning.describe()})"
+        else:
+            self.step_mode += f"; {self.passes}"
         self._fixed_points = None if self.config.resample else self._sample(torch.zeros_like(self.t))
+
+    def _fuse(self, fuse: bool | None) -> tuple[FusedPasses | None, str]:
+        if fuse is False or (fuse is None and self.config.epochs < MIN_EPOCHS_TO_FUSE):
+            return None, "eager passes" if fuse is False else f"eager passes ({self.config.epochs} steps: too few to compile)"
+        c = self.config
+        layout = StreamLayout(c.batch, c.batch + c.boundary_batch, self.problem.dim, self.pack.second_axis)
+        return fused_passes(self.model.activation, layout, c.width, self.device, self.dtype)
 
     def _tune(self, tuning: autotune.Tuning | autotune.TuningCache | str | None) -> autotune.Tuning:
         """Members a chunk: one chunk on a GPU; on a CPU the rule's size, a cached or a measured one."""
@@ -203,7 +221,7 @@ class PackedTrainer:
             return autotune.Tuning(entry["members"], f"cached in {cache.path.name}")
         if cache is not None and self.config.epochs < autotune.MIN_EPOCHS_TO_TUNE:
             return autotune.Tuning(rule, f"fixed (12 MiB rule: {self.config.epochs} steps are too few to time {len(sizes)} sizes)")
-        sandbox = PackedTrainer(self.pack, device=self.device, graphed=False)  # timed instead of this trainer: its state stays
+        sandbox = PackedTrainer(self.pack, device=self.device, graphed=False, fuse=self._fused is not None)  # timed instead: this one's state stays
 
         def step(members: int) -> None:
             sandbox._chunks = autotune.Tuning(members, "").chunks(K)
@@ -236,7 +254,7 @@ class PackedTrainer:
         for members in self._chunks:
             weights, biases = self.model.member_params(members)
             loss, energy_mc = member_loss(
-                self.model, self.pack, x[members], x_boundary[members], self.epsilon[members], (weights, biases), members
+                self.model, self.pack, x[members], x_boundary[members], self.epsilon[members], (weights, biases), members, self._fused
             )
             active = self.active[members] & torch.isfinite(loss)  # (k,)
             grads = torch.autograd.grad(torch.where(active, loss, 0.0).sum(), weights + biases)

@@ -64,6 +64,15 @@ def parse_seeds(seeds: int | None, seed_list: str | None) -> list[int]:
     return list(range(n))
 
 
+def check_bench(device: str, dtype: str, seconds: float) -> None:
+    """`drmfm bench`'s options, before anything is timed."""
+    check_device(device)
+    if dtype not in ("float32", "float64"):
+        raise BadInput(f"dtype: unknown {dtype!r}; allowed: float32, float64")
+    if seconds <= 0:
+        raise BadInput(f"seconds: {seconds} is not allowed; allowed: a number > 0")
+
+
 def check_device(device: str) -> None:
     if device not in DEVICES:
         raise BadInput(f"device: unknown {device!r}; allowed: {', '.join(DEVICES)}")

@@ -122,6 +122,7 @@ class BenchRow:
     matmul_share: float | None = None  # of an eager step's wall time (step_shares); None for a graphed one
     elementwise_share: float | None = None
     tuning: dict | None = None  # the packed step's member chunks and how they were chosen (drm.autotune)
+    passes: str | None = None  # the packed step's elementwise passes: fused (torch.compile) or eager, and why (drm._fused)
 
 
 def run_bench(
@@ -131,8 +132,13 @@ def run_bench(
     min_seconds: float = 2.0,
     cases: tuple[str, ...] = ("1d", "2d"),
     progress: Callable[[str], None] | None = None,
+    fuse: bool = True,
+    tune: bool = True,
 ) -> dict:
-    """Measure every (case, method, K); returns the JSON object of INTERFACE.md."""
+    """Measure every (case, method, K); returns the JSON object of INTERFACE.md.
+
+    `fuse` False keeps the eager elementwise passes, `tune` False the fixed rule's member chunks:
+    the same script then shows what each gains."""
     torch_dtype = getattr(torch, dtype)
     if ks is None:
         ks = (1, 8, 64, 256) if device.type == "cuda" else (1, 8, 64)
@@ -153,10 +159,11 @@ def run_bench(
         for k in ks:
             for graphed in variants:
                 say(f"{case}: packed K={k}{' graphed' if graphed else ''}")
-                trainer = PackedTrainer(config, list(range(k)), device=device, graphed=graphed, tuning="measure")
+                trainer = PackedTrainer(config, list(range(k)), device=device, graphed=graphed, tuning="measure" if tune else None, fuse=fuse)
                 rate = k * _time_steps(trainer.train_step, device, min_seconds)
                 shares = (None, None) if graphed else step_shares(trainer.train_step, device)
-                rows.append(BenchRow(case, "packed", graphed, k, rate, rate * flops / 1e9, rate / ref_rate, *shares, trainer.tuning.as_dict()))
+                rows.append(BenchRow(case, "packed", graphed, k, rate, rate * flops / 1e9, rate / ref_rate, *shares, trainer.tuning.as_dict(),
+                                     trainer.passes))
                 del trainer
     return {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({cpu_name()})",

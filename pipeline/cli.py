@@ -108,17 +108,18 @@ def bench(
     dtype: Annotated[str, typer.Option(help="float32 | float64.")] = "float32",
     seconds: Annotated[float, typer.Option(help="Minimum timed seconds per measurement.")] = 2.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (INTERFACE.md).")] = False,
+    fuse: Annotated[bool, typer.Option("--fuse/--no-fuse", help="Fuse the packed step's elementwise passes (torch.compile).")] = True,
+    tune: Annotated[bool, typer.Option("--tune/--no-tune", help="Time the CPU's member chunks (else the fixed 12 MiB rule).")] = True,
 ) -> None:
-    """Training throughput: reference vs packed trainer (K = 1, 8, 64; 256 on a GPU), vs the matmul peak."""
-    check_device(device)
-    if dtype not in ("float32", "float64"):
-        raise BadInput(f"dtype: unknown {dtype!r}; allowed: float32, float64")
-    if seconds <= 0:
-        raise BadInput(f"seconds: {seconds} is not allowed; allowed: a number > 0")
+    """Training throughput: reference vs packed trainer (K = 1, 8, 64; 256 on a GPU), vs the matmul peak; --no-fuse, --no-tune."""
+    from pipeline._cli_input import check_bench
     from pipeline.bench import run_bench
     from pipeline.trial import resolve_device
 
-    result = run_bench(resolve_device(device), dtype=dtype, min_seconds=seconds, progress=lambda m: print(f"bench: {m}", file=sys.stderr))
+    check_bench(device, dtype, seconds)
+    result = run_bench(
+        resolve_device(device), dtype=dtype, min_seconds=seconds, fuse=fuse, tune=tune, progress=lambda m: print(f"bench: {m}", file=sys.stderr)
+    )
     if as_json:
         print(json.dumps(result))
         return

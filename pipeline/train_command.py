@@ -115,7 +115,9 @@ def print_bench(result: dict) -> None:
         title=f"drmfm bench: {result['device']}, torch {result['torch']}, {result['threads']} threads, "
         f"{result['dtype']}, matmul peak {peak:.1f} GFLOP/s"
     )
-    for c in ("case", "method", "graphed", "K", "trial-steps/s", "GFLOP/s", "of peak", "× reference", "matmul", "other ops", "members a chunk"):
+    columns = ("case", "method", "graphed", "K", "trial-steps/s", "GFLOP/s", "of peak", "× reference", "matmul", "other ops", "members a chunk",
+               "passes")
+    for c in columns:
         table.add_column(c, justify="right")
     for r in result["results"]:
         tuning = r.get("tuning")
@@ -130,6 +132,7 @@ def print_bench(result: dict) -> None:
             f"{r['ratio_to_reference']:.2f}",
             *(f"{r[k]:.0%}" if r.get(k) is not None else "-" for k in ("matmul_share", "elementwise_share")),
             f"{tuning['members_per_chunk']} ({tuning['source']})" if tuning else "-",
+            r.get("passes") or "-",
         )
     _out().print(table)
     _out().print("matmul / other ops: shares of an eager step's wall time in matrix products and in the other operators "

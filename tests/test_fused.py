@@ -1,0 +1,78 @@
+"""The stream layer's elementwise passes fused by torch.compile (drm._fused, issue 17): the compiled
+forward and backward equal the eager ones on every activation and layout (float64, 1e-10); a packed
+run trained with them equals the eager run; short runs keep the eager passes, and the trainer says
+which it used. The compiler's warm-up is part of this file's time (a few seconds per layout)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from drm._fused import backward_passes, forward_passes, fused_passes
+from drm.activations import Activation
+from drm.autotune import Tuning
+from drm.config import TrainConfig
+from drm.streams import StreamLayout, _backward_streams, _forward_streams
+from drm.train import MIN_EPOCHS_TO_FUSE, PackedTrainer
+
+LAYOUTS = {
+    "1d": StreamLayout(12, 14, 1, None),
+    "1d with u_xx": StreamLayout(12, 14, 1, 0),
+    "2d with u_yy": StreamLayout(10, 16, 2, 1),
+    "2d, no boundary rows": StreamLayout(10, 10, 2, None),
+}
+ACTIVATIONS = [Activation("relu"), Activation("tanh"), Activation("smooth_abs", 0.1), Activation("smooth_relu", 0.2)]
+
+
+# A ReLU net has no second-derivative stream (drm.config refuses ε > 0 with relu).
+PAIRS = [(a, name) for a in ACTIVATIONS for name, layout in LAYOUTS.items() if a.smooth or layout.second_axis is None]
+
+
+@pytest.mark.parametrize("activation,layout_name", PAIRS, ids=[f"{a.name}-{name}" for a, name in PAIRS])
+def test_the_fused_formulas_equal_the_eager_passes(activation, layout_name):
+    layout = LAYOUTS[layout_name]
+    generator = torch.Generator().manual_seed(3)
+    z = torch.randn(3, layout.rows, 5, dtype=torch.float64, generator=generator)
+    g = torch.randn(z.shape, dtype=torch.float64, generator=generator)
+    out, saved = _forward_streams(z, activation, layout)
+    torch.testing.assert_close(forward_passes(z, activation, layout), out, rtol=0, atol=1e-12)
+    torch.testing.assert_close(backward_passes(g, z, activation, layout), _backward_streams(g, z, saved, activation, layout), rtol=0, atol=1e-12)
+
+
+def test_the_compiled_passes_equal_the_eager_ones_for_any_chunk_size():
+    activation, layout = Activation("smooth_abs", 0.1), LAYOUTS["2d with u_yy"]
+    passes, how = fused_passes(activation, layout, 5, torch.device("cpu"), torch.float64)
+    assert passes is not None and how == "fused (torch.compile)", how
+    for K in (1, 2, 7):  # the member axis is dynamic: every chunk size is served
+        z = torch.randn(K, layout.rows, 5, dtype=torch.float64)
+        g = torch.randn_like(z)
+        out, saved = _forward_streams(z, activation, layout)
+        torch.testing.assert_close(passes.forward(z), out, rtol=0, atol=1e-12)
+        torch.testing.assert_close(passes.backward(g, z), _backward_streams(g, z, saved, activation, layout), rtol=0, atol=1e-12)
+
+
+CONFIGS = {
+    "1d relu": TrainConfig(problem="double_well", depth=3, width=16, fourier=2, batch=32, epochs=12, dtype="float64"),
+    "2d smooth_abs": TrainConfig(problem="twin_branching", depth=2, width=16, fourier=2, batch=48, boundary_batch=32, epsilon=0.1 / 16,
+                                 activation="smooth_abs", epochs=12, dtype="float64"),
+}
+
+
+@pytest.mark.parametrize("case", CONFIGS)
+def test_a_packed_run_with_fused_passes_equals_the_eager_run(case):
+    config, seeds = CONFIGS[case], [0, 1, 2, 3]
+    eager = PackedTrainer(config, seeds, fuse=False, tuning=Tuning(4, "given"))
+    fused = PackedTrainer(config, seeds, fuse=True, tuning=Tuning(3, "given"))  # chunks of 3 and 1: both kernels
+    assert fused.passes == "fused (torch.compile)" and "fused (torch.compile)" in fused.step_mode
+    assert eager.passes == "eager passes"
+    eager.run()
+    fused.run()
+    for a, b in zip(eager.model.parameters(), fused.model.parameters(), strict=True):
+        torch.testing.assert_close(b, a, rtol=0, atol=1e-10)
+    torch.testing.assert_close(fused.last_loss, eager.last_loss, rtol=0, atol=1e-10)
+
+
+def test_a_short_run_keeps_the_eager_passes_and_says_so():
+    trainer = PackedTrainer(CONFIGS["1d relu"], [0, 1])
+    assert trainer.passes == "eager passes (12 steps: too few to compile)" and trainer.passes in trainer.step_mode
+    assert MIN_EPOCHS_TO_FUSE > CONFIGS["1d relu"].epochs
