@@ -124,7 +124,8 @@ def fused_passes(
     passes = FusedPasses(layout, _dynamic_members(torch.compile(forward, fullgraph=True)), _dynamic_members(torch.compile(backward, fullgraph=True)))
     probe = torch.zeros((2, layout.rows, width), device=device, dtype=dtype)
     try:
-        passes.backward(passes.forward(probe), probe)
+        with torch.no_grad():  # as the layer calls them (inside an autograd.Function): the same compiled graphs
+            passes.backward(passes.forward(probe), probe)
     except Exception as e:  # noqa: BLE001 - any failure of the compiler leaves the eager passes, said
         said = " ".join(line.strip() for line in str(e).strip().splitlines()[:2]) or type(e).__name__  # the backend's line, then its cause
         return None, f"eager passes (torch.compile failed: {said[:200]})"
