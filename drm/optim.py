@@ -46,9 +46,13 @@ class PackedAdam:
         """One update with learning rate `lr` (0-d) of the members where `active` (K,) is True."""
         frozen = ~active.reshape(-1, 1, 1)  # (K, 1, 1)
         grads = [p.grad for p in self.params]
-        for g, m in zip(grads, self.exp_avg):
-            g.masked_fill_(frozen, 0.0)  # a diverged member's gradient may be non-finite: never read it
-            m.masked_fill_(frozen, 0.0)
+        # On a CPU, asking whether every member is active reads no device: while all are, the two
+        # masking passes over every parameter are skipped (~6% of a 1D step). On a GPU the mask is
+        # always applied: the question would wait for the device, and a captured graph cannot branch.
+        if self.t.device.type != "cpu" or not bool(active.all()):
+            for g, m in zip(grads, self.exp_avg):
+                g.masked_fill_(frozen, 0.0)  # a diverged member's gradient may be non-finite: never read it
+                m.masked_fill_(frozen, 0.0)
         self.t += 1
         torch._fused_adam_(
             self.params,

@@ -28,7 +28,7 @@ CASES = {
 
 
 def _trained(config: TrainConfig, K: int, tuning) -> PackedTrainer:
-    trainer = PackedTrainer(config, list(range(K)), tuning=tuning)
+    trainer = PackedTrainer(config, list(range(K)), tuning=tuning, fuse=False)
     trainer.run()
     return trainer
 
@@ -66,21 +66,21 @@ def test_candidates_and_the_choice():
 def test_the_choice_is_cached_by_cpu_and_shape_and_measured_again_when_the_file_goes(tmp_path):
     long = TrainConfig(**{**CASES["1d"].as_dict(), "epochs": autotune.MIN_EPOCHS_TO_TUNE})
     cache = autotune.TuningCache(tmp_path / "tuning.json")
-    first = PackedTrainer(long, list(range(4)), tuning=cache).tuning
+    first = PackedTrainer(long, list(range(4)), tuning=cache, fuse=False).tuning
     assert first.source == "measured" and set(first.seconds_per_step) == {1, 2, 4}
     (key, entry), = json.loads(cache.path.read_text())["entries"].items()
     assert autotune.cpu_name() in key and "K 4" in key and "width 16" in key and entry["members"] == first.members
-    again = PackedTrainer(long, list(range(4)), tuning=cache)
+    again = PackedTrainer(long, list(range(4)), tuning=cache, fuse=False)
     assert again.tuning.members == first.members and again.tuning.source == "cached in tuning.json"
-    assert again.step_mode == f"eager (cpu; {again.tuning.describe()})"
-    other_shape = PackedTrainer(TrainConfig(**{**long.as_dict(), "width": 24}), list(range(4)), tuning=cache).tuning
+    assert again.step_mode == f"eager (cpu; eager passes; {again.tuning.describe()})"
+    other_shape = PackedTrainer(TrainConfig(**{**long.as_dict(), "width": 24}), list(range(4)), tuning=cache, fuse=False).tuning
     assert other_shape.source == "measured" and len(json.loads(cache.path.read_text())["entries"]) == 2
     cache.path.write_text("{not json")  # a corrupt file counts as empty and is rewritten
-    assert PackedTrainer(long, list(range(4)), tuning=cache).tuning.source == "measured"
+    assert PackedTrainer(long, list(range(4)), tuning=cache, fuse=False).tuning.source == "measured"
     assert len(json.loads(cache.path.read_text())["entries"]) == 1
     cache.path.unlink()  # deleted by the user: measured again
-    assert PackedTrainer(long, list(range(4)), tuning=cache).tuning.source == "measured" and cache.path.is_file()
-    short = PackedTrainer(CASES["1d"], list(range(4)), tuning=autotune.TuningCache(tmp_path / "other.json")).tuning
+    assert PackedTrainer(long, list(range(4)), tuning=cache, fuse=False).tuning.source == "measured" and cache.path.is_file()
+    short = PackedTrainer(CASES["1d"], list(range(4)), tuning=autotune.TuningCache(tmp_path / "other.json"), fuse=False).tuning
     assert short.source.startswith("fixed (12 MiB rule: 8 steps are too few") and not (tmp_path / "other.json").exists()
 
 
@@ -88,7 +88,7 @@ def test_a_cache_that_cannot_be_written_costs_the_run_nothing(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
     long = TrainConfig(**{**CASES["1d"].as_dict(), "epochs": autotune.MIN_EPOCHS_TO_TUNE})
-    tuning = PackedTrainer(long, list(range(4)), tuning=autotune.TuningCache(blocker / "tuning.json")).tuning
+    tuning = PackedTrainer(long, list(range(4)), tuning=autotune.TuningCache(blocker / "tuning.json"), fuse=False).tuning
     assert tuning.source.startswith("measured (not cached: ") and 1 <= tuning.members <= 4
 
 
