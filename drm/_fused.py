@@ -112,8 +112,12 @@ def fused_passes(
     if key in _COMPILED:
         return _COMPILED[key], "fused (torch.compile)"
     import torch._dynamo
+    import torch._inductor.config
 
     torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, _RECOMPILE_LIMIT)
+    # Two small kernels: compiled in this process, not by a pool of compile workers that a Ray
+    # trial's end would orphan.
+    torch._inductor.config.compile_threads = 1
 
     def forward(z: Tensor) -> Tensor:
         return forward_passes(z, activation, layout)
