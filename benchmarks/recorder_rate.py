@@ -6,6 +6,12 @@ hashes, each as a sweep trial does it (open its runs, then land its tables and f
 from `--threads` threads at once (a sweep's trial slots), through the same Recorder a sweep uses.
 
     .venv/bin/python benchmarks/recorder_rate.py [--trials N] [--seeds K] [--threads T] [--json FILE]
+        [--store mlflow.db --experiment NAME]
+
+With --store, the server runs on a copy of that SQLite store (a big sweep's, e.g. the N = 10,000
+run's) and the trials land in its experiment NAME as more configurations of that sweep: what a
+recorder pays when the store already holds thousands of them. `first_open_seconds` is the first
+trial's open (the tracker's start, which reads the sweep's runs once).
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -43,7 +50,7 @@ def tiny_tables(seeds: int):
 def renamed(tables, i: int):
     """The same tables as trial i of another configuration."""
     rows = tables.replicates
-    for column, value in (("trial_id", f"t{i}"), ("config_hash", f"h{i:06d}")):
+    for column, value in (("trial_id", f"t{i}"), ("config_hash", f"rate{i:06d}")):
         rows = rows.set_column(rows.schema.get_field_index(column), column, pa.array([value] * rows.num_rows))
     names = pa.array([f"t{i}"] * tables.curves.num_rows, pa.string())
     curves = tables.curves.set_column(tables.curves.schema.get_field_index("trial_id"), "trial_id", names)
@@ -56,22 +63,28 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--store", type=Path, help="run the server on a copy of this SQLite store")
+    parser.add_argument("--experiment", default="rate", help="the experiment (and sweep) the trials land in")
     args = parser.parse_args()
     quiet_mlflow()  # as `drmfm` runs
     work = Path(tempfile.mkdtemp(prefix="drmfm-rate-"))
+    if args.store:
+        shutil.copyfile(args.store, work / "mlflow.db")
     server, uri = mlflow_server(work)
     try:
-        ensure_experiment(uri, "rate", None)
+        ensure_experiment(uri, args.experiment, None)
         config, tables = tiny_tables(args.seeds)
-        recorder = Recorder(work / "results", uri, "rate", "rate")
+        recorder = Recorder(work / "results", uri, args.experiment, args.experiment)
         seeds = list(range(args.seeds))
 
         def one(i: int) -> None:
             mine = renamed(tables, i)
-            runs = recorder.open_runs(mine.trial_id, config.as_dict(), f"h{i:06d}", seeds)
+            runs = recorder.open_runs(mine.trial_id, config.as_dict(), f"rate{i:06d}", seeds)
             assert recorder.land(mine, runs)
 
+        started = time.perf_counter()
         one(-1)  # the tracker's client and the server warm
+        first_open = time.perf_counter() - started
         started = time.perf_counter()
         with ThreadPoolExecutor(args.threads) as pool:
             list(pool.map(one, range(args.trials)))
@@ -80,7 +93,8 @@ def main() -> None:
         server.terminate()
         server.wait(60)
     assert recorder.tracking_failure() is None, recorder.tracking_failure()
-    found = {"trials": args.trials, "seeds": args.seeds, "threads": args.threads, "seconds": seconds,
+    found = {"trials": args.trials, "seeds": args.seeds, "threads": args.threads, "seconds": seconds, "first_open_seconds": first_open,
+             "store": str(args.store) if args.store else None,
              "trials_per_second": args.trials / seconds, "runs_per_second": args.trials * (1 + args.seeds) / seconds}
     print(json.dumps(found, indent=1))
     if args.json:

@@ -119,7 +119,7 @@ class Recorder:
                 from pipeline.tracking import Tracker
 
                 try:
-                    self._tracker = Tracker(self.tracking_uri, self.experiment, self.sweep, self.driver, self.layout)
+                    self._tracker = Tracker(self.tracking_uri, self.experiment, self.sweep, self.driver, self.layout, indexed=True)
                 except Exception as e:  # noqa: BLE001 - tracking must never cost a trial its rows
                     self._off_locked(e, "no runs are recorded")
             return self._tracker

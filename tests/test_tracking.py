@@ -47,6 +47,43 @@ def test_a_retry_neither_reopens_nor_fails_the_runs_of_a_landed_trial(tmp_path):
     assert recorder.tracking_failure() is None
 
 
+def _counting_searches(tracker: Tracker) -> list:
+    searches, search = [], tracker.client.search_runs
+    tracker.client.search_runs = lambda *a, **k: searches.append(k.get("filter_string")) or search(*a, **k)
+    return searches
+
+
+def test_an_indexed_tracker_finds_every_run_by_its_configuration_without_a_search_each(tmp_path):
+    """A sweep's recorder keeps an index of the sweep's runs: a fresh sweep's starts empty; a resumed
+    one's is read in the background, and meanwhile each configuration is searched. Either way the
+    runs a killed driver left are found and reopened, the ones it creates are found again, and a new
+    configuration costs no search once the index is there (a search's time grows with the store)."""
+    import time
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    ensure_experiment(uri, "s", tmp_path / "artifacts")
+    fresh = Tracker(uri, "s", "s", indexed=True)
+    searches = _counting_searches(fresh)
+    left = fresh.open("t-0", [0, 1], {"depth": 3}, "hash")  # then the driver is killed: RUNNING, no rows
+    assert searches == [] and fresh._index is not None
+    other_sweep = Tracker(uri, "s", "other").open("t-9", [0], {"depth": 3}, "hash")
+    resumed = Tracker(uri, "s", "s", indexed=True)
+    for _ in range(200):
+        if resumed._index is not None:
+            break
+        time.sleep(0.05)
+    searches = _counting_searches(resumed)
+    again = resumed.open("t-0", [0, 1, 2], {"depth": 3}, "hash")
+    assert again.parent == left.parent and {s: again.children[s] for s in (0, 1)} == left.children and 2 in again.children
+    new = resumed.open("t-1", [0], {"depth": 4}, "hash1")
+    assert new.parent not in (left.parent, other_sweep.parent) and resumed.open("t-1", [0], {"depth": 4}, "hash1") == new
+    assert searches == []  # every configuration from the index
+    unindexed = Tracker(uri, "s", "s")  # what the index holds is what a search finds
+    for config_hash in ("hash", "hash1", "nothing"):
+        assert unindexed._found(config_hash) == resumed._found(config_hash)
+    assert unindexed._found("hash")[2] == again.children[2] and unindexed._found("nothing") == {}
+
+
 def test_a_tracking_failure_is_said_once_and_turns_tracking_off(tmp_path, capsys):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     recorder = Recorder(tmp_path / "results", uri, "missing-experiment", "s")  # the driver never created it
