@@ -102,6 +102,11 @@ def time_candidates(step: Callable[[int], None], sizes: list[int], sync: Callabl
     return best
 
 
+def clearly_faster(seconds: float, than: float) -> bool:
+    """Faster by more than _MARGIN (not timing noise)."""
+    return seconds * (1 + _MARGIN) < than
+
+
 def choose(measured: dict[int, float], rule: int) -> int:
     """The fastest size, unless the rule's is within _MARGIN of it."""
     fastest = min(measured, key=measured.__getitem__)

@@ -199,7 +199,8 @@ class PackedTrainer:
         return fused_passes(self.model.activation, layout, c.width, self.device, self.dtype)
 
     def _tune(self, tuning: autotune.Tuning | autotune.TuningCache | str | None) -> autotune.Tuning:
-        """Members a chunk: one chunk on a GPU; on a CPU the rule's size, a cached or a measured one."""
+        """Members a chunk: one chunk on a GPU; on a CPU the rule's size, a cached or a measured one. A
+        measurement also times the eager passes at the chosen size, and drops the fused ones if slower."""
         K = self.model.K
         if self.device.type != "cpu":
             return autotune.Tuning(K, f"fixed (one chunk on {self.device.type})")
@@ -210,7 +211,7 @@ class PackedTrainer:
             if not 1 <= tuning.members <= K:
                 raise ValueError(f"tuning: {tuning.members} members a chunk; allowed: 1 to K = {K}")
             return tuning
-        if tuning is None or len(sizes) == 1:
+        if tuning is None:
             return autotune.Tuning(rule, "fixed (12 MiB rule)" if len(sizes) > 1 else "fixed (the only size)")
         if tuning != "measure" and not isinstance(tuning, autotune.TuningCache):
             raise ValueError(f"tuning: {tuning!r}; allowed: None, 'measure' or a TuningCache")
@@ -218,6 +219,8 @@ class PackedTrainer:
         key = autotune.cache_key(_shape(self.config, self.pack.needs_u2), K, self.dtype)
         entry = cache.get(key) if cache is not None else None
         if entry is not None and entry["members"] <= largest:
+            if entry.get("fused") is False and self._fused is not None:
+                self._fused, self.passes = None, f"eager passes (faster here than fused: cached in {cache.path.name})"
             return autotune.Tuning(entry["members"], f"cached in {cache.path.name}")
         if cache is not None and self.config.epochs < autotune.MIN_EPOCHS_TO_TUNE:
             return autotune.Tuning(rule, f"fixed (12 MiB rule: {self.config.epochs} steps are too few to time {len(sizes)} sizes)")
@@ -229,10 +232,16 @@ class PackedTrainer:
 
         measured = autotune.time_candidates(step, sizes)
         members = autotune.choose(measured, rule)
+        if self._fused is not None:  # and the eager passes at that size: a small step may not gain from a kernel call
+            sandbox._fused = None
+            eager = autotune.time_candidates(step, [members])[members]
+            if autotune.clearly_faster(eager, measured[members]):
+                self._fused = None
+                self.passes = f"eager passes (faster here than fused: {eager * 1e3:.3g} vs {measured[members] * 1e3:.3g} ms a step)"
         kept = None
         if cache is not None:
             entry = {"members": members, "rule": rule, "seconds_per_step": {str(k): v for k, v in measured.items()},
-                     "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+                     "fused": self._fused is not None, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
             kept = cache.put(key, entry)
         return autotune.Tuning(members, "measured" if kept is None else f"measured (not cached: {kept})", measured)
 

@@ -105,6 +105,6 @@ def test_bench_json_has_the_interface_fields():
             assert 1 <= tuning["members_per_chunk"] <= r["K"]
             if r["K"] > 1:
                 assert tuning["source"] == "measured" and str(tuning["members_per_chunk"]) in tuning["seconds_per_step"]
-            assert r["passes"] == "fused (torch.compile)"
+            assert r["passes"] == "fused (torch.compile)" or r["passes"].startswith("eager passes (faster here than fused: ")  # measured
         else:
             assert r["tuning"] is None and r["passes"] is None
