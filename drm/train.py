@@ -87,19 +87,20 @@ MIN_EPOCHS_TO_FUSE = 2_000  # a shorter run keeps the eager passes: compiling co
 _BAND_POINTS = 5  # curve points (besides the last) whose bands are counted: each reads an image back
 
 
-def _layout(config: TrainConfig, second: bool) -> StreamLayout:
+def _layout(config: TrainConfig, second_axis: int | None) -> StreamLayout:
+    """The stream rows of one member's step (drm.network.PackedMLP.jet lays them out the same)."""
     problem = get_problem(config.problem)
-    return StreamLayout(config.batch, config.batch + config.boundary_batch, problem.dim, 0 if second else None)
+    return StreamLayout(config.batch, config.batch + config.boundary_batch, problem.dim, second_axis)
 
 
 def _per_member_bytes(config: TrainConfig, dtype: torch.dtype, second: bool) -> int:
     """One member's (T, H) activation of a layer."""
-    return _layout(config, second).rows * config.width * torch.empty((), dtype=dtype).element_size()
+    return _layout(config, 0 if second else None).rows * config.width * torch.empty((), dtype=dtype).element_size()
 
 
 def _shape(config: TrainConfig, second: bool) -> str:
     """What a step's speed depends on besides K: the stream rows, the network and its activation."""
-    layout = _layout(config, second)
+    layout = _layout(config, 0 if second else None)
     return (f"{config.problem} rows {layout.rows} (N {layout.n_interior}, Nv {layout.n_value}, d {layout.dim}, 2nd {second}) "
             f"depth {config.depth} width {config.width} map {config.fourier_map if config.fourier else 'none'} {config.activation}")
 
@@ -194,9 +195,8 @@ class PackedTrainer:
     def _fuse(self, fuse: bool | None) -> tuple[FusedPasses | None, str]:
         if fuse is False or (fuse is None and self.config.epochs < MIN_EPOCHS_TO_FUSE):
             return None, "eager passes" if fuse is False else f"eager passes ({self.config.epochs} steps: too few to compile)"
-        c = self.config
-        layout = StreamLayout(c.batch, c.batch + c.boundary_batch, self.problem.dim, self.pack.second_axis)
-        return fused_passes(self.model.activation, layout, c.width, self.device, self.dtype)
+        layout = _layout(self.config, self.pack.second_axis)
+        return fused_passes(self.model.activation, layout, self.config.width, self.device, self.dtype)
 
     def _tune(self, tuning: autotune.Tuning | autotune.TuningCache | str | None) -> autotune.Tuning:
         """Members a chunk: one chunk on a GPU; on a CPU the rule's size, a cached or a measured one. A
