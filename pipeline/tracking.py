@@ -224,7 +224,7 @@ class Tracker:
         self.layout = layout or Layout()
         self._created: set[str] = set()  # runs this tracker created that `finish` has not logged yet
         self._index: dict[str, dict[int | None, str]] | None = None
-        self._made: dict[str, dict[int | None, str]] = {}  # the runs this tracker created, by configuration
+        self._made: dict[str, dict[int | None, str]] = {}  # runs created while the index is read, by configuration
         self._index_lock = threading.Lock()
         if indexed:
             if not self.client.search_runs([self.experiment_id], filter_string=f"tags.sweep = '{sweep}'", max_results=1):
@@ -241,7 +241,7 @@ class Tracker:
             for config_hash, runs in self._made.items():  # created while the index was read
                 for key, run in runs.items():
                     index.setdefault(config_hash, {}).setdefault(key, run)
-            self._index = index
+            self._index, self._made = index, {}
 
     def _runs_by_config(self, query: str) -> dict[str, dict[int | None, str]]:
         """The runs `query` finds, paged: {config_hash: {None: parent, seed: child}}, the first started of each."""
@@ -297,10 +297,8 @@ class Tracker:
         if params:
             self.client.log_batch(run, params=params)
         self._created.add(run)
-        with self._index_lock:
-            _note(self._made, tags, run)
-            if self._index is not None:
-                _note(self._index, tags, run)
+        with self._index_lock:  # into the index, or, while it is still being read, beside it
+            _note(self._made if self._index is None else self._index, tags, run)
         return run
 
     def _reopen(self, run_id: str, tags: dict[str, str]) -> None:
