@@ -42,25 +42,34 @@ class PackedAdam:
         self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
 
     @torch.no_grad()
-    def step(self, lr: Tensor, active: Tensor) -> None:
-        """One update with learning rate `lr` (0-d) of the members where `active` (K,) is True."""
-        frozen = ~active.reshape(-1, 1, 1)  # (K, 1, 1)
-        grads = [p.grad for p in self.params]
+    def count_step(self) -> None:
+        """Start a step: Adam's step count t += 1, once for every member, before its chunks update."""
+        self.t += 1
+
+    @torch.no_grad()
+    def update(self, lr: Tensor, active: Tensor, grads: list[Tensor], members: slice = slice(None)) -> None:
+        """Update `members` (a slice of K; default all) with their gradients `grads` (one per parameter,
+        each (k, ...)) at learning rate `lr` (0-d), where `active` (k,) is True; after `count_step()`.
+
+        A chunk of members is updated as soon as its backward is done, while its gradients are still
+        in cache: members never interact, so updating them chunk by chunk is the same update."""
+        params = [p[members] for p in self.params]  # views along K: the update lands in place
+        exp_avg = [m[members] for m in self.exp_avg]
         # On a CPU, asking whether every member is active reads no device: while all are, the two
-        # masking passes over every parameter are skipped (~6% of a 1D step). On a GPU the mask is
-        # always applied: the question would wait for the device, and a captured graph cannot branch.
+        # masking passes are skipped (~6% of a 1D step). On a GPU the mask is always applied: the
+        # question would wait for the device, and a captured graph cannot branch.
         if self.t.device.type != "cpu" or not bool(active.all()):
-            for g, m in zip(grads, self.exp_avg):
+            frozen = ~active.reshape(-1, 1, 1)  # (k, 1, 1)
+            for g, m in zip(grads, exp_avg):
                 g.masked_fill_(frozen, 0.0)  # a diverged member's gradient may be non-finite: never read it
                 m.masked_fill_(frozen, 0.0)
-        self.t += 1
         torch._fused_adam_(
-            self.params,
+            params,
             grads,
-            self.exp_avg,
-            self.exp_avg_sq,
+            exp_avg,
+            [v[members] for v in self.exp_avg_sq],
             [],
-            [self.t] * len(self.params),
+            [self.t] * len(params),
             lr=lr.to(device=self.t.device, dtype=self._lr_dtype),
             beta1=self.betas[0],
             beta2=self.betas[1],

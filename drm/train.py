@@ -155,10 +155,7 @@ class PackedTrainer:
         fourier = self.pack.fourier if self.mixed else None
         self.model = build_model(self.config, list(self.pack.seeds), self.device, self.dtype, fourier)
         self.epsilon = self.pack.epsilon(self.device)  # (K, 1), float64
-        self._params = list(self.model.parameters())
-        for p in self._params:
-            p.grad = torch.zeros_like(p)  # written in place each step (static for CUDA graphs)
-        self.optimizer = PackedAdam(self._params)
+        self.optimizer = PackedAdam(list(self.model.parameters()))
         self.seeds = torch.tensor(self.model.seeds, device=self.device, dtype=torch.int64)
         K = self.model.K
         # Device-side state: a step touches only these, so it can be captured and replayed.
@@ -257,24 +254,24 @@ class PackedTrainer:
         return self._fixed_points if self._fixed_points is not None else self._sample(t)
 
     def _device_step(self) -> None:
-        """Sample → forward with derivative streams → energy + penalty → backward → masked Adam."""
+        """Sample → forward with derivative streams → energy + penalty → backward → masked Adam, chunk by chunk."""
         c = self.config
         x, x_boundary = self.points(self.t)
+        lr = cosine_lr(c.lr, self.t, c.epochs)
+        self.optimizer.count_step()
         for members in self._chunks:
             weights, biases = self.model.member_params(members)
             loss, energy_mc = member_loss(
                 self.model, self.pack, x[members], x_boundary[members], self.epsilon[members], (weights, biases), members, self._fused
             )
-            active = self.active[members] & torch.isfinite(loss)  # (k,)
+            was_active, finite = self.active[members], torch.isfinite(loss)  # (k,) each
+            self.diverged_step[members] = torch.where(was_active & ~finite, self.t, self.diverged_step[members])
+            active = was_active & finite  # a member whose loss turned non-finite is frozen from this step on
+            self.active[members] = active
             grads = torch.autograd.grad(torch.where(active, loss, 0.0).sum(), weights + biases)
-            for p, g in zip(self._params, grads):
-                p.grad[members].copy_(g)
+            self.optimizer.update(lr, active, list(grads), members)
             self.last_loss[members] = loss.detach()
             self.last_energy_mc[members] = energy_mc.detach()
-        finite = torch.isfinite(self.last_loss)
-        self.diverged_step.copy_(torch.where(self.active & ~finite, self.t, self.diverged_step))
-        self.active.logical_and_(finite)
-        self.optimizer.step(cosine_lr(c.lr, self.t, c.epochs), self.active)
         self.t += 1
 
     def train_step(self) -> None:
