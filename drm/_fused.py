@@ -28,11 +28,11 @@ from drm.streams import StreamLayout
 _RECOMPILE_LIMIT = 64  # kernels per function in one process: one per layout and activation (and chunks of 1)
 
 
-def forward_passes(z: Tensor, activation: Activation, layout: StreamLayout) -> Tensor:
-    """σ on every stream of z (K, T, H), whose value rows carry the bias: the output (K, T, H)."""
-    K, _, H = z.shape
+def forward_passes(z: Tensor, b: Tensor, activation: Activation, layout: StreamLayout) -> Tensor:
+    """σ on every stream of z (K, T, H), the bias b (K, 1, H) added to its value rows here: the output (K, T, H)."""
     N, d, a = layout.n_interior, layout.dim, layout.second_axis
     z_value, z_first, z_second = layout.split(z)
+    z_value = z_value + b  # in the same kernel: no pass of its own over z
     z0 = z_value[:, :N]
     if activation.name == "relu":
         on = z0 > 0
@@ -50,37 +50,40 @@ def forward_passes(z: Tensor, activation: Activation, layout: StreamLayout) -> T
     return torch.cat(parts, dim=1)
 
 
-def backward_passes(g: Tensor, z: Tensor, activation: Activation, layout: StreamLayout) -> Tensor:
-    """∂L/∂z (K, T, H) from g = ∂L/∂out and the pre-activations z (drm/streams.py's formulas)."""
+def backward_passes(g: Tensor, z: Tensor, b: Tensor, activation: Activation, layout: StreamLayout) -> tuple[Tensor, Tensor]:
+    """∂L/∂z (K, T, H) and ∂L/∂b (K, 1, H) from g = ∂L/∂out, the pre-activations z without their bias,
+    and b (drm/streams.py's formulas; ∂L/∂b, the sum of ∂L/∂z over the value rows, in the same kernel)."""
     N, d, a = layout.n_interior, layout.dim, layout.second_axis
     z_value, z_first, z_second = layout.split(z)
+    z_value = z_value + b
     g_value, g_first, g_second = layout.split(g)
     if activation.name == "relu":
         on_value = z_value > 0
         on = on_value[:, :N]
-        parts = [torch.where(on_value, g_value, 0.0), *(torch.where(on, g_first[:, j], 0.0) for j in range(d))]
+        d_value = torch.where(on_value, g_value, 0.0)
+        parts = [d_value, *(torch.where(on, g_first[:, j], 0.0) for j in range(d))]
         if g_second is not None:
             parts.append(torch.where(on, g_second, 0.0))
-        return torch.cat(parts, dim=1)
+        return torch.cat(parts, dim=1), d_value.sum(dim=1, keepdim=True)
     s = activation.derivatives(z_value[:, :N], 2 if a is None else 3, value=False)
     s1, s2 = s[1], s[2]
     acc = g_first[:, 0] * z_first[:, 0]  # Σ_j g_j z_j (+ g_2 z_2), then one product with σ''
     for j in range(1, d):
         acc = acc + g_first[:, j] * z_first[:, j]
     d_first = [g_first[:, j] * s1 for j in range(d)]
-    d_value = g_value[:, :N] * s1
+    d_interior = g_value[:, :N] * s1
     if g_second is not None:
         z_a = z_first[:, a]
         d_first[a] = d_first[a] + 2.0 * g_second * s2 * z_a
         acc = acc + g_second * z_second
-        d_value = d_value + g_second * (s[3] * z_a * z_a)
-    parts = [d_value + acc * s2]
+        d_interior = d_interior + g_second * (s[3] * z_a * z_a)
+    d_value = [d_interior + acc * s2]
     if layout.n_value > N:
-        parts.append(g_value[:, N:] * activation.derivatives(z_value[:, N:], 1, value=False)[1])
-    parts.extend(d_first)
+        d_value.append(g_value[:, N:] * activation.derivatives(z_value[:, N:], 1, value=False)[1])
+    parts = [*d_value, *d_first]
     if g_second is not None:
         parts.append(g_second * s1)
-    return torch.cat(parts, dim=1)
+    return torch.cat(parts, dim=1), sum(v.sum(dim=1, keepdim=True) for v in d_value)
 
 
 @dataclass(frozen=True)
@@ -88,8 +91,8 @@ class FusedPasses:
     """The compiled forward and backward of one layout and activation (drm.streams.hidden_layer takes them)."""
 
     layout: StreamLayout
-    forward: Callable[[Tensor], Tensor]
-    backward: Callable[[Tensor, Tensor], Tensor]
+    forward: Callable[[Tensor, Tensor], Tensor]  # (z, b) -> out
+    backward: Callable[[Tensor, Tensor, Tensor], tuple[Tensor, Tensor]]  # (g, z, b) -> (∂L/∂z, ∂L/∂b)
 
 
 _COMPILED: dict[tuple, FusedPasses] = {}
@@ -119,17 +122,18 @@ def fused_passes(
     # trial's end would orphan.
     torch._inductor.config.compile_threads = 1
 
-    def forward(z: Tensor) -> Tensor:
-        return forward_passes(z, activation, layout)
+    def forward(z: Tensor, b: Tensor) -> Tensor:
+        return forward_passes(z, b, activation, layout)
 
-    def backward(g: Tensor, z: Tensor) -> Tensor:
-        return backward_passes(g, z, activation, layout)
+    def backward(g: Tensor, z: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+        return backward_passes(g, z, b, activation, layout)
 
     passes = FusedPasses(layout, _dynamic_members(torch.compile(forward, fullgraph=True)), _dynamic_members(torch.compile(backward, fullgraph=True)))
     probe = torch.zeros((2, layout.rows, width), device=device, dtype=dtype)
+    bias = torch.zeros((2, 1, width), device=device, dtype=dtype)
     try:
         with torch.no_grad():  # as the layer calls them (inside an autograd.Function): the same compiled graphs
-            passes.backward(passes.forward(probe), probe)
+            passes.backward(passes.forward(probe, bias), probe, bias)
     except Exception as e:  # noqa: BLE001 - any failure of the compiler leaves the eager passes, said
         said = " ".join(line.strip() for line in str(e).strip().splitlines()[:2]) or type(e).__name__  # the backend's line, then its cause
         return None, f"eager passes (torch.compile failed: {said[:200]})"

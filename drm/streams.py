@@ -129,25 +129,25 @@ def _backward_streams(g: Tensor, z: Tensor, saved: Saved, activation: Activation
 class _HiddenLayer(torch.autograd.Function):
     @staticmethod
     def forward(ctx, h: Tensor, w: Tensor, b: Tensor, activation: Activation, layout: StreamLayout, fused: FusedPasses | None) -> Tensor:  # type: ignore[override]
-        z = torch.bmm(h, w)  # (K, T, H)
-        z[:, : layout.n_value].add_(b)  # only the value rows carry the bias
-        if fused is not None:  # one compiled pass; its backward recomputes the derivatives of σ from z
-            out, saved = fused.forward(z), ()
+        z = torch.bmm(h, w)  # (K, T, H), without the bias
+        if fused is not None:  # one compiled pass, the bias added inside; its backward recomputes σ's derivatives from z
+            out, saved = fused.forward(z, b.detach()), ()  # detached: the compiled code is handed plain tensors
         else:
+            z[:, : layout.n_value].add_(b)  # only the value rows carry the bias
             out, saved = _forward_streams(z, activation, layout)
         ctx.activation, ctx.layout, ctx.fused = activation, layout, fused
-        ctx.save_for_backward(h, w, z, *saved)
+        ctx.save_for_backward(h, w, b, z, *saved)
         return out
 
     @staticmethod
     def backward(ctx, g: Tensor) -> tuple[Tensor | None, Tensor, Tensor, None, None, None]:  # type: ignore[override]
-        h, w, z, *saved = ctx.saved_tensors
+        h, w, b, z, *saved = ctx.saved_tensors
         if ctx.fused is not None:
-            grad_z = ctx.fused.backward(g.contiguous(), z)  # (K, T, H)
+            grad_z, grad_b = ctx.fused.backward(g.contiguous(), z, b.detach())  # (K, T, H), (K, 1, H)
         else:
             grad_z = _backward_streams(g.contiguous(), z, tuple(saved), ctx.activation, ctx.layout)  # (K, T, H)
+            grad_b = grad_z[:, : ctx.layout.n_value].sum(dim=1, keepdim=True)  # (K, 1, H)
         grad_w = torch.bmm(h.transpose(1, 2), grad_z)  # (K, F, H)
-        grad_b = grad_z[:, : ctx.layout.n_value].sum(dim=1, keepdim=True)  # (K, 1, H)
         grad_h = torch.bmm(grad_z, w.transpose(1, 2)) if ctx.needs_input_grad[0] else None  # (K, T, F)
         return grad_h, grad_w, grad_b, None, None, None
 

@@ -28,15 +28,27 @@ ACTIVATIONS = [Activation("relu"), Activation("tanh"), Activation("smooth_abs", 
 PAIRS = [(a, name) for a in ACTIVATIONS for name, layout in LAYOUTS.items() if a.smooth or layout.second_axis is None]
 
 
+def _eager(z: torch.Tensor, b: torch.Tensor, g: torch.Tensor, activation: Activation, layout: StreamLayout):
+    """The eager layer's passes (drm/streams.py) on z without its bias: the output, ∂L/∂z and ∂L/∂b."""
+    biased = z.clone()
+    biased[:, : layout.n_value] += b
+    out, saved = _forward_streams(biased, activation, layout)
+    grad_z = _backward_streams(g, biased, saved, activation, layout)
+    return out, grad_z, grad_z[:, : layout.n_value].sum(dim=1, keepdim=True)
+
+
 @pytest.mark.parametrize("activation,layout_name", PAIRS, ids=[f"{a.name}-{name}" for a, name in PAIRS])
 def test_the_fused_formulas_equal_the_eager_passes(activation, layout_name):
     layout = LAYOUTS[layout_name]
     generator = torch.Generator().manual_seed(3)
     z = torch.randn(3, layout.rows, 5, dtype=torch.float64, generator=generator)
+    b = torch.randn(3, 1, 5, dtype=torch.float64, generator=generator)
     g = torch.randn(z.shape, dtype=torch.float64, generator=generator)
-    out, saved = _forward_streams(z, activation, layout)
-    torch.testing.assert_close(forward_passes(z, activation, layout), out, rtol=0, atol=1e-12)
-    torch.testing.assert_close(backward_passes(g, z, activation, layout), _backward_streams(g, z, saved, activation, layout), rtol=0, atol=1e-12)
+    out, grad_z, grad_b = _eager(z, b, g, activation, layout)
+    torch.testing.assert_close(forward_passes(z, b, activation, layout), out, rtol=0, atol=1e-12)
+    fused_z, fused_b = backward_passes(g, z, b, activation, layout)
+    torch.testing.assert_close(fused_z, grad_z, rtol=0, atol=1e-12)
+    torch.testing.assert_close(fused_b, grad_b, rtol=0, atol=1e-12)
 
 
 def test_the_compiled_passes_equal_the_eager_ones_for_any_chunk_size():
@@ -45,10 +57,13 @@ def test_the_compiled_passes_equal_the_eager_ones_for_any_chunk_size():
     assert passes is not None and how == "fused (torch.compile)", how
     for K in (1, 2, 7):  # the member axis is dynamic: every chunk size is served
         z = torch.randn(K, layout.rows, 5, dtype=torch.float64)
+        b = torch.randn(K, 1, 5, dtype=torch.float64)
         g = torch.randn_like(z)
-        out, saved = _forward_streams(z, activation, layout)
-        torch.testing.assert_close(passes.forward(z), out, rtol=0, atol=1e-12)
-        torch.testing.assert_close(passes.backward(g, z), _backward_streams(g, z, saved, activation, layout), rtol=0, atol=1e-12)
+        out, grad_z, grad_b = _eager(z, b, g, activation, layout)
+        torch.testing.assert_close(passes.forward(z, b), out, rtol=0, atol=1e-12)
+        fused_z, fused_b = passes.backward(g, z, b)
+        torch.testing.assert_close(fused_z, grad_z, rtol=0, atol=1e-12)
+        torch.testing.assert_close(fused_b, grad_b, rtol=0, atol=1e-12)
 
 
 CONFIGS = {
