@@ -39,21 +39,25 @@ TUNING_FILE = "tuning.json"  # in the home: every measured choice, by key
 
 @dataclass(frozen=True)
 class Tuning:
-    """Members per chunk, and how that was decided: "measured", "cached" or "fixed (why)"."""
+    """Members per chunk and the step's threads, and how that was decided: "measured", "cached" or "fixed (why)"."""
 
     members: int
     source: str
-    seconds_per_step: dict[int, float] = field(default_factory=dict)  # candidate -> seconds a step, when measured
+    seconds_per_step: dict[int, float] = field(default_factory=dict)  # candidate chunk -> seconds a step, when measured
+    threads: int | None = None  # torch's threads during a step; None: as the process has them
+    seconds_per_step_by_threads: dict[int, float] = field(default_factory=dict)  # thread count -> seconds a step, when measured
 
     def chunks(self, K: int) -> list[slice]:
         return [slice(k, min(k + self.members, K)) for k in range(0, K, self.members)]
 
     def describe(self) -> str:
-        return f"{self.members} member{'s' * (self.members != 1)} a chunk, {self.source}"
+        threads = "" if self.threads is None else f", {self.threads} thread{'s' * (self.threads != 1)}"
+        return f"{self.members} member{'s' * (self.members != 1)} a chunk{threads}, {self.source}"
 
     def as_dict(self) -> dict:
-        return {"members_per_chunk": self.members, "source": self.source,
-                "seconds_per_step": {str(k): v for k, v in sorted(self.seconds_per_step.items())}}
+        return {"members_per_chunk": self.members, "threads": self.threads, "source": self.source,
+                "seconds_per_step": {str(k): v for k, v in sorted(self.seconds_per_step.items())},
+                "seconds_per_step_by_threads": {str(k): v for k, v in sorted(self.seconds_per_step_by_threads.items())}}
 
 
 def fixed_members(per_member_bytes: int, K: int) -> int:
@@ -74,6 +78,30 @@ def candidates(largest: int, rule: int) -> list[int]:
         sizes.add(size)
         size *= 2
     return sorted(sizes)
+
+
+def thread_candidates(available: int) -> list[int]:
+    """The thread counts a step is timed with: powers of two below `available`, and `available` (the
+    trial's cores). A small step can lose more to waking threads than it gains from them."""
+    counts, n = {available}, 1
+    while n < available:
+        counts.add(n)
+        n *= 2
+    return sorted(counts)
+
+
+@contextlib.contextmanager
+def threads(n: int | None) -> Iterator[None]:
+    """torch's intra-op threads set to `n` inside the block (None: left as they are), restored after."""
+    current = torch.get_num_threads()
+    if n is None or n == current:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(current)
 
 
 def time_candidates(step: Callable[[int], None], sizes: list[int], sync: Callable[[], None] = lambda: None) -> dict[int, float]:
@@ -108,9 +136,46 @@ def clearly_faster(seconds: float, than: float) -> bool:
 
 
 def choose(measured: dict[int, float], rule: int) -> int:
-    """The fastest size, unless the rule's is within _MARGIN of it."""
+    """The fastest candidate, unless `rule`'s (the default: the rule's size, or every thread) is within _MARGIN of it."""
     fastest = min(measured, key=measured.__getitem__)
     return rule if measured[rule] <= measured[fastest] * (1 + _MARGIN) else fastest
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """What timing a step's variants found: the chunk, the passes and the threads to take."""
+
+    members: int
+    fused: bool  # the fused passes kept (False: none were offered, or the eager ones were clearly faster)
+    threads: int
+    seconds_per_step: dict[int, float]  # chunk size -> seconds a step (fused passes where offered, every thread)
+    seconds_per_step_by_threads: dict[int, float]  # thread count -> seconds a step at the chosen chunk and passes
+    eager_faster: str | None = None  # "a vs b ms a step", where the eager passes beat the fused ones
+
+    def entry(self, rule: int) -> dict:
+        """The cache's record of it."""
+        return {"members": self.members, "rule": rule, "seconds_per_step": {str(k): v for k, v in self.seconds_per_step.items()},
+                "threads": self.threads, "seconds_per_step_by_threads": {str(n): v for n, v in self.seconds_per_step_by_threads.items()},
+                "fused": self.fused, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+
+def measure(step: Callable[[int, bool, int | None], None], sizes: list[int], rule: int, fused: bool) -> Measurement:
+    """Time a step's variants, one choice after another: the chunk size among `sizes` (with the fused
+    passes if offered, every thread), then the eager passes at that size (a small step may not gain from
+    a kernel call), then fewer threads (a small step's threads may cost more to wake than they give).
+    `step(members, fused, threads)` takes one step so (threads None: the process's); each choice keeps
+    the default (`rule`'s size, the fused passes, every thread) unless another is clearly faster."""
+    available = torch.get_num_threads()
+    measured = time_candidates(lambda members: step(members, fused, None), sizes)
+    members, eager_faster = choose(measured, rule), None
+    if fused:
+        eager = time_candidates(lambda m: step(m, False, None), [members])[members]
+        if clearly_faster(eager, measured[members]):
+            fused, eager_faster = False, f"{eager * 1e3:.3g} vs {measured[members] * 1e3:.3g} ms a step"
+    counts = thread_candidates(available)
+    by_threads = time_candidates(lambda n: step(members, fused, n), counts) if len(counts) > 1 else {}
+    threads = choose(by_threads, available) if by_threads else available
+    return Measurement(members, fused, threads, measured, by_threads, eager_faster)
 
 
 class TuningCache:

@@ -127,8 +127,9 @@ class PackedTrainer:
 
     On a CPU the members run in chunks (`drm.autotune`): `tuning` None takes the fixed rule's size,
     a Tuning the size it names, "measure" times the candidates now, and a TuningCache reads the size measured before for this
-    CPU and shape, or times them (runs of MIN_EPOCHS_TO_TUNE steps or more) and keeps the choice.
-    `self.tuning` (and `step_mode`) say which size and how it was chosen.
+    CPU and shape, or times them (runs of MIN_EPOCHS_TO_TUNE steps or more) and keeps the choice. A
+    measurement also times the step with fewer of the process's threads and keeps fewer when clearly
+    faster. `self.tuning` (and `step_mode`) say which size and threads, and how they were chosen.
 
     `fuse`: the hidden layers' elementwise passes compiled into one kernel each way (drm._fused);
     None (the default) fuses runs of MIN_EPOCHS_TO_FUSE steps or more, whose compile time pays.
@@ -196,8 +197,8 @@ class PackedTrainer:
         return fused_passes(self.model.activation, layout, self.config.width, self.device, self.dtype)
 
     def _tune(self, tuning: autotune.Tuning | autotune.TuningCache | str | None) -> autotune.Tuning:
-        """Members a chunk: one chunk on a GPU; on a CPU the rule's size, a cached or a measured one. A
-        measurement also times the eager passes at the chosen size, and drops the fused ones if slower."""
+        """Members a chunk (and threads): one chunk on a GPU; on a CPU the rule's size, a cached or a
+        measured one (`drm.autotune.measure`: the chunk, then the eager passes, then fewer threads)."""
         K = self.model.K
         if self.device.type != "cpu":
             return autotune.Tuning(K, f"fixed (one chunk on {self.device.type})")
@@ -218,29 +219,25 @@ class PackedTrainer:
         if entry is not None and entry["members"] <= largest:
             if entry.get("fused") is False and self._fused is not None:
                 self._fused, self.passes = None, f"eager passes (faster here than fused: cached in {cache.path.name})"
-            return autotune.Tuning(entry["members"], f"cached in {cache.path.name}")
+            threads = entry.get("threads")  # an entry of before the threads were timed has none: the process's
+            threads = threads if isinstance(threads, int) and 1 <= threads <= torch.get_num_threads() else None
+            return autotune.Tuning(entry["members"], f"cached in {cache.path.name}", threads=threads)
         if cache is not None and self.config.epochs < autotune.MIN_EPOCHS_TO_TUNE:
             return autotune.Tuning(rule, f"fixed (12 MiB rule: {self.config.epochs} steps are too few to time {len(sizes)} sizes)")
         sandbox = PackedTrainer(self.pack, device=self.device, graphed=False, fuse=self._fused is not None)  # timed instead: this one's state stays
+        compiled = sandbox._fused
 
-        def step(members: int) -> None:
-            sandbox._chunks = autotune.Tuning(members, "").chunks(K)
-            sandbox._device_step()
+        def step(members: int, fused: bool, threads: int | None) -> None:
+            sandbox._chunks, sandbox._fused = autotune.Tuning(members, "").chunks(K), compiled if fused else None
+            with autotune.threads(threads):
+                sandbox._device_step()
 
-        measured = autotune.time_candidates(step, sizes)
-        members = autotune.choose(measured, rule)
-        if self._fused is not None:  # and the eager passes at that size: a small step may not gain from a kernel call
-            sandbox._fused = None
-            eager = autotune.time_candidates(step, [members])[members]
-            if autotune.clearly_faster(eager, measured[members]):
-                self._fused = None
-                self.passes = f"eager passes (faster here than fused: {eager * 1e3:.3g} vs {measured[members] * 1e3:.3g} ms a step)"
-        kept = None
-        if cache is not None:
-            entry = {"members": members, "rule": rule, "seconds_per_step": {str(k): v for k, v in measured.items()},
-                     "fused": self._fused is not None, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-            kept = cache.put(key, entry)
-        return autotune.Tuning(members, "measured" if kept is None else f"measured (not cached: {kept})", measured)
+        found = autotune.measure(step, sizes, rule, fused=compiled is not None)
+        if self._fused is not None and not found.fused:
+            self._fused, self.passes = None, f"eager passes (faster here than fused: {found.eager_faster})"
+        kept = None if cache is None else cache.put(key, found.entry(rule))
+        return autotune.Tuning(found.members, "measured" if kept is None else f"measured (not cached: {kept})", found.seconds_per_step,
+                               found.threads, found.seconds_per_step_by_threads)
 
     def _sample(self, t: Tensor) -> tuple[Tensor, Tensor]:
         c, domain = self.config, self.problem.domain
@@ -275,13 +272,15 @@ class PackedTrainer:
         self.t += 1
 
     def train_step(self) -> None:
-        """One optimiser step for every active member (replayed from a CUDA graph when graphed)."""
-        if self.graphed:
-            self._graphed_step()
-        else:
-            self._device_step()
-        if self.step % self.log_every == 0 or self.step == self.config.epochs - 1:  # the last step too: where the count ends
-            self._log_point()
+        """One optimiser step for every active member (replayed from a CUDA graph when graphed), with the
+        threads the tuning chose (drm.autotune.threads: the process's own are restored after)."""
+        with autotune.threads(self.tuning.threads):
+            if self.graphed:
+                self._graphed_step()
+            else:
+                self._device_step()
+            if self.step % self.log_every == 0 or self.step == self.config.epochs - 1:  # the last step too: where the count ends
+                self._log_point()
         self.step += 1
 
     def _log_point(self) -> None:
@@ -328,11 +327,12 @@ class PackedTrainer:
         """Train up to `steps` more steps (default: to the end); call progress(step, total) about every `every_s`."""
         end = self.config.epochs if steps is None else min(self.config.epochs, self.step + steps)
         last = time.perf_counter()
-        while self.step < end:
-            self.train_step()
-            if progress is not None and time.perf_counter() - last >= every_s:
-                progress(self.step, self.config.epochs)
-                last = time.perf_counter()
+        with autotune.threads(self.tuning.threads):  # set once for the run: each step then finds them set
+            while self.step < end:
+                self.train_step()
+                if progress is not None and time.perf_counter() - last >= every_s:
+                    progress(self.step, self.config.epochs)
+                    last = time.perf_counter()
         if progress is not None:
             progress(self.step, self.config.epochs)
 

@@ -116,7 +116,7 @@ def print_bench(result: dict) -> None:
         f"{result['dtype']}, matmul peak {peak:.1f} GFLOP/s"
     )
     columns = ("case", "method", "graphed", "K", "trial-steps/s", "GFLOP/s", "of peak", "× reference", "matmul", "other ops", "members a chunk",
-               "passes")
+               "threads", "passes")
     for c in columns:
         table.add_column(c, justify="right")
     for r in result["results"]:
@@ -132,6 +132,7 @@ def print_bench(result: dict) -> None:
             f"{r['ratio_to_reference']:.2f}",
             *(f"{r[k]:.0%}" if r.get(k) is not None else "-" for k in ("matmul_share", "elementwise_share")),
             f"{tuning['members_per_chunk']} ({tuning['source']})" if tuning else "-",
+            str(tuning.get("threads") or result["threads"]) if tuning else "-",
             r.get("passes") or "-",
         )
     _out().print(table)

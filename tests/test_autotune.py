@@ -63,6 +63,32 @@ def test_candidates_and_the_choice():
         PackedTrainer(CASES["1d"], list(range(4)), tuning="fast")
 
 
+def test_the_step_takes_the_threads_it_was_tuned_to_and_every_count_trains_the_same_members():
+    assert autotune.thread_candidates(1) == [1] and autotune.thread_candidates(2) == [1, 2]
+    assert autotune.thread_candidates(6) == [1, 2, 4, 6] and autotune.thread_candidates(16) == [1, 2, 4, 8, 16]
+    config, K, before = CASES["2d"], 4, torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        seen = []
+        two = _trained(config, K, autotune.Tuning(2, "given", threads=2))
+        one = PackedTrainer(config, list(range(K)), tuning=autotune.Tuning(2, "given", threads=1), fuse=False)
+        one._device_step = lambda step=one._device_step: (seen.append(torch.get_num_threads()), step())  # what a step runs with
+        one.run(steps=3)
+        one.train_step()
+        assert seen == [1] * 4 and torch.get_num_threads() == 2  # the process's own threads are left as they were
+        one.run()
+        for a, b in zip(two.model.parameters(), one.model.parameters(), strict=True):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-10)
+        measured = PackedTrainer(config, list(range(K)), tuning="measure", fuse=False).tuning
+        assert set(measured.seconds_per_step_by_threads) == {1, 2} and measured.threads in (1, 2)
+        assert f"{measured.threads} thread" in measured.describe() and measured.as_dict()["threads"] == measured.threads
+        with autotune.threads(1):
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_the_choice_is_cached_by_cpu_and_shape_and_measured_again_when_the_file_goes(tmp_path):
     long = TrainConfig(**{**CASES["1d"].as_dict(), "epochs": autotune.MIN_EPOCHS_TO_TUNE})
     cache = autotune.TuningCache(tmp_path / "tuning.json")
@@ -70,8 +96,10 @@ def test_the_choice_is_cached_by_cpu_and_shape_and_measured_again_when_the_file_
     assert first.source == "measured" and set(first.seconds_per_step) == {1, 2, 4}
     (key, entry), = json.loads(cache.path.read_text())["entries"].items()
     assert autotune.cpu_name() in key and "K 4" in key and "width 16" in key and entry["members"] == first.members
+    assert entry["threads"] == first.threads
     again = PackedTrainer(long, list(range(4)), tuning=cache, fuse=False)
     assert again.tuning.members == first.members and again.tuning.source == "cached in tuning.json"
+    assert again.tuning.threads == first.threads
     assert again.step_mode == f"eager (cpu; eager passes; {again.tuning.describe()})"
     other_shape = PackedTrainer(TrainConfig(**{**long.as_dict(), "width": 24}), list(range(4)), tuning=cache, fuse=False).tuning
     assert other_shape.source == "measured" and len(json.loads(cache.path.read_text())["entries"]) == 2
