@@ -12,7 +12,9 @@ that its next start removes, as any other.
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
@@ -20,6 +22,7 @@ import pyarrow.fs as pafs
 from drm.storage import Storage
 
 SNAPSHOT = (".analysis", "replicates.parquet")
+_READERS = 8  # files read at once (measured: BENCHMARKS.md "Ten thousand trials")
 _SIGNATURE = ("_file", "_size", "_mtime_ns")  # per row: the file it came from, as it was when read
 
 
@@ -42,18 +45,30 @@ def replicates(storage: Storage, read: Callable[[Storage, str], pa.Table]) -> pa
     same = {name for name, size, mtime in held if now.get(name) == (size, mtime) and mtime >= 0}
     parts = [] if cached is None or not same else [cached.filter(pc.is_in(cached.column("_file"), value_set=pa.array(sorted(same))))]
     fresh = sorted(set(now) - same)
-    for name in fresh:
-        table = read(storage, name)
-        size, mtime = now[name]
-        parts.append(table.append_column("_file", pa.array([name] * table.num_rows, pa.string()))
-                     .append_column("_size", pa.array([size] * table.num_rows, pa.int64()))
-                     .append_column("_mtime_ns", pa.array([mtime] * table.num_rows, pa.int64())))
+    if fresh:
+        tables = _read_all(storage, fresh, read)
+        lengths = [t.num_rows for t in tables]
+        table = pa.concat_tables(tables, promote_options="default")
+        for column, values, kind in zip(_SIGNATURE, (fresh, [now[n][0] for n in fresh], [now[n][1] for n in fresh]),
+                                        (pa.string(), pa.int64(), pa.int64())):
+            table = table.append_column(column, pa.array(np.repeat(np.array(values), lengths), kind))  # each file's, on its rows
+        parts.append(table)
     if not parts:
         return pa.table({})
     table = pa.concat_tables(parts, promote_options="default").sort_by("_file")
     if fresh or {name for name, _, _ in held} != same:  # something was read again, or dropped
         _write(storage, table)
     return table.drop_columns(list(_SIGNATURE))
+
+
+def _read_all(storage: Storage, names: list[str], read: Callable[[Storage, str], pa.Table]) -> list[pa.Table]:
+    """`read(storage, name)` of every name, in order, _READERS at a time: a file's cost is its open and
+    footer, which Arrow does without the GIL (and an object store's, a round trip). The first
+    unreadable file in name order raises, as it would read one by one."""
+    if len(names) < 2 * _READERS:
+        return [read(storage, name) for name in names]
+    with ThreadPoolExecutor(_READERS, thread_name_prefix="drmfm-read") as pool:
+        return list(pool.map(lambda name: read(storage, name), names))
 
 
 def _cached(storage: Storage) -> pa.Table | None:

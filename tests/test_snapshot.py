@@ -9,9 +9,10 @@ import os
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from analysis import _snapshot as snapshot
-from analysis.data import load
+from analysis.data import AnalysisError, load
 from drm.storage import Storage
 from tests.test_analysis import synthetic_folder
 
@@ -74,3 +75,19 @@ def test_load_gives_the_same_rows_with_and_without_its_snapshot(tmp_path):
     assert Storage(folder.location).is_file(*snapshot.SNAPSHOT)
     again = load([folder.location]).rows
     pd.testing.assert_frame_equal(first, again)
+
+
+def test_many_files_read_at_once_give_the_rows_in_order_and_name_the_first_unreadable_one(tmp_path):
+    storage = Storage(tmp_path)
+    n = 4 * snapshot._READERS  # enough that they are read by several threads
+    for k in range(n):
+        _trial(tmp_path, f"t{k:03d}", list(range(k % 3 + 1)))  # files of 1 to 3 rows
+    want = [(f"t{k:03d}", s, s) for k in range(n) for s in range(k % 3 + 1)]
+    table = snapshot.replicates(storage, _read)
+    assert list(zip(*(table.column(c).to_pylist() for c in ("trial_id", "seed", "v")))) == want  # file-name order
+    cached = snapshot._cached(storage)
+    assert cached.column("_file").to_pylist() == [f"t{k:03d}.parquet" for k in range(n) for _ in range(k % 3 + 1)]
+    for k in (7, 3 * snapshot._READERS + 1):  # two damaged files: the first by name is the one named
+        (tmp_path / "replicates" / f"t{k:03d}.parquet").write_bytes(b"not parquet")
+    with pytest.raises(AnalysisError, match="t007.parquet is not a readable Parquet file"):
+        load([str(tmp_path)])
