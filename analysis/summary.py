@@ -47,9 +47,10 @@ def configuration_key(rows: pd.DataFrame) -> list[str]:
 def summarise(rows: pd.DataFrame) -> pd.DataFrame:
     """One row per configuration; statistics over its `ok` seeds only.
 
-    Each configuration's values are numpy slices of whole columns, and every bootstrap interval of
-    a column is computed for all configurations at once (analysis.stats.bootstrap_cis): 10,000
-    configurations take seconds."""
+    The configurations with the same number of ok seeds are stacked (G, n) and each statistic is one
+    numpy call along the seeds (the same arithmetic as per configuration), and every bootstrap
+    interval of a column is computed for all configurations at once (analysis.stats.bootstrap_cis):
+    10,000 configurations take about a second."""
     rows = with_reference(rows)
     key = configuration_key(rows)
     status = rows["status"].to_numpy()
@@ -58,7 +59,7 @@ def summarise(rows: pd.DataFrame) -> pd.DataFrame:
     extras = [*((m.name, m.summary_column) for m in metrics() if m.summary), ("energy_over_reference", "energy_over_reference_median"),
               ("energy_reference", "energy_reference_best")]  # the best: one value per (problem, ε)
     extras = [(name, column, rows[name].astype("float64").to_numpy()) for name, column in extras if name in rows]
-    out, samples = [], {"t": [], "e": [], **{column: [] for name, column, _ in extras if name in WITH_INTERVALS}}
+    out, by_size = [], {}  # by_size: n ok seeds -> [(entry, the rows of its ok seeds)]
     for values, index in rows.groupby(key, dropna=False, sort=True).indices.items():
         mine = status[index]
         ok = index[mine == "ok"]
@@ -66,25 +67,29 @@ def summarise(rows: pd.DataFrame) -> pd.DataFrame:
         entry.update(n=len(index), n_ok=len(ok), diverged=int((mine == "diverged").sum()), stopped=int((mine == "stopped").sum()),
                      failed=int((mine == "failed").sum()), diverged_share=float((mine == "diverged").mean()))
         out.append(entry)
-        if not len(ok):
-            continue
-        t, e = t_all[ok], e_all[ok]
-        q = np.quantile(t, [0.025, 0.25, 0.75, 0.975])
-        entry.update(
-            transitions_median=float(np.median(t)), transitions_mean=float(t.mean()), transitions_q25=float(q[1]),
-            transitions_q75=float(q[2]), transitions_iqr=float(q[2] - q[1]), transitions_p025=float(q[0]), transitions_p975=float(q[3]),
-            transitions_min=float(t.min()), transitions_max=float(t.max()),
-            transitions_all_equal=bool(t.size > 1 and np.ptp(t) == 0),  # every seed gave the same count
-            energy_median=float(np.median(e)),
-        )
-        samples["t"].append((entry, t))
-        samples["e"].append((entry, e))
+        if len(ok):
+            by_size.setdefault(len(ok), []).append((entry, ok))
+    samples = {"t": [], "e": [], **{column: [] for name, column, _ in extras if name in WITH_INTERVALS}}
+    for stacked in by_size.values():
+        entries, index = [entry for entry, _ in stacked], np.stack([ok for _, ok in stacked])  # (G, n) rows of the ok seeds
+        t, e = t_all[index], e_all[index]
+        statistics = {"transitions_median": np.median(t, axis=1), "transitions_mean": t.mean(axis=1), "energy_median": np.median(e, axis=1)}
+        q = np.quantile(t, [0.025, 0.25, 0.75, 0.975], axis=1)  # (4, G)
+        statistics.update(transitions_q25=q[1], transitions_q75=q[2], transitions_iqr=q[2] - q[1], transitions_p025=q[0],
+                          transitions_p975=q[3], transitions_min=t.min(axis=1), transitions_max=t.max(axis=1))
+        all_equal = (np.ptp(t, axis=1) == 0) & (t.shape[1] > 1)  # every seed gave the same count
+        for j, entry in enumerate(entries):
+            entry.update({name: float(column[j]) for name, column in statistics.items()}, transitions_all_equal=bool(all_equal[j]))
+        samples["t"] += zip(entries, t)
+        samples["e"] += zip(entries, e)
         for name, column, column_values in extras:
-            mine_ = column_values[ok]
-            if np.isfinite(mine_).any():  # a share is the mean of 0/1, a median the median
-                entry[column] = float(np.nanmean(mine_) if column.endswith("_share") else np.nanmedian(mine_))
+            mine = column_values[index]  # (G, n)
+            some = np.flatnonzero(np.isfinite(mine).any(axis=1))  # a share is the mean of 0/1, a median the median
+            found = (np.nanmean if column.endswith("_share") else np.nanmedian)(mine[some], axis=1)
+            for j, value in zip(some, found):
+                entries[j][column] = float(value)
             if name in WITH_INTERVALS:  # the seeds that gave a value: bootstrap interval of their median
-                samples[column].append((entry, mine_))
+                samples[column] += zip(entries, mine)
     _intervals(samples["t"], np.mean, "transitions_mean_ci")
     _intervals(samples["t"], np.median, "transitions_median_ci")
     _intervals(samples["e"], np.median, "energy_median_ci")

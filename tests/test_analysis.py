@@ -338,3 +338,37 @@ def test_interfaces_toward_the_wall_are_drawn_from_the_stored_field(tmp_path):
     assert np.asarray(measured.get_ydata()) == pytest.approx(np.floor(2 * cycles))  # sign changes of sin(2πky) on [0, 1]
     slope = np.polyfit(np.log(guide.get_xdata()), np.log(guide.get_ydata()), 1)[0]
     assert slope == pytest.approx(-2 / 3)
+
+
+def test_each_configurations_statistics_are_numpy_over_its_ok_seeds(tmp_path):
+    """summarise stacks configurations of the same ok-seed count: each figure equals numpy's over that
+    configuration's ok seeds alone (exactly), whatever the count (none, one, several) and the nulls."""
+    rows = load([str(synthetic_folder(tmp_path / "r", {"diverged": 2, "failed": 1, "stopped": 1}).location)]).rows
+    rng = np.random.default_rng(3)
+    rows["band_width_cv"] = np.where(rng.uniform(size=len(rows)) < 0.3, np.nan, rng.uniform(0, 1, len(rows)))  # a metric with nulls
+    rows.loc[rows["trial_id"] == "d5i3", "band_width_cv"] = np.nan  # and a configuration without any value
+    rows.loc[(rows["trial_id"] == "d5iNone") & (rows["seed"] > 0), "status"] = "failed"  # one ok seed
+    rows.loc[rows["trial_id"] == "d3i3", "status"] = "diverged"  # none
+    summary = summarise(rows)
+    key = ["depth", "fourier_label"]
+    for _, got in summary.iterrows():
+        mine = rows[(rows["depth"] == got["depth"]) & (rows["fourier_label"] == got["fourier_label"])]
+        ok = mine[mine["status"] == "ok"]
+        assert got["n"] == len(mine) and got["n_ok"] == len(ok), got[key]
+        if ok.empty:
+            assert pd.isna(got["transitions_median"]) and pd.isna(got["energy_median"])
+            continue
+        t, e = ok["transitions"].astype(float).to_numpy(), ok["energy"].astype(float).to_numpy()
+        q = np.quantile(t, [0.025, 0.25, 0.75, 0.975])
+        assert (got["transitions_median"], got["transitions_mean"], got["energy_median"]) == (np.median(t), t.mean(), np.median(e))
+        assert (got["transitions_p025"], got["transitions_q25"], got["transitions_q75"], got["transitions_p975"]) == tuple(q)
+        assert (got["transitions_min"], got["transitions_max"], got["transitions_iqr"]) == (t.min(), t.max(), q[2] - q[1])
+        assert got["transitions_all_equal"] == (len(t) > 1 and np.ptp(t) == 0)
+        cv = ok["band_width_cv"].to_numpy()
+        if np.isfinite(cv).any():
+            assert got["band_width_cv_median"] == np.nanmedian(cv)
+            low, high = bootstrap_ci(cv, np.median)
+            assert (got["band_width_cv_median_ci_low"], got["band_width_cv_median_ci_high"]) == pytest.approx((low, high), nan_ok=True)
+        else:
+            assert pd.isna(got["band_width_cv_median"])
+        assert (got["transitions_mean_ci_low"], got["transitions_mean_ci_high"]) == pytest.approx(bootstrap_ci(t, np.mean), nan_ok=True)
