@@ -95,6 +95,14 @@ def load(folders: list[str]) -> Results:
     return Results(rows=rows, folders=list(folders), duplicates=before - len(rows), specs=specs)
 
 
+def keep_index(folder: str | Storage) -> int:
+    """Bring a results folder's snapshot of its replicate rows up to date, reading only the files it
+    does not hold (analysis/_snapshot.py): a sweep calls it after each fit, so that `drmfm analyze`
+    of 10,000 trials reads one file and the few that changed, not 10,000. The rows it now holds."""
+    storage = folder if isinstance(folder, Storage) else Storage(folder)
+    return snapshot.replicates(storage, _read).num_rows
+
+
 def _spec(storage: Storage) -> dict | None:
     """The spec a sweep saved beside its tables; None for a `train` folder, an older sweep, or one unreadable."""
     try:

@@ -162,14 +162,18 @@ def importances(table: pd.DataFrame, space: Space) -> Importances:
     params = [{n: _param(row[n], space.dimensions[n]) for n in names} for _, row in scored.iterrows()]
     distributions = {n: _distribution(optuna, space.dimensions[n]) for n in names}
 
-    def shares(values: np.ndarray, seed: int) -> dict[str, float]:
-        study = optuna.create_study(direction="minimize" if space.mode == "min" else "maximize")
-        study.add_trials([optuna.trial.create_trial(params=p, distributions=distributions, value=float(v)) for p, v in zip(params, values)])
-        return optuna.importance.get_param_importances(study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=seed, **FOREST))
+    def study(values: np.ndarray):
+        built = optuna.create_study(direction="minimize" if space.mode == "min" else "maximize")
+        built.add_trials([optuna.trial.create_trial(params=p, distributions=distributions, value=float(v)) for p, v in zip(params, values)])
+        return built
+
+    def shares(of, seed: int) -> dict[str, float]:
+        return optuna.importance.get_param_importances(of, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=seed, **FOREST))
 
     try:
-        frame = pd.DataFrame([shares(objective, s) for s in range(FOREST_SEEDS)])[names]
-        noise = pd.DataFrame([shares(rng.permutation(objective), s) for s in range(FOREST_SEEDS)])[names]
+        measured = study(objective)  # one study, a forest per seed
+        frame = pd.DataFrame([shares(measured, s) for s in range(FOREST_SEEDS)])[names]
+        noise = pd.DataFrame([shares(study(rng.permutation(objective)), s) for s in range(FOREST_SEEDS)])[names]
     except (RuntimeError, ValueError) as e:  # fANOVA refuses some degenerate designs (every tree without a split)
         return Importances(None, f"fANOVA could not be fitted ({e})", total)
     out = pd.DataFrame({"parameter": names, "importance": frame.mean().to_numpy(), "low": frame.min().to_numpy(),

@@ -316,9 +316,11 @@ def _search_and_repair(spec: SweepSpec, root: Storage, state: Storage, results: 
     failed_now: set[str] = set()
 
     def fit(tuner, searched: bool = False) -> None:
-        """One Tuner's fit; a search's (OptunaSearch) with its pending trials sized to the slots."""
+        """One Tuner's fit; a search's (OptunaSearch) with its pending trials sized to the slots. Then
+        the analysis's index of the rows is brought up to date (the fit's new files read once, here)."""
         with pending_trials(spec, slots) if searched else contextlib.nullcontext():
             outcome.errors += record_failures(spec, _fit(tuner, outcome), results, recorder, failed_now)
+        _keep_index(results)
 
     def going() -> bool:
         return outcome.stopped is None and lease.lost is None and stop_reason(spec.name) is None
@@ -361,6 +363,17 @@ def _fits(spec: SweepSpec, root: Storage, results: Storage, trainable, fit, goin
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
         config = run_config(spec, root, [SweepProgress(spec, total=min(len(points), per_fit))], spec.name, "repairs", stamp)
         fit(repair_tuner(spec, trainable, points[:per_fit], config))
+
+
+def _keep_index(results: Storage) -> None:
+    """The analysis's snapshot of the rows, up to date (analysis.data.keep_index): derived from the
+    tables and checked against each file when read, so a failure costs `drmfm analyze` time, not rows."""
+    from analysis.data import keep_index
+
+    try:
+        keep_index(results)
+    except Exception as e:  # noqa: BLE001 - an unreadable trial file is the repair's (--resume) to quarantine
+        print(f"drmfm: warning: the analysis's index of the rows was not brought up to date ({first_line(e)})", file=sys.stderr)
 
 
 def _fit(tuner, outcome) -> list:

@@ -16,8 +16,10 @@ import pytest
 import torch
 import yaml
 
+from analysis import _snapshot as snapshot
 from drm.classical.judge import cache_folder
 from drm.measurement import measure
+from drm.storage import Storage
 from drm.train import PackedTrainer
 from pipeline.spec import parse_spec
 from pipeline.tables import read_replicates
@@ -45,6 +47,10 @@ def test_a_two_trial_sweep_lands_every_row_and_run(two_trials):
     table = read_replicates(home / "results" / "two")
     assert table.num_rows == 2 * 3
     assert not [c.strip() for c in REQUIRED.split(",") if c.strip() not in table.column_names]
+    read = []  # the sweep kept the analysis's index of the rows: analysing them reads no trial file
+    indexed = snapshot.replicates(Storage(home / "results" / "two"), lambda store, name: read.append(name) or store.read_table("replicates", name))
+    assert read == [] and sorted(zip(indexed["trial_id"].to_pylist(), indexed["seed"].to_pylist())) == sorted(
+        zip(table["trial_id"].to_pylist(), table["seed"].to_pylist()))
     rows = table.to_pylist()
     assert len({(r["trial_id"], r["seed"]) for r in rows}) == 6
     assert {r["fourier"] for r in rows} == {None, 2} and all(r["status"] == "ok" for r in rows)
