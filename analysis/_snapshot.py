@@ -36,17 +36,20 @@ def signatures(storage: Storage) -> dict[str, tuple[int, int]]:
     }
 
 
-def replicates(storage: Storage, read: Callable[[Storage, str], pa.Table]) -> pa.Table:
+def replicates(storage: Storage, read: Callable[[Storage, str], pa.Table | None]) -> pa.Table:
     """Every committed replicate row of the folder, in file-name order: unchanged files' rows from the
-    snapshot, the others by `read(storage, name)`; the snapshot rewritten when anything changed."""
+    snapshot, the others by `read(storage, name)`; the snapshot rewritten when anything changed.
+    A file `read` gives None for (unreadable, where the caller skips such) is left out of both, and
+    read again next time."""
     now = signatures(storage)
     cached = _cached(storage)
     held: set[tuple[str, int, int]] = set() if cached is None else set(zip(*(cached.column(c).to_pylist() for c in _SIGNATURE)))
     same = {name for name, size, mtime in held if now.get(name) == (size, mtime) and mtime >= 0}
     parts = [] if cached is None or not same else [cached.filter(pc.is_in(cached.column("_file"), value_set=pa.array(sorted(same))))]
     fresh = sorted(set(now) - same)
-    if fresh:
-        tables = _read_all(storage, fresh, read)
+    read_back = [(name, table) for name, table in zip(fresh, _read_all(storage, fresh, read)) if table is not None]
+    if read_back:
+        fresh, tables = (list(column) for column in zip(*read_back))
         lengths = [t.num_rows for t in tables]
         table = pa.concat_tables(tables, promote_options="default")
         for column, values, kind in zip(_SIGNATURE, (fresh, [now[n][0] for n in fresh], [now[n][1] for n in fresh]),
@@ -61,7 +64,7 @@ def replicates(storage: Storage, read: Callable[[Storage, str], pa.Table]) -> pa
     return table.drop_columns(list(_SIGNATURE))
 
 
-def _read_all(storage: Storage, names: list[str], read: Callable[[Storage, str], pa.Table]) -> list[pa.Table]:
+def _read_all(storage: Storage, names: list[str], read: Callable[[Storage, str], pa.Table | None]) -> list[pa.Table | None]:
     """`read(storage, name)` of every name, in order, _READERS at a time: a file's cost is its open and
     footer, which Arrow does without the GIL (and an object store's, a round trip). The first
     unreadable file in name order raises, as it would read one by one."""

@@ -100,7 +100,16 @@ def keep_index(folder: str | Storage) -> int:
     does not hold (analysis/_snapshot.py): a sweep calls it after each fit, so that `drmfm analyze`
     of 10,000 trials reads one file and the few that changed, not 10,000. The rows it now holds."""
     storage = folder if isinstance(folder, Storage) else Storage(folder)
-    return snapshot.replicates(storage, _read).num_rows
+    return snapshot.replicates(storage, _read_or_skip).num_rows
+
+
+def _read_or_skip(storage: Storage, name: str) -> pa.Table | None:
+    """One replicates file, or None where it is unreadable: left out of the index (a sweep's --resume
+    quarantines it, and `drmfm analyze` names it), so that it does not keep the rest from being indexed."""
+    try:
+        return _read(storage, name)
+    except AnalysisError:
+        return None
 
 
 def _spec(storage: Storage) -> dict | None:

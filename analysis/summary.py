@@ -50,7 +50,7 @@ def summarise(rows: pd.DataFrame) -> pd.DataFrame:
     The configurations with the same number of ok seeds are stacked (G, n) and each statistic is one
     numpy call along the seeds (the same arithmetic as per configuration), and every bootstrap
     interval of a column is computed for all configurations at once (analysis.stats.bootstrap_cis):
-    10,000 configurations take about a second."""
+    10,000 configurations of 2 seeds take 3.3 s on 2 cores, most of it their 10 bootstrap intervals."""
     rows = with_reference(rows)
     key = configuration_key(rows)
     status = rows["status"].to_numpy()

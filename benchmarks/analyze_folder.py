@@ -5,7 +5,7 @@
 Each run: the folder's snapshot of its rows (`.analysis/replicates.parquet`) deleted, then
 `drmfm analyze` timed twice as a user runs it: "first" reads every trial file, "again" the
 snapshot the first wrote. The snapshot is restored as analyze leaves it. Run from a checkout to time
-its code (BENCHMARKS.md "Ten thousand trials" compares two commits this way). Prints one JSON object.
+its code (BENCHMARKS.md, "N = 10,000 with the recorder's index", compares three commits this way). Prints one JSON object.
 """
 
 from __future__ import annotations

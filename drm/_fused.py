@@ -3,8 +3,9 @@
 Eager, a hidden layer's activation and its derivative streams are a dozen passes over (K, T, H)
 tensors (drm/streams.py): σ and its derivatives, the products of each stream, the saved
 derivatives read back in the backward. Compiled, the forward is one kernel that reads z and writes
-the output, and the backward one kernel that reads g and z and writes ∂L/∂z, recomputing σ', σ'',
-σ''' from z instead of saving them (measured on this 2-core Xeon, one 2D chunk of 8 members:
+the output, and the backward one kernel that reads g and z and writes ∂L/∂z and ∂L/∂b, recomputing
+σ', σ'', σ''' from z instead of saving them; z comes without its bias, which both kernels add to the
+value rows themselves (measured on this 2-core Xeon, one 2D chunk of 8 members:
 14 ms eager, 5.8 ms fused, forward and backward of one layer). The formulas are those of
 drm/streams.py, written without `out=` so that the compiler may fuse them; the matrix products
 stay where they are (oneDNN's).
@@ -121,6 +122,10 @@ def fused_passes(
     # Two small kernels: compiled in this process, not by a pool of compile workers that a Ray
     # trial's end would orphan.
     torch._inductor.config.compile_threads = 1
+    # The kernels' threads as torch's at each call, not fixed at compile time (inductor fixes them
+    # when they differ from the machine's cores, as in a Ray trial of 2 CPUs on a larger node): the
+    # step's threads are tuned (drm.autotune.threads), and the fused passes must follow them.
+    torch._inductor.config.cpp.dynamic_threads = True
 
     def forward(z: Tensor, b: Tensor) -> Tensor:
         return forward_passes(z, b, activation, layout)

@@ -33,7 +33,7 @@ MIN_EPOCHS_TO_TUNE = 2_000  # a shorter run takes the rule (timing the candidate
 _TIMED_SECONDS = 0.03  # per candidate and round
 _ROUNDS = 2  # candidates are timed in turn, twice; each keeps its faster round
 _MARGIN = 0.03  # another size replaces the rule's only when at least 3% faster (not timing noise)
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: entries carry the step's threads (a version-1 entry, without them, is measured again)
 TUNING_FILE = "tuning.json"  # in the home: every measured choice, by key
 
 

@@ -10,9 +10,10 @@ and with z = h W (+ b on the value rows) and z0 the value rows of the N interior
 
 Left to autograd, the slices, products and concatenations of these formulas allocate and
 zero-fill a full (K, T, H) tensor per term, and that memory traffic, not the matrix products,
-would bound a step. Here the layer saves (h, W, z) and the activation's derivatives it computed
+would bound a step. Here the layer saves (h, W, b, z) and the activation's derivatives it computed
 anyway, writes its output and z's gradient into one buffer each, and its backward is the
-transpose, with g = ∂L/∂out:
+transpose, with g = ∂L/∂out (with drm._fused's compiled passes, z is saved without its bias and
+nothing else: both kernels add b and recompute σ's derivatives):
 
     ∂L/∂z_value = g_value σ'(z_value) + [Σ_j g_j z_j σ''(z0) + g_2 (σ'''(z0) z_a² + σ''(z0) z_2)]_interior
     ∂L/∂z_j     = g_j σ'(z0) + [j = a] 2 g_2 σ''(z0) z_a
@@ -162,7 +163,7 @@ def hidden_layer(h: Tensor, w: Tensor, b: Tensor, activation: Activation, layout
 class _OutputLayer(torch.autograd.Function):
     # A width-1 layer is a matrix-vector product per member: as a bmm with one output column it
     # runs several times slower than the same work written as a (1, H) x (H, T) product, forward and
-    # backward (measured: 1D, K = 64, 3.9 against 0.47 ms for ∂L/∂W).
+    # backward (`benchmarks/products.py`, 2 threads: 1.32 against 0.16 ms for ∂L/∂W at K = 64, T = 258).
     @staticmethod
     def forward(ctx, h: Tensor, w: Tensor, b: Tensor, n_value: int) -> Tensor:  # type: ignore[override]
         out = torch.bmm(w.transpose(1, 2), h.transpose(1, 2))[:, 0]  # (K, 1, H) x (K, H, T) -> (K, T)
@@ -175,7 +176,7 @@ class _OutputLayer(torch.autograd.Function):
     def backward(ctx, g: Tensor) -> tuple[Tensor | None, Tensor, Tensor, None]:  # type: ignore[override]
         h, w = ctx.saved_tensors
         g = g.contiguous()[:, :, None]  # (K, T, 1)
-        grad_w = torch.bmm(g.transpose(1, 2), h).transpose(1, 2)  # (K, 1, T) x (K, T, H) -> (K, H, 1): as hᵀg, 8x slower
+        grad_w = torch.bmm(g.transpose(1, 2), h).transpose(1, 2)  # (K, 1, T) x (K, T, H) -> (K, H, 1)
         grad_b = g[:, : ctx.n_value].sum(dim=1, keepdim=True)  # (K, 1, 1)
         grad_h = g * w.transpose(1, 2) if ctx.needs_input_grad[0] else None  # (K, T, H)
         return grad_h, grad_w, grad_b, None

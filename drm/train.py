@@ -208,6 +208,8 @@ class PackedTrainer:
         if isinstance(tuning, autotune.Tuning):  # chosen by the caller
             if not 1 <= tuning.members <= K:
                 raise ValueError(f"tuning: {tuning.members} members a chunk; allowed: 1 to K = {K}")
+            if tuning.threads is not None and tuning.threads < 1:
+                raise ValueError(f"tuning: {tuning.threads} threads; allowed: 1 or more, or None (the process's)")
             return tuning
         if tuning is None:
             return autotune.Tuning(rule, "fixed (12 MiB rule)" if len(sizes) > 1 else "fixed (the only size)")
@@ -295,7 +297,8 @@ class PackedTrainer:
 
     def _graphed_step(self) -> None:
         # torch.cuda.graph's recipe: a few eager warm-up steps on a side stream, then capture once,
-        # then replay. Every tensor a step writes (gradients included) exists before the capture.
+        # then replay. The state a step writes exists before the capture; what it allocates (the
+        # gradients among them) comes from the graph's own pool, the same memory at every replay.
         if self._graph is None:
             side = torch.cuda.Stream(self.device)
             side.wait_stream(torch.cuda.current_stream(self.device))

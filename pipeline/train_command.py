@@ -132,7 +132,7 @@ def print_bench(result: dict) -> None:
             f"{r['ratio_to_reference']:.2f}",
             *(f"{r[k]:.0%}" if r.get(k) is not None else "-" for k in ("matmul_share", "elementwise_share")),
             f"{tuning['members_per_chunk']} ({tuning['source']})" if tuning else "-",
-            str(tuning.get("threads") or result["threads"]) if tuning else "-",
+            str(tuning["threads"]) if tuning and tuning.get("threads") else "-",
             r.get("passes") or "-",
         )
     _out().print(table)

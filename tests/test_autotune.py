@@ -103,6 +103,9 @@ def test_the_choice_is_cached_by_cpu_and_shape_and_measured_again_when_the_file_
     assert again.step_mode == f"eager (cpu; eager passes; {again.tuning.describe()})"
     other_shape = PackedTrainer(TrainConfig(**{**long.as_dict(), "width": 24}), list(range(4)), tuning=cache, fuse=False).tuning
     assert other_shape.source == "measured" and len(json.loads(cache.path.read_text())["entries"]) == 2
+    entries = json.loads(cache.path.read_text())["entries"]  # a version-1 file (entries without threads) is measured again
+    cache.path.write_text(json.dumps({"version": 1, "entries": {k: {n: v for n, v in e.items() if n != "threads"} for k, e in entries.items()}}))
+    assert PackedTrainer(long, list(range(4)), tuning=cache, fuse=False).tuning.source == "measured"
     cache.path.write_text("{not json")  # a corrupt file counts as empty and is rewritten
     assert PackedTrainer(long, list(range(4)), tuning=cache, fuse=False).tuning.source == "measured"
     assert len(json.loads(cache.path.read_text())["entries"]) == 1

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from analysis import _snapshot as snapshot
-from analysis.data import AnalysisError, load
+from analysis.data import AnalysisError, keep_index, load
 from drm.storage import Storage
 from tests.test_analysis import synthetic_folder
 
@@ -91,3 +91,16 @@ def test_many_files_read_at_once_give_the_rows_in_order_and_name_the_first_unrea
         (tmp_path / "replicates" / f"t{k:03d}.parquet").write_bytes(b"not parquet")
     with pytest.raises(AnalysisError, match="t007.parquet is not a readable Parquet file"):
         load([str(tmp_path)])
+
+
+def test_a_sweeps_index_leaves_an_unreadable_file_out_and_analyze_still_names_it(tmp_path):
+    storage = Storage(tmp_path)
+    for k in range(3):
+        _trial(tmp_path, f"t{k}", [k, k + 10])
+    (tmp_path / "replicates" / "t1.parquet").write_bytes(b"not parquet")  # a trial's file damaged
+    assert keep_index(str(tmp_path)) == 4  # the others are indexed all the same
+    assert sorted(snapshot._cached(storage).column("_file").to_pylist()) == ["t0.parquet", "t0.parquet", "t2.parquet", "t2.parquet"]
+    with pytest.raises(AnalysisError, match="t1.parquet is not a readable Parquet file"):
+        load([str(tmp_path)])
+    _trial(tmp_path, "t1", [7])  # mended (as a resume trains it again)
+    assert keep_index(str(tmp_path)) == 5 and ("t1", 0, 7) in _rows(storage) and _read.calls == []
