@@ -56,8 +56,12 @@ class Tuning:
 
     def as_dict(self) -> dict:
         return {"members_per_chunk": self.members, "threads": self.threads, "source": self.source,
-                "seconds_per_step": {str(k): v for k, v in sorted(self.seconds_per_step.items())},
-                "seconds_per_step_by_threads": {str(k): v for k, v in sorted(self.seconds_per_step_by_threads.items())}}
+                "seconds_per_step": _by_name(self.seconds_per_step), "seconds_per_step_by_threads": _by_name(self.seconds_per_step_by_threads)}
+
+
+def _by_name(seconds: dict[int, float]) -> dict[str, float]:
+    """Seconds by candidate, keyed as JSON keys them (strings), in the candidates' order."""
+    return {str(k): v for k, v in sorted(seconds.items())}
 
 
 def fixed_members(per_member_bytes: int, K: int) -> int:
@@ -154,8 +158,8 @@ class Measurement:
 
     def entry(self, rule: int) -> dict:
         """The cache's record of it."""
-        return {"members": self.members, "rule": rule, "seconds_per_step": {str(k): v for k, v in self.seconds_per_step.items()},
-                "threads": self.threads, "seconds_per_step_by_threads": {str(n): v for n, v in self.seconds_per_step_by_threads.items()},
+        return {"members": self.members, "rule": rule, "seconds_per_step": _by_name(self.seconds_per_step),
+                "threads": self.threads, "seconds_per_step_by_threads": _by_name(self.seconds_per_step_by_threads),
                 "fused": self.fused, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
 
