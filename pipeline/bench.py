@@ -83,31 +83,46 @@ def matmul_peak_gflops(device: torch.device, dtype: torch.dtype, min_seconds: fl
 
 
 _MATMUL_OPS = frozenset({"aten::bmm", "aten::mm", "aten::addmm", "aten::baddbmm", "aten::addbmm"})
+_COMPILED = "## Call CompiledFxGraph"  # a torch.compile'd graph's kernels (drm._fused): elementwise passes, no aten op inside
+_SPAN = "drmfm.bench.steps"
 
 
-def step_shares(step: Callable[[], None], device: torch.device, steps: int = 5) -> tuple[float, float]:
-    """Shares of a step's wall time spent in matrix products and in every other operator (the
-    elementwise passes, copies and reductions), from the profiler's self times over `steps` steps;
-    the rest is Python and dispatch. On CUDA the operators' device times are used."""
-    from torch.profiler import ProfilerActivity, profile
+def step_shares(step: Callable[[], None], device: torch.device, steps: int = 5) -> tuple[float | None, float | None]:
+    """Shares of a step's time spent in matrix products and in every other operator (the elementwise
+    passes, compiled or eager, copies and reductions), from the profiler's self times over `steps`
+    steps against the span the profiler gave those steps (one clock); the rest is Python and dispatch.
+
+    On a CPU only the step's own thread is counted (a CPU backward runs on the caller's thread); on
+    CUDA, the operators' device times, from whichever thread launched them. Where the shares add up
+    to more than the span, no share can be read as one: (None, None), printed "-"."""
+    from torch.profiler import ProfilerActivity, profile, record_function
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     step()
     _sync(device)
     with profile(activities=activities) as prof:
-        start = time.perf_counter()
-        for _ in range(steps):
-            step()
-        _sync(device)
-        wall_us = (time.perf_counter() - start) * 1e6
+        with record_function(_SPAN):
+            for _ in range(steps):
+                step()
+            _sync(device)
+    events = prof.events()
+    span = next(e for e in events if e.name == _SPAN)
     matmul = other = 0.0
-    for event in prof.key_averages():
-        spent = event.self_device_time_total if device.type == "cuda" else event.self_cpu_time_total
-        if event.key in _MATMUL_OPS:
+    for event in events:
+        if device.type == "cuda":
+            spent = event.self_device_time_total
+        elif event.thread == span.thread:
+            spent = event.self_cpu_time_total
+        else:
+            continue
+        if event.name in _MATMUL_OPS:
             matmul += spent
-        elif event.key.startswith("aten::"):
+        elif event.name.startswith(("aten::", _COMPILED)):
             other += spent
-    return matmul / wall_us, other / wall_us
+    wall = span.cpu_time_total
+    if matmul + other > wall:
+        return None, None
+    return matmul / wall, other / wall
 
 
 @dataclass(frozen=True)
@@ -119,7 +134,7 @@ class BenchRow:
     trial_steps_per_s: float
     gflops: float
     ratio_to_reference: float
-    matmul_share: float | None = None  # of an eager step's wall time (step_shares); None for a graphed one
+    matmul_share: float | None = None  # of an eager step's time (step_shares); None for a graphed one or where unreadable
     elementwise_share: float | None = None
     tuning: dict | None = None  # the packed step's member chunks and how they were chosen (drm.autotune)
     passes: str | None = None  # the packed step's elementwise passes: fused (torch.compile) or eager, and why (drm._fused)
