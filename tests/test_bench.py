@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import importlib.util
 import threading
 import time
 
+import pytest
 import torch
 
-from pipeline.bench import step_shares
+from drm import autotune
+from drm.config import TrainConfig
+from drm.train import PackedTrainer
+from pipeline.bench import CASES, flops_per_trial_step, step_shares
+from tests.helpers import ROOT
 
 CPU = torch.device("cpu")
 
@@ -44,3 +50,21 @@ def test_products_on_another_thread_are_not_the_steps():
         stop.set()
         worker.join()
     assert matmul == 0.0 and other == 0.0
+
+
+@pytest.mark.parametrize("case", ["1d", "2d"])
+def test_the_step_profile_accounts_for_every_counted_product(case):
+    # benchmarks/step_profile.py names each product of a step; together they are the FLOPs the bench
+    # counts from the configuration, less the output layer's ∂L/∂h (width 1: an elementwise product)
+    spec = importlib.util.spec_from_file_location("step_profile", ROOT / "benchmarks" / "step_profile.py")
+    step_profile = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(step_profile)
+    config = TrainConfig(**{**CASES[case].as_dict(), "width": 32, "batch": 32}).resolve()
+    K, steps = 3, 2  # chunks of 2 and 1 members
+    trainer = PackedTrainer(config, list(range(K)), device=CPU, tuning=autotune.Tuning(2, "given"), fuse=False)
+    _, products, _ = step_profile.profile_step(trainer, steps)
+    dim = 1 if case == "1d" else 2
+    rows = config.batch + config.boundary_batch + dim * config.batch + (config.batch if config.needs_u2 else 0)
+    assert sum(flop for _, _, flop in products.values()) / steps == pytest.approx(K * (flops_per_trial_step(config) - 2.0 * rows * config.width))
+    assert {name for name, _, _ in products} == {"first layer z = h W", "hidden z = h W", "output u = h w", "output dL/dW",
+                                                 "hidden dL/dW = ht g", "hidden dL/dh = g Wt", "first layer dL/dW"}
