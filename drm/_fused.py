@@ -10,13 +10,15 @@ value rows themselves (measured on this 2-core Xeon, one 2D chunk of 8 members:
 drm/streams.py, written without `out=` so that the compiler may fuse them; the matrix products
 stay where they are (oneDNN's).
 
-Compiled once per (activation, layout, device, dtype) in a process, with the member axis dynamic
-(any chunk size shares one kernel; a chunk of 1 is its own). Where compiling fails (no C++
-compiler, an unsupported device), the eager passes are used and `why` says so.
+Compiled once per (activation, layout, width, device, dtype) in a process, each into a cache of its
+own, with the member axis dynamic (any chunk size shares one kernel; a chunk of 1 is its own). Where
+compiling fails (no C++ compiler, an unsupported device), the eager passes are used and `why` says
+so; a failed shape is not tried again in that process.
 """
 
 from __future__ import annotations
 
+import types
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -26,7 +28,7 @@ from torch import Tensor
 from drm.activations import Activation
 from drm.streams import StreamLayout
 
-_RECOMPILE_LIMIT = 64  # kernels per function in one process: one per layout and activation (and chunks of 1)
+_RECOMPILE_LIMIT = 8  # compiled graphs per layout's function: chunks of any size, chunks of 1 (and room to spare)
 
 
 def forward_passes(z: Tensor, b: Tensor, activation: Activation, layout: StreamLayout) -> Tensor:
@@ -97,6 +99,15 @@ class FusedPasses:
 
 
 _COMPILED: dict[tuple, FusedPasses] = {}
+_FAILED: dict[tuple, str] = {}  # why compiling failed, by key: tried once a process
+
+
+def _own_code(fn: Callable, name: str) -> Callable:
+    """`fn` with a code object of its own. Dynamo keeps a function's compiled graphs, and counts its
+    recompile limit, on the code object; every layout's passes are one closure's code, so without
+    this all layouts of a process would share one cache, and enough of them would exhaust it."""
+    code = fn.__code__.replace(co_name=name, co_qualname=name)
+    return types.FunctionType(code, fn.__globals__, name, fn.__defaults__, fn.__closure__)
 
 
 def _dynamic_members(fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
@@ -115,10 +126,12 @@ def fused_passes(
     key = (activation, layout, width, device.type, dtype)
     if key in _COMPILED:
         return _COMPILED[key], "fused (torch.compile)"
+    if key in _FAILED:
+        return None, _FAILED[key]
     import torch._dynamo
     import torch._inductor.config
 
-    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, _RECOMPILE_LIMIT)
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, _RECOMPILE_LIMIT)  # per code object
     # Two small kernels: compiled in this process, not by a pool of compile workers that a Ray
     # trial's end would orphan.
     torch._inductor.config.compile_threads = 1
@@ -133,7 +146,9 @@ def fused_passes(
     def backward(g: Tensor, z: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
         return backward_passes(g, z, b, activation, layout)
 
-    passes = FusedPasses(layout, _dynamic_members(torch.compile(forward, fullgraph=True)), _dynamic_members(torch.compile(backward, fullgraph=True)))
+    n = len(_COMPILED) + len(_FAILED)
+    passes = FusedPasses(layout, _dynamic_members(torch.compile(_own_code(forward, f"fused_forward_{n}"), fullgraph=True)),
+                         _dynamic_members(torch.compile(_own_code(backward, f"fused_backward_{n}"), fullgraph=True)))
     probe = torch.zeros((2, layout.rows, width), device=device, dtype=dtype)
     bias = torch.zeros((2, 1, width), device=device, dtype=dtype)
     try:
@@ -141,6 +156,7 @@ def fused_passes(
             passes.backward(passes.forward(probe, bias), probe, bias)
     except Exception as e:  # noqa: BLE001 - any failure of the compiler leaves the eager passes, said
         said = " ".join(line.strip() for line in str(e).strip().splitlines()[:2]) or type(e).__name__  # the backend's line, then its cause
-        return None, f"eager passes (torch.compile failed: {said[:200]})"
+        _FAILED[key] = f"eager passes (torch.compile failed: {said[:200]})"
+        return None, _FAILED[key]
     _COMPILED[key] = passes
     return passes, "fused (torch.compile)"

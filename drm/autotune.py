@@ -33,7 +33,8 @@ MIN_EPOCHS_TO_TUNE = 2_000  # a shorter run takes the rule (timing the candidate
 _TIMED_SECONDS = 0.03  # per candidate and round
 _ROUNDS = 2  # candidates are timed in turn, twice; each keeps its faster round
 _MARGIN = 0.03  # another size replaces the rule's only when at least 3% faster (not timing noise)
-CACHE_VERSION = 2  # 2: entries carry the step's threads (a version-1 entry, without them, is measured again)
+CACHE_VERSION = 3  # 2: entries carry the step's threads; 3: "eager_faster" only where both passes were timed (an
+# older entry said "fused": false also where no fused passes were offered; an older version is measured again)
 TUNING_FILE = "tuning.json"  # in the home: every measured choice, by key
 
 
@@ -160,7 +161,7 @@ class Measurement:
         """The cache's record of it."""
         return {"members": self.members, "rule": rule, "seconds_per_step": _by_name(self.seconds_per_step),
                 "threads": self.threads, "seconds_per_step_by_threads": _by_name(self.seconds_per_step_by_threads),
-                "fused": self.fused, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+                "eager_faster": self.eager_faster is not None, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
 
 def measure(step: Callable[[int, bool, int | None], None], sizes: list[int], rule: int, fused: bool) -> Measurement:

@@ -101,8 +101,9 @@ def _per_member_bytes(config: TrainConfig, dtype: torch.dtype, second: bool) -> 
 def _shape(config: TrainConfig, second: bool) -> str:
     """What a step's speed depends on besides K: the stream rows, the network and its activation."""
     layout = _layout(config, 0 if second else None)
+    fourier = "none" if config.fourier is None else config.fourier_map  # the first layer's inputs (any frequency, 0 too, has the same)
     return (f"{config.problem} rows {layout.rows} (N {layout.n_interior}, Nv {layout.n_value}, d {layout.dim}, 2nd {second}) "
-            f"depth {config.depth} width {config.width} map {config.fourier_map if config.fourier else 'none'} {config.activation}")
+            f"depth {config.depth} width {config.width} map {fourier} {config.activation}")
 
 
 def members_at_once(config: TrainConfig, K: int, device: str) -> int:
@@ -219,7 +220,7 @@ class PackedTrainer:
         key = autotune.cache_key(_shape(self.config, self.pack.needs_u2), K, self.dtype)
         entry = cache.get(key) if cache is not None else None
         if entry is not None and entry["members"] <= largest:
-            if entry.get("fused") is False and self._fused is not None:
+            if entry.get("eager_faster") is True and self._fused is not None:
                 self._fused, self.passes = None, f"eager passes (faster here than fused: cached in {cache.path.name})"
             threads = entry.get("threads")  # an entry of before the threads were timed has none: the process's
             threads = threads if isinstance(threads, int) and 1 <= threads <= torch.get_num_threads() else None
@@ -321,7 +322,7 @@ class PackedTrainer:
                 self._device_step()
         except RuntimeError as e:  # a kernel or an allocation that cannot be captured: say so, go on eagerly
             self.graphed = False
-            self.step_mode = f"eager (CUDA graph capture failed: {(str(e).splitlines() or [type(e).__name__])[0][:200]})"
+            self.step_mode = f"eager (CUDA graph capture failed: {(str(e).splitlines() or [type(e).__name__])[0][:200]}); {self.passes}"
             self._device_step()
             return
         self._graph = graph

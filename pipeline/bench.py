@@ -83,18 +83,23 @@ def matmul_peak_gflops(device: torch.device, dtype: torch.dtype, min_seconds: fl
 
 
 _MATMUL_OPS = frozenset({"aten::bmm", "aten::mm", "aten::addmm", "aten::baddbmm", "aten::addbmm"})
-_COMPILED = "## Call CompiledFxGraph"  # a torch.compile'd graph's kernels (drm._fused): elementwise passes, no aten op inside
+# A torch.compile'd graph (drm._fused): elementwise passes with no aten operator inside; on CUDA inductor
+# records each Triton launch as its own event, which holds the kernel's device time.
+_COMPILED = ("## Call CompiledFxGraph", "triton_")
 _SPAN = "drmfm.bench.steps"
 
 
 def step_shares(step: Callable[[], None], device: torch.device, steps: int = 5) -> tuple[float | None, float | None]:
     """Shares of a step's time spent in matrix products and in every other operator (the elementwise
-    passes, compiled or eager, copies and reductions), from the profiler's self times over `steps`
-    steps against the span the profiler gave those steps (one clock); the rest is Python and dispatch.
+    passes, compiled or eager, Adam, sampling, copies and reductions), from the profiler's self times
+    over `steps` steps against the span the profiler gave those steps (one clock). The rest is Python,
+    dispatch and the profiler's own cost: profiling lengthens a step of many small operators (a 1D
+    K = 1 step, ~1.9 ms, takes ~3 ms profiled), so there the rest is overstated.
 
     On a CPU only the step's own thread is counted (a CPU backward runs on the caller's thread); on
-    CUDA, the operators' device times, from whichever thread launched them. Where the shares add up
-    to more than the span, no share can be read as one: (None, None), printed "-"."""
+    CUDA, the operators' device times, from whichever thread launched them, a compiled graph's Triton
+    kernels included (their launches are recorded as events of their own). Where the shares add up to
+    more than the span, no share can be read as one: (None, None), printed "-"."""
     from torch.profiler import ProfilerActivity, profile, record_function
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
@@ -117,7 +122,7 @@ def step_shares(step: Callable[[], None], device: torch.device, steps: int = 5) 
             continue
         if event.name in _MATMUL_OPS:
             matmul += spent
-        elif event.name.startswith(("aten::", _COMPILED)):
+        elif event.name.startswith(("aten::", *_COMPILED)):
             other += spent
     wall = span.cpu_time_total
     if matmul + other > wall:

@@ -101,8 +101,15 @@ def test_the_choice_is_cached_by_cpu_and_shape_and_measured_again_when_the_file_
     assert again.tuning.members == first.members and again.tuning.source == "cached in tuning.json"
     assert again.tuning.threads == first.threads
     assert again.step_mode == f"eager (cpu; eager passes; {again.tuning.describe()})"
+    assert not entry["eager_faster"]  # no fused passes were offered: nothing was found about them
+    offered = PackedTrainer(long, list(range(4)), tuning=cache, fuse=True)
+    assert offered.tuning.source == "cached in tuning.json" and "faster here than fused" not in offered.passes
     other_shape = PackedTrainer(TrainConfig(**{**long.as_dict(), "width": 24}), list(range(4)), tuning=cache, fuse=False).tuning
     assert other_shape.source == "measured" and len(json.loads(cache.path.read_text())["entries"]) == 2
+    # frequency 0 is a Fourier map of the same inputs as frequency 2 (one shape); no map is another
+    sources = [PackedTrainer(TrainConfig(**{**long.as_dict(), "fourier": f}), list(range(4)), tuning=cache, fuse=False).tuning.source
+               for f in (0, None)]
+    assert sources == ["cached in tuning.json", "measured"] and len(json.loads(cache.path.read_text())["entries"]) == 3
     entries = json.loads(cache.path.read_text())["entries"]  # a version-1 file (entries without threads) is measured again
     cache.path.write_text(json.dumps({"version": 1, "entries": {k: {n: v for n, v in e.items() if n != "threads"} for k, e in entries.items()}}))
     assert PackedTrainer(long, list(range(4)), tuning=cache, fuse=False).tuning.source == "measured"

@@ -99,7 +99,7 @@ def test_bench_json_has_the_interface_fields():
         ref = next(x for x in out["results"] if x["case"] == r["case"] and x["method"] == "reference")
         assert r["ratio_to_reference"] == pytest.approx(r["trial_steps_per_s"] / ref["trial_steps_per_s"])
         # where the step's time goes (issue 17): shares of its wall time, and the packed step's chunks as measured
-        assert 0 < r["matmul_share"] < 1 and 0 < r["elementwise_share"] < 1 and r["matmul_share"] + r["elementwise_share"] <= 1.05
+        assert 0 < r["matmul_share"] < 1 and 0 < r["elementwise_share"] < 1 and r["matmul_share"] + r["elementwise_share"] <= 1.0
         if r["method"] == "packed":
             tuning = r["tuning"]
             assert tuning["members_per_chunk"] in range(1, r["K"] + 1)

@@ -5,6 +5,10 @@ which it used. The compiler's warm-up is part of this file's time (a few seconds
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -51,8 +55,14 @@ def test_the_fused_formulas_equal_the_eager_passes(activation, layout_name):
     torch.testing.assert_close(fused_b, grad_b, rtol=0, atol=1e-12)
 
 
-def test_the_compiled_passes_equal_the_eager_ones_for_any_chunk_size():
-    activation, layout = Activation("smooth_abs", 0.1), LAYOUTS["2d with u_yy"]
+# Compiled, each activation once and each kind of layout once (a compile costs seconds).
+COMPILED = [(Activation("relu"), "1d"), (Activation("tanh"), "2d, no boundary rows"), (Activation("smooth_relu", 0.2), "1d with u_xx"),
+            (Activation("smooth_abs", 0.1), "2d with u_yy")]
+
+
+@pytest.mark.parametrize("activation,layout_name", COMPILED, ids=[f"{a.name}-{name}" for a, name in COMPILED])
+def test_the_compiled_passes_equal_the_eager_ones_for_any_chunk_size(activation, layout_name):
+    layout = LAYOUTS[layout_name]
     passes, how = fused_passes(activation, layout, 5, torch.device("cpu"), torch.float64)
     assert passes is not None and how == "fused (torch.compile)", how
     for K in (1, 2, 7):  # the member axis is dynamic: every chunk size is served
@@ -64,6 +74,40 @@ def test_the_compiled_passes_equal_the_eager_ones_for_any_chunk_size():
         fused_z, fused_b = passes.backward(g, z, b)
         torch.testing.assert_close(fused_z, grad_z, rtol=0, atol=1e-12)
         torch.testing.assert_close(fused_b, grad_b, rtol=0, atol=1e-12)
+
+
+def test_each_layout_compiles_into_a_cache_of_its_own(monkeypatch):
+    # dynamo keeps compiled graphs, and counts its recompile limit, per code object: were every layout's
+    # passes one closure's code, a process of many shapes (a sweep's worker, a test session) would
+    # exhaust one shared cache, and a chunk's first call past the limit would fail mid-run
+    import drm._fused
+
+    monkeypatch.setattr(drm._fused, "_RECOMPILE_LIMIT", 1)
+    with torch._dynamo.config.patch(recompile_limit=1):
+        for width in (3, 6):  # shapes compiled nowhere else in this file
+            passes, how = fused_passes(Activation("tanh"), LAYOUTS["1d"], width, torch.device("cpu"), torch.float64)
+            assert how == "fused (torch.compile)", how
+
+
+def test_where_compiling_fails_the_eager_passes_run_and_say_why(tmp_path):
+    # No C++ compiler, and a fresh kernel cache so that nothing compiled before is reused.
+    script = (
+        "from drm.autotune import Tuning\n"
+        "from drm.config import TrainConfig\n"
+        "from drm.train import MIN_EPOCHS_TO_FUSE, PackedTrainer\n"
+        "config = TrainConfig(problem='double_well', depth=2, width=8, fourier=2, batch=16, epochs=MIN_EPOCHS_TO_FUSE, dtype='float64')\n"
+        "trainer = PackedTrainer(config, [0, 1], fuse=True, tuning=Tuning(2, 'given'))\n"
+        "trainer.run(3)\n"
+        "print(trainer.passes)\n"
+        "print(trainer.step_mode)\n"
+        "print(trainer.step)\n"
+    )
+    env = {**os.environ, "CXX": str(tmp_path / "no-compiler"), "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "inductor")}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    passes, step_mode, steps = done.stdout.strip().splitlines()[-3:]
+    assert passes.startswith("eager passes (torch.compile failed: ") and passes in step_mode
+    assert steps == "3"
 
 
 CONFIGS = {
