@@ -136,5 +136,6 @@ def print_bench(result: dict) -> None:
             r.get("passes") or "-",
         )
     _out().print(table)
-    _out().print("matmul / other ops: shares of an eager step's wall time in matrix products and in the other operators "
-                 "(elementwise passes, copies, reductions); the rest is Python and dispatch.")
+    _out().print("matmul / other ops: shares of an eager step's profiled time in matrix products and in the other operators "
+                 "(elementwise passes, compiled or eager, Adam, copies, reductions); the rest is Python, dispatch and the profiler's "
+                 "own cost, large for small steps; '-' for a graphed step or shares that could not be read.")
