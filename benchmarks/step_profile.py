@@ -24,7 +24,7 @@ from drm import autotune
 from drm._allocator import keep_freed_memory
 from drm.config import TrainConfig
 from drm.train import PackedTrainer
-from pipeline.bench import CASES, matmul_peak_gflops
+from pipeline.bench import _COMPILED, _MATMUL_OPS, CASES, matmul_peak_gflops
 
 
 def role(frame, a: torch.Tensor, b: torch.Tensor) -> str:
@@ -102,7 +102,7 @@ def main() -> None:
         print(f"{name:24} {f'{a} x {b}':28} {calls / args.steps:5.0f} {ms:7.2f} {ms / 1e3 / step_s:8.1%} {flop / seconds / 1e9 / peak:8.0%}")
     print(f"{'products':53} {total:13.2f} {total / 1e3 / step_s:8.1%}")
     print("other operators (profiler self time, against the unprofiled step)")
-    others = [e for e in prof.key_averages() if e.key != "aten::bmm" and (e.key.startswith(("aten::", "## Call")))]
+    others = [e for e in prof.key_averages() if e.key not in _MATMUL_OPS and e.key.startswith(("aten::", *_COMPILED))]  # as the bench counts
     for event in sorted(others, key=lambda e: -e.self_cpu_time_total)[:10]:
         ms = event.self_cpu_time_total / args.steps / 1e3
         print(f"{event.key[:53]:53} {event.count / args.steps:5.0f} {ms:7.2f} {ms / 1e3 / step_s:8.1%}")

@@ -94,7 +94,7 @@ def step_shares(step: Callable[[], None], device: torch.device, steps: int = 5) 
     passes, compiled or eager, Adam, sampling, copies and reductions), from the profiler's self times
     over `steps` steps against the span the profiler gave those steps (one clock). The rest is Python,
     dispatch and the profiler's own cost: profiling lengthens a step of many small operators (a 1D
-    K = 1 step, ~1.9 ms, takes ~3 ms profiled), so there the rest is overstated.
+    K = 1 step of 1.75 ms took 2.3 to 3.3 ms profiled), so there the rest is overstated.
 
     On a CPU only the step's own thread is counted (a CPU backward runs on the caller's thread); on
     CUDA, the operators' device times, from whichever thread launched them, a compiled graph's Triton
