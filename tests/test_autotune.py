@@ -63,6 +63,44 @@ def test_candidates_and_the_choice():
         PackedTrainer(CASES["1d"], list(range(4)), tuning="fast")
 
 
+class _DriftingMachine:
+    """A clock that a fake step advances: eager steps take `eager` of a fused one's seconds, and every
+    step takes `slow` times as long once `fast_steps` steps have run (the machine got busy)."""
+
+    def __init__(self, eager: float, slow: float, fast_steps: int):
+        self.now, self.steps, self.eager, self.slow, self.fast_steps = 0.0, 0, eager, slow, fast_steps
+
+    def clock(self) -> float:
+        return self.now
+
+    def step(self, members: int, fused: bool, threads: int | None) -> None:
+        self.steps += 1
+        seconds = 0.010 * (1 if fused else self.eager) * (self.slow if self.steps > self.fast_steps else 1)
+        self.now += seconds * (8 / members) ** 0.5 * (1.2 if threads == 1 else 1)  # bigger chunks and more threads: faster
+
+
+@pytest.mark.parametrize("eager", [0.85, 1.0, 1.15])
+def test_the_eager_passes_are_timed_against_the_fused_ones_in_pairs_that_a_busy_machine_does_not_fool(monkeypatch, eager):
+    # The machine slows by half just after the chunk sizes are timed, with the fused passes. Timed on
+    # its own after that, as before, an eager step looked 1.5x slower whatever it costs; in pairs, each
+    # round sees both at the same speed, and the choice follows what the passes cost.
+    sizes = [1, 2, 4, 8]
+    steady = _DriftingMachine(eager, slow=1.0, fast_steps=0)
+    monkeypatch.setattr(autotune, "_clock", steady.clock)
+    autotune.time_candidates(lambda members: steady.step(members, True, None), sizes)  # how many steps the sizes take
+    machine = _DriftingMachine(eager, slow=1.5, fast_steps=steady.steps)
+    monkeypatch.setattr(autotune, "_clock", machine.clock)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    found = autotune.measure(machine.step, sizes, rule=8, fused=True)
+    assert found.members == 8 and found.threads == 2
+    assert found.fused is (eager >= 1 / (1 + autotune._MARGIN))  # eager kept only where clearly faster
+    assert (found.eager_faster is None) is found.fused
+    if not found.fused:  # said as measured: 8.5 against 10 ms a step, at the slowed machine's 1.5x
+        assert found.eager_faster == f"{15 * eager:.3g} vs 15 ms a step"
+    fused_s, eager_s = autotune.paired(lambda: machine.step(8, True, None), lambda: machine.step(8, False, None))
+    assert eager_s / fused_s == pytest.approx(eager)
+
+
 def test_the_step_takes_the_threads_it_was_tuned_to_and_every_count_trains_the_same_members():
     assert autotune.thread_candidates(1) == [1] and autotune.thread_candidates(2) == [1, 2]
     assert autotune.thread_candidates(6) == [1, 2, 4, 6] and autotune.thread_candidates(16) == [1, 2, 4, 8, 16]
