@@ -199,7 +199,7 @@ class PackedTrainer:
 
     def _tune(self, tuning: autotune.Tuning | autotune.TuningCache | str | None) -> autotune.Tuning:
         """Members a chunk (and threads): one chunk on a GPU; on a CPU the rule's size, a cached or a
-        measured one (`drm.autotune.measure`: the chunk, then the eager passes, then fewer threads)."""
+        measured one (`drm.autotune.measure`: the chunk, then the eager passes against the fused, then fewer threads)."""
         K = self.model.K
         if self.device.type != "cpu":
             return autotune.Tuning(K, f"fixed (one chunk on {self.device.type})")
