@@ -177,14 +177,15 @@ class Measurement:
 
 def measure(step: Callable[[int, bool, int | None], None], sizes: list[int], rule: int, fused: bool) -> Measurement:
     """Time a step's variants, one choice after another: the chunk size among `sizes` (with the fused
-    passes if offered, every thread), then the eager passes at that size, timed in pairs against the fused
-    ones (a small step may not gain from a kernel call), then fewer threads (a small step's threads may cost more to wake than they give).
+    passes if offered, every thread), then the eager passes at that size, timed in pairs against the
+    fused ones (a small step may not gain from a kernel call), then fewer threads (a small step's
+    threads may cost more to wake than they give).
     `step(members, fused, threads)` takes one step so (threads None: the process's); each choice keeps
     the default (`rule`'s size, the fused passes, every thread) unless another is clearly faster."""
     available = torch.get_num_threads()
     measured = time_candidates(lambda members: step(members, fused, None), sizes)
     members, eager_faster = choose(measured, rule), None
-    if fused:  # a close call (a small 1D step: eager ~8% faster, measured), so timed as a pair
+    if fused:  # a close call (a small 1D step: eager 3-8% faster, measured), so timed in pairs
         fused_s, eager_s = paired(lambda: step(members, True, None), lambda: step(members, False, None))
         if eager_s * (1 + _MARGIN) < fused_s:  # eager faster by more than the margin
             fused, eager_faster = False, f"{eager_s * 1e3:.3g} vs {fused_s * 1e3:.3g} ms a step"
