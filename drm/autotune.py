@@ -19,6 +19,7 @@ import contextlib
 import fcntl
 import json
 import os
+import statistics
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -32,11 +33,11 @@ MAX_CHUNK_BYTES = 256 << 20  # no candidate's activations exceed this (what the 
 MIN_EPOCHS_TO_TUNE = 2_000  # a shorter run takes the rule (timing the candidates would cost it more than it gains)
 _TIMED_SECONDS = 0.03  # per candidate and round
 _ROUNDS = 2  # candidates are timed in turn, twice; each keeps its faster round
-_PAIRED_ROUNDS = 5  # rounds of a paired comparison (the eager passes against the fused ones)
+_PAIRED_ROUNDS = 6  # rounds of a paired comparison (the eager passes against the fused ones): each order thrice
 _MARGIN = 0.03  # another size replaces the rule's only when at least 3% faster (not timing noise)
-CACHE_VERSION = 3  # 2: entries carry the step's threads; 3: "eager_faster" only where both passes were timed (an
-# older entry said "fused": false also where no fused passes were offered; an older version is measured again)
-_clock = time.perf_counter  # what the timings read (a test drives a clock of its own)
+CACHE_VERSION = 4  # an older version is measured again. 2: entries carry the step's threads; 3: "eager_faster" only
+# where both passes were timed (2 said "fused": false also where none were offered); 4: "eager_faster" decided on the
+# median of paired rounds (3's best rounds could take a slowdown for eager's cost)
 TUNING_FILE = "tuning.json"  # in the home: every measured choice, by key
 
 
@@ -111,18 +112,21 @@ def threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(current)
 
 
-def _seconds_a_step(step: Callable[[], None]) -> float:
+Clock = Callable[[], float]  # what a timing reads: time.perf_counter (a test drives a clock of its own)
+
+
+def _seconds_a_step(step: Callable[[], None], clock: Clock) -> float:
     """Seconds a step, over at least `_TIMED_SECONDS` and one step."""
-    n, start = 0, _clock()
+    n, start = 0, clock()
     while True:
         step()
         n += 1
-        elapsed = _clock() - start
+        elapsed = clock() - start
         if elapsed >= _TIMED_SECONDS:
             return elapsed / n
 
 
-def time_candidates(step: Callable[[int], None], sizes: list[int]) -> dict[int, float]:
+def time_candidates(step: Callable[[int], None], sizes: list[int], clock: Clock = time.perf_counter) -> dict[int, float]:
     """Seconds a step with each chunk size (`step(size)` takes one step in chunks of `size` members).
 
     Sizes are timed in turn over `_ROUNDS` rounds (a machine's slow moment does not fall on one
@@ -135,20 +139,25 @@ def time_candidates(step: Callable[[int], None], sizes: list[int]) -> dict[int, 
         for size in sizes:
             if round_ == 0:
                 step(size)
-            best[size] = min(best[size], _seconds_a_step(lambda: step(size)))
+            best[size] = min(best[size], _seconds_a_step(lambda: step(size), clock))
     return best
 
 
-def paired(a: Callable[[], None], b: Callable[[], None], rounds: int = _PAIRED_ROUNDS) -> tuple[float, float]:
-    """Seconds a step of a and of b, timed back to back in `rounds` rounds of alternating order (a slow
-    moment of the machine, or a drift, falls on both), each its best round. One warm-up step of each first."""
-    a()
-    b()
-    best = {a: float("inf"), b: float("inf")}
+def paired(warm: Callable[[], None], cold: Callable[[], None], clock: Clock = time.perf_counter,
+           rounds: int = _PAIRED_ROUNDS) -> tuple[float, float, float]:
+    """Seconds a step of `warm` (just timed: its buffers are allocated) and of `cold` (one warm-up
+    step first), timed back to back in `rounds` rounds of alternating order, and the median over
+    rounds of cold's seconds over warm's. Each round sees both at the machine's speed of the moment,
+    so a slow spell or a drift, even one that starts midway, moves both sides of a round's ratio
+    and not the median; the seconds are medians too (each variant's best round would be the round
+    before a slowdown, whichever variant that round timed first)."""
+    cold()
+    seconds = []  # (warm, cold) of each round
     for round_ in range(rounds):
-        for variant in ((a, b) if round_ % 2 == 0 else (b, a)):
-            best[variant] = min(best[variant], _seconds_a_step(variant))
-    return best[a], best[b]
+        timed = {variant: _seconds_a_step(variant, clock) for variant in ((warm, cold) if round_ % 2 == 0 else (cold, warm))}
+        seconds.append((timed[warm], timed[cold]))
+    return (statistics.median(w for w, _ in seconds), statistics.median(c for _, c in seconds),
+            statistics.median(c / w for w, c in seconds))
 
 
 def choose(measured: dict[int, float], rule: int) -> int:
@@ -166,7 +175,7 @@ class Measurement:
     threads: int
     seconds_per_step: dict[int, float]  # chunk size -> seconds a step (fused passes where offered, every thread)
     seconds_per_step_by_threads: dict[int, float]  # thread count -> seconds a step at the chosen chunk and passes
-    eager_faster: str | None = None  # "a vs b ms a step", where the eager passes beat the fused ones
+    eager_faster: str | None = None  # by how much and what was timed, where the eager passes beat the fused ones
 
     def entry(self, rule: int) -> dict:
         """The cache's record of it."""
@@ -175,7 +184,8 @@ class Measurement:
                 "eager_faster": self.eager_faster is not None, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
 
-def measure(step: Callable[[int, bool, int | None], None], sizes: list[int], rule: int, fused: bool) -> Measurement:
+def measure(step: Callable[[int, bool, int | None], None], sizes: list[int], rule: int, fused: bool,
+            clock: Clock = time.perf_counter) -> Measurement:
     """Time a step's variants, one choice after another: the chunk size among `sizes` (with the fused
     passes if offered, every thread), then the eager passes at that size, timed in pairs against the
     fused ones (a small step may not gain from a kernel call), then fewer threads (a small step's
@@ -183,14 +193,16 @@ def measure(step: Callable[[int, bool, int | None], None], sizes: list[int], rul
     `step(members, fused, threads)` takes one step so (threads None: the process's); each choice keeps
     the default (`rule`'s size, the fused passes, every thread) unless another is clearly faster."""
     available = torch.get_num_threads()
-    measured = time_candidates(lambda members: step(members, fused, None), sizes)
+    measured = time_candidates(lambda members: step(members, fused, None), sizes, clock)
     members, eager_faster = choose(measured, rule), None
-    if fused:  # a close call (a small 1D step: eager 3-8% faster, measured), so timed in pairs
-        fused_s, eager_s = paired(lambda: step(members, True, None), lambda: step(members, False, None))
-        if eager_s * (1 + _MARGIN) < fused_s:  # eager faster by more than the margin
-            fused, eager_faster = False, f"{eager_s * 1e3:.3g} vs {fused_s * 1e3:.3g} ms a step"
+    if fused:  # a close call (a small 1D step: eager 4-10% faster, measured), so timed in pairs
+        fused_s, eager_s, eager_over_fused = paired(lambda: step(members, True, None), lambda: step(members, False, None), clock)
+        if eager_over_fused * (1 + _MARGIN) < 1:  # eager faster by more than the margin
+            fused = False
+            eager_faster = (f"{1 - eager_over_fused:.0%} less time a step by the median of {_PAIRED_ROUNDS} paired rounds; "
+                            f"{eager_s * 1e3:.3g} vs {fused_s * 1e3:.3g} ms")
     counts = thread_candidates(available)
-    by_threads = time_candidates(lambda n: step(members, fused, n), counts) if len(counts) > 1 else {}
+    by_threads = time_candidates(lambda n: step(members, fused, n), counts, clock) if len(counts) > 1 else {}
     threads = choose(by_threads, available) if by_threads else available
     return Measurement(members, fused, threads, measured, by_threads, eager_faster)
 
