@@ -6,8 +6,9 @@ the cache while its elementwise passes stream over them, yet the batched product
 members as possible. Which size wins depends on the CPU's caches and the configuration (measured:
 12 MiB chunks reach half the matmul peak on an AMD EPYC and a third on an Intel Xeon with a 4 MiB
 L2). So each candidate is timed on a throwaway copy of the trainer (the trainer's own state is not
-touched), the fastest is kept, and the choice is cached in a JSON file keyed by the CPU, threads,
-dtype and shape: a user may delete it, and the next run measures again.
+touched), the fastest is kept if timing it against the rule's size in pairs confirms it (a quiet
+moment of the machine can favour whichever size it timed), and the choice is cached in a JSON file
+keyed by the CPU, threads, dtype and shape: a user may delete it, and the next run measures again.
 
 Every choice gives the same result to rounding: members never interact, so a chunk is a partition
 of independent work (`tests/test_autotune.py` holds float64 runs to 1e-10).
@@ -36,8 +37,8 @@ _ROUNDS = 2  # candidates are timed in turn, twice; each keeps its faster round
 _PAIRED_ROUNDS = 6  # rounds of a paired comparison (the eager passes against the fused ones): each order thrice
 _MARGIN = 0.03  # another size replaces the rule's only when at least 3% faster (not timing noise)
 CACHE_VERSION = 4  # an older version is measured again. 2: entries carry the step's threads; 3: "eager_faster" only
-# where both passes were timed (2 said "fused": false also where none were offered); 4: "eager_faster" decided on the
-# median of paired rounds (3's best rounds could take a slowdown for eager's cost)
+# where both passes were timed (2 said "fused": false also where none were offered); 4: every departure from a default
+# (size, passes, threads) confirmed by the median of paired rounds (3's best rounds could take a moment for a cost)
 TUNING_FILE = "tuning.json"  # in the home: every measured choice, by key
 
 
@@ -184,18 +185,27 @@ class Measurement:
                 "eager_faster": self.eager_faster is not None, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
 
+def _faster_in_pairs(default: Callable[[], None], other: Callable[[], None], clock: Clock) -> bool:
+    """Whether `other` takes clearly less time a step than `default` (by _MARGIN), by the median of paired rounds."""
+    return paired(default, other, clock)[2] * (1 + _MARGIN) < 1
+
+
 def measure(step: Callable[[int, bool, int | None], None], sizes: list[int], rule: int, fused: bool,
             clock: Clock = time.perf_counter) -> Measurement:
     """Time a step's variants, one choice after another: the chunk size among `sizes` (with the fused
-    passes if offered, every thread), then the eager passes at that size, timed in pairs against the
-    fused ones (a small step may not gain from a kernel call), then fewer threads (a small step's
-    threads may cost more to wake than they give).
+    passes if offered, every thread), then the eager passes at that size against the fused ones (a
+    small step may not gain from a kernel call), then fewer threads (a small step's threads may cost
+    more to wake than they give).
     `step(members, fused, threads)` takes one step so (threads None: the process's); each choice keeps
-    the default (`rule`'s size, the fused passes, every thread) unless another is clearly faster."""
+    the default (`rule`'s size, the fused passes, every thread) unless another is clearly faster, in
+    pairs: the candidates' own timings (each its best of two rounds) only propose another size or
+    thread count, since one quiet moment of the machine can favour whichever was timed in it."""
     available = torch.get_num_threads()
     measured = time_candidates(lambda members: step(members, fused, None), sizes, clock)
     members, eager_faster = choose(measured, rule), None
-    if fused:  # a close call (a small 1D step: eager 4-10% faster, measured), so timed in pairs
+    if members != rule and not _faster_in_pairs(lambda: step(rule, fused, None), lambda: step(members, fused, None), clock):
+        members = rule
+    if fused:  # a close call (a small 1D step: eager 4-10% faster, measured)
         fused_s, eager_s, eager_over_fused = paired(lambda: step(members, True, None), lambda: step(members, False, None), clock)
         if eager_over_fused * (1 + _MARGIN) < 1:  # eager faster by more than the margin
             fused = False
@@ -204,6 +214,8 @@ def measure(step: Callable[[int, bool, int | None], None], sizes: list[int], rul
     counts = thread_candidates(available)
     by_threads = time_candidates(lambda n: step(members, fused, n), counts, clock) if len(counts) > 1 else {}
     threads = choose(by_threads, available) if by_threads else available
+    if threads != available and not _faster_in_pairs(lambda: step(members, fused, None), lambda: step(members, fused, threads), clock):
+        threads = available
     return Measurement(members, fused, threads, measured, by_threads, eager_faster)
 
 
