@@ -1,6 +1,7 @@
 """What tuning a packed CPU step costs: the seconds to build a trainer that times its chunks, passes
 and threads (`tuning="measure"`, drm.autotune), against one that takes the 12 MiB rule, for each
-packed row of `drmfm bench`, and what the timing chose.
+packed row of `drmfm bench`, and what the timing chose (in brackets, each proposal timed in pairs
+against its default: its time over the default's, and whether it was kept).
 
     python benchmarks/tuning_cost.py [--threads 2]
 
@@ -41,7 +42,9 @@ def main() -> None:
         seconds_to_build(config, K, None)[1].train_step()  # compiled here, not in the timing below
         tuned, trainer = seconds_to_build(config, K, "measure")
         rule, _ = seconds_to_build(config, K, None)
-        print(f"{case} K = {K:<3} {tuned:>10.1f} s {rule:>9.2f} s  {trainer.tuning.describe()}; {trainer.passes}", flush=True)
+        pairs = "; ".join(f"{what} {p['proposed']} over {p['default']}: {p['ratio']:.3f}, {'kept' if p['kept'] else 'not kept'}"
+                          for what, p in trainer.tuning.paired.items())
+        print(f"{case} K = {K:<3} {tuned:>10.1f} s {rule:>9.2f} s  {trainer.tuning.describe()}; {trainer.passes} [{pairs}]", flush=True)
 
 
 if __name__ == "__main__":

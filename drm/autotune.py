@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import math
 import os
 import statistics
 import tempfile
@@ -34,11 +35,12 @@ MAX_CHUNK_BYTES = 256 << 20  # no candidate's activations exceed this (what the 
 MIN_EPOCHS_TO_TUNE = 2_000  # a shorter run takes the rule (timing the candidates would cost it more than it gains)
 _TIMED_SECONDS = 0.03  # per candidate and round
 _ROUNDS = 2  # candidates are timed in turn, twice; each keeps its faster round
-_PAIRED_ROUNDS = 6  # rounds of a paired comparison (the eager passes against the fused ones): each order thrice
-_MARGIN = 0.03  # another size replaces the rule's only when at least 3% faster (not timing noise)
-CACHE_VERSION = 4  # an older version is measured again. 2: entries carry the step's threads; 3: "eager_faster" only
-# where both passes were timed (2 said "fused": false also where none were offered); 4: every departure from a default
-# (size, passes, threads) confirmed by the median of paired rounds (3's best rounds could take a moment for a cost)
+_PAIRED_ROUNDS = 6  # rounds of a paired comparison (a proposal against its default): each order thrice
+_MARGIN = 0.03  # a size, the eager passes or a thread count replaces its default only when 3% faster (not timing noise)
+CACHE_VERSION = 5  # an older version is measured again. 2: entries carry the step's threads; 3: "eager_faster" only
+# where both passes were timed (2 said "fused": false also where none were offered); 4: eager against fused decided on
+# the median of paired rounds; 5: every departure from a default (size, passes, threads) so confirmed, and recorded
+Clock = Callable[[], float]  # what a timing reads: time.perf_counter (a test drives a clock of its own)
 TUNING_FILE = "tuning.json"  # in the home: every measured choice, by key
 
 
@@ -51,6 +53,7 @@ class Tuning:
     seconds_per_step: dict[int, float] = field(default_factory=dict)  # candidate chunk -> seconds a step, when measured
     threads: int | None = None  # torch's threads during a step; None: as the process has them
     seconds_per_step_by_threads: dict[int, float] = field(default_factory=dict)  # thread count -> seconds a step, when measured
+    paired: dict[str, dict] = field(default_factory=dict)  # the proposals timed against their defaults (`Measurement.paired`)
 
     def chunks(self, K: int) -> list[slice]:
         return [slice(k, min(k + self.members, K)) for k in range(0, K, self.members)]
@@ -61,7 +64,8 @@ class Tuning:
 
     def as_dict(self) -> dict:
         return {"members_per_chunk": self.members, "threads": self.threads, "source": self.source,
-                "seconds_per_step": _by_name(self.seconds_per_step), "seconds_per_step_by_threads": _by_name(self.seconds_per_step_by_threads)}
+                "seconds_per_step": _by_name(self.seconds_per_step), "seconds_per_step_by_threads": _by_name(self.seconds_per_step_by_threads),
+                "paired": self.paired}
 
 
 def _by_name(seconds: dict[int, float]) -> dict[str, float]:
@@ -113,9 +117,6 @@ def threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(current)
 
 
-Clock = Callable[[], float]  # what a timing reads: time.perf_counter (a test drives a clock of its own)
-
-
 def _seconds_a_step(step: Callable[[], None], clock: Clock) -> float:
     """Seconds a step, over at least `_TIMED_SECONDS` and one step."""
     n, start = 0, clock()
@@ -146,19 +147,25 @@ def time_candidates(step: Callable[[int], None], sizes: list[int], clock: Clock 
 
 def paired(warm: Callable[[], None], cold: Callable[[], None], clock: Clock = time.perf_counter,
            rounds: int = _PAIRED_ROUNDS) -> tuple[float, float, float]:
-    """Seconds a step of `warm` (just timed: its buffers are allocated) and of `cold` (one warm-up
+    """Seconds a step of `warm` (timed before: its buffers are allocated) and of `cold` (one warm-up
     step first), timed back to back in `rounds` rounds of alternating order, and the median over
-    rounds of cold's seconds over warm's. Each round sees both at the machine's speed of the moment,
-    so a slow spell or a drift, even one that starts midway, moves both sides of a round's ratio
-    and not the median; the seconds are medians too (each variant's best round would be the round
-    before a slowdown, whichever variant that round timed first)."""
+    rounds of cold's seconds over warm's (the geometric one: the median of the log ratios, so a
+    round's r·1.5 and another's r/1.5 meet at r). Each round sees both at the machine's speed of
+    the moment, so a slow spell or a drift, even one that starts midway, moves both sides of a
+    round's ratio and not the median. The seconds are medians too: best-of-rounds is fooled by a
+    slowdown that starts between one variant's best round and the other's."""
     cold()
     seconds = []  # (warm, cold) of each round
     for round_ in range(rounds):
-        timed = {variant: _seconds_a_step(variant, clock) for variant in ((warm, cold) if round_ % 2 == 0 else (cold, warm))}
-        seconds.append((timed[warm], timed[cold]))
-    return (statistics.median(w for w, _ in seconds), statistics.median(c for _, c in seconds),
-            statistics.median(c / w for w, c in seconds))
+        if round_ % 2 == 0:
+            warm_s = _seconds_a_step(warm, clock)
+            cold_s = _seconds_a_step(cold, clock)
+        else:
+            cold_s = _seconds_a_step(cold, clock)
+            warm_s = _seconds_a_step(warm, clock)
+        seconds.append((warm_s, cold_s))
+    ratio = math.exp(statistics.median(math.log(c / w) for w, c in seconds))
+    return statistics.median(w for w, _ in seconds), statistics.median(c for _, c in seconds), ratio
 
 
 def choose(measured: dict[int, float], rule: int) -> int:
@@ -177,17 +184,24 @@ class Measurement:
     seconds_per_step: dict[int, float]  # chunk size -> seconds a step (fused passes where offered, every thread)
     seconds_per_step_by_threads: dict[int, float]  # thread count -> seconds a step at the chosen chunk and passes
     eager_faster: str | None = None  # by how much and what was timed, where the eager passes beat the fused ones
+    paired: dict[str, dict] = field(default_factory=dict)  # "members", "passes", "threads" -> what was timed in pairs
 
     def entry(self, rule: int) -> dict:
         """The cache's record of it."""
         return {"members": self.members, "rule": rule, "seconds_per_step": _by_name(self.seconds_per_step),
                 "threads": self.threads, "seconds_per_step_by_threads": _by_name(self.seconds_per_step_by_threads),
-                "eager_faster": self.eager_faster is not None, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+                "eager_faster": self.eager_faster is not None, "paired": self.paired,
+                "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
 
-def _faster_in_pairs(default: Callable[[], None], other: Callable[[], None], clock: Clock) -> bool:
-    """Whether `other` takes clearly less time a step than `default` (by _MARGIN), by the median of paired rounds."""
-    return paired(default, other, clock)[2] * (1 + _MARGIN) < 1
+def _confirmed(default: Callable[[], None], proposed: Callable[[], None], clock: Clock, record: dict) -> tuple[bool, float, float]:
+    """Whether the `proposed` variant takes clearly less time a step than the `default` (by _MARGIN),
+    by the median of paired rounds (the default is warm: it was timed before). Adds the proposal's
+    time over the default's, and the outcome, to `record`; returns the outcome and the median seconds
+    of the proposal and the default."""
+    default_s, proposed_s, ratio = paired(default, proposed, clock)
+    record.update(ratio=round(ratio, 4), kept=ratio * (1 + _MARGIN) < 1)
+    return record["kept"], proposed_s, default_s
 
 
 def measure(step: Callable[[int, bool, int | None], None], sizes: list[int], rule: int, fused: bool,
@@ -196,27 +210,34 @@ def measure(step: Callable[[int, bool, int | None], None], sizes: list[int], rul
     passes if offered, every thread), then the eager passes at that size against the fused ones (a
     small step may not gain from a kernel call), then fewer threads (a small step's threads may cost
     more to wake than they give).
-    `step(members, fused, threads)` takes one step so (threads None: the process's); each choice keeps
-    the default (`rule`'s size, the fused passes, every thread) unless another is clearly faster, in
+    `step(members, fused, threads)` takes one step so (threads None: the process's). Each choice keeps
+    its default (`rule`'s size, the fused passes, every thread) unless another is clearly faster in
     pairs: the candidates' own timings (each its best of two rounds) only propose another size or
-    thread count, since one quiet moment of the machine can favour whichever was timed in it."""
+    thread count, since one quiet moment of the machine can favour whichever was timed in it. A gain
+    those timings do not propose is not found; a proposal costs 13 steps more. Every pair timed is
+    in `paired`, kept or not."""
     available = torch.get_num_threads()
     measured = time_candidates(lambda members: step(members, fused, None), sizes, clock)
-    members, eager_faster = choose(measured, rule), None
-    if members != rule and not _faster_in_pairs(lambda: step(rule, fused, None), lambda: step(members, fused, None), clock):
-        members = rule
-    if fused:  # a close call (a small 1D step: eager 4-10% faster, measured)
-        fused_s, eager_s, eager_over_fused = paired(lambda: step(members, True, None), lambda: step(members, False, None), clock)
-        if eager_over_fused * (1 + _MARGIN) < 1:  # eager faster by more than the margin
+    members, eager_faster, pairs = choose(measured, rule), None, {}
+    if members != rule:
+        pairs["members"] = {"default": rule, "proposed": members}
+        if not _confirmed(lambda: step(rule, fused, None), lambda: step(members, fused, None), clock, pairs["members"])[0]:
+            members = rule
+    if fused:  # a close call (a small 1D step: eager 3-10% faster, measured), so always timed in pairs
+        pairs["passes"] = {"default": "fused", "proposed": "eager"}
+        kept, eager_s, fused_s = _confirmed(lambda: step(members, True, None), lambda: step(members, False, None), clock, pairs["passes"])
+        if kept:
             fused = False
-            eager_faster = (f"{1 - eager_over_fused:.0%} less time a step by the median of {_PAIRED_ROUNDS} paired rounds; "
+            eager_faster = (f"{1 - pairs['passes']['ratio']:.0%} less time a step by the median of {_PAIRED_ROUNDS} paired rounds; "
                             f"{eager_s * 1e3:.3g} vs {fused_s * 1e3:.3g} ms")
     counts = thread_candidates(available)
     by_threads = time_candidates(lambda n: step(members, fused, n), counts, clock) if len(counts) > 1 else {}
     threads = choose(by_threads, available) if by_threads else available
-    if threads != available and not _faster_in_pairs(lambda: step(members, fused, None), lambda: step(members, fused, threads), clock):
-        threads = available
-    return Measurement(members, fused, threads, measured, by_threads, eager_faster)
+    if threads != available:
+        pairs["threads"] = {"default": available, "proposed": threads}
+        if not _confirmed(lambda: step(members, fused, None), lambda: step(members, fused, threads), clock, pairs["threads"])[0]:
+            threads = available
+    return Measurement(members, fused, threads, measured, by_threads, eager_faster, pairs)
 
 
 class TuningCache:

@@ -240,7 +240,7 @@ class PackedTrainer:
             self._fused, self.passes = None, f"eager passes (faster here than fused: {found.eager_faster})"
         kept = None if cache is None else cache.put(key, found.entry(rule))
         return autotune.Tuning(found.members, "measured" if kept is None else f"measured (not cached: {kept})", found.seconds_per_step,
-                               found.threads, found.seconds_per_step_by_threads)
+                               found.threads, found.seconds_per_step_by_threads, found.paired)
 
     def _sample(self, t: Tensor) -> tuple[Tensor, Tensor]:
         c, domain = self.config, self.problem.domain
