@@ -53,7 +53,7 @@ class Tuning:
     seconds_per_step: dict[int, float] = field(default_factory=dict)  # candidate chunk -> seconds a step, when measured
     threads: int | None = None  # torch's threads during a step; None: as the process has them
     seconds_per_step_by_threads: dict[int, float] = field(default_factory=dict)  # thread count -> seconds a step, when measured
-    paired: dict[str, dict] = field(default_factory=dict)  # the proposals timed against their defaults (`Measurement.paired`)
+    paired: dict[str, dict] = field(default_factory=dict)  # when measured: the proposals timed against their defaults (`Measurement.paired`)
 
     def chunks(self, K: int) -> list[slice]:
         return [slice(k, min(k + self.members, K)) for k in range(0, K, self.members)]
@@ -65,7 +65,7 @@ class Tuning:
     def as_dict(self) -> dict:
         return {"members_per_chunk": self.members, "threads": self.threads, "source": self.source,
                 "seconds_per_step": _by_name(self.seconds_per_step), "seconds_per_step_by_threads": _by_name(self.seconds_per_step_by_threads),
-                "paired": self.paired}
+                "paired": {what: dict(pair) for what, pair in self.paired.items()}}
 
 
 def _by_name(seconds: dict[int, float]) -> dict[str, float]:
@@ -133,8 +133,8 @@ def time_candidates(step: Callable[[int], None], sizes: list[int], clock: Clock 
 
     Sizes are timed in turn over `_ROUNDS` rounds (a machine's slow moment does not fall on one
     size alone), each for at least `_TIMED_SECONDS` and one step, after one warm-up step in the first
-    round (it allocates the size's buffers); each keeps its best round. A step of 0.7 s (a 2D pack
-    of 64) costs 3 steps a size.
+    round (it allocates the size's buffers); each keeps its best round. A step of 0.33 s (a 2D pack
+    of 64 on 2 cores of an AMD EPYC) costs 3 steps a size.
     """
     best = {size: float("inf") for size in sizes}
     for round_ in range(_ROUNDS):
@@ -152,8 +152,9 @@ def paired(warm: Callable[[], None], cold: Callable[[], None], clock: Clock = ti
     rounds of cold's seconds over warm's (the geometric one: the median of the log ratios, so a
     round's r·1.5 and another's r/1.5 meet at r). Each round sees both at the machine's speed of
     the moment, so a slow spell or a drift, even one that starts midway, moves both sides of a
-    round's ratio and not the median. The seconds are medians too: best-of-rounds is fooled by a
-    slowdown that starts between one variant's best round and the other's."""
+    round's ratio and not the median. The seconds are medians too (best-of-rounds is fooled by a
+    slowdown that starts between one variant's best round and the other's), but only the ratio
+    resists one that starts midway: each median can fall on either side of it."""
     cold()
     seconds = []  # (warm, cold) of each round
     for round_ in range(rounds):
@@ -194,14 +195,14 @@ class Measurement:
                 "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
 
-def _confirmed(default: Callable[[], None], proposed: Callable[[], None], clock: Clock, record: dict) -> tuple[bool, float, float]:
+def _confirmed(default: Callable[[], None], proposed: Callable[[], None], clock: Clock, record: dict) -> bool:
     """Whether the `proposed` variant takes clearly less time a step than the `default` (by _MARGIN),
-    by the median of paired rounds (the default is warm: it was timed before). Adds the proposal's
-    time over the default's, and the outcome, to `record`; returns the outcome and the median seconds
-    of the proposal and the default."""
-    default_s, proposed_s, ratio = paired(default, proposed, clock)
-    record.update(ratio=round(ratio, 4), kept=ratio * (1 + _MARGIN) < 1)
-    return record["kept"], proposed_s, default_s
+    by the median of paired rounds (the default is warm: it was timed before). Adds to `record` the
+    proposal's time over the default's (that median), the default's median seconds a step, and the
+    outcome."""
+    default_s, _, ratio = paired(default, proposed, clock)
+    record.update(ratio=ratio, default_seconds=default_s, kept=ratio * (1 + _MARGIN) < 1)
+    return record["kept"]
 
 
 def measure(step: Callable[[int, bool, int | None], None], sizes: list[int], rule: int, fused: bool,
@@ -214,28 +215,28 @@ def measure(step: Callable[[int, bool, int | None], None], sizes: list[int], rul
     its default (`rule`'s size, the fused passes, every thread) unless another is clearly faster in
     pairs: the candidates' own timings (each its best of two rounds) only propose another size or
     thread count, since one quiet moment of the machine can favour whichever was timed in it. A gain
-    those timings do not propose is not found; a proposal costs 13 steps more. Every pair timed is
-    in `paired`, kept or not."""
+    those timings do not propose is not found; a proposal costs a warm-up step and 12 timings more (each
+    30 ms and at least one step: 13 steps of a 2D pack of 64). Every pair timed is in `paired`, kept or not."""
     available = torch.get_num_threads()
     measured = time_candidates(lambda members: step(members, fused, None), sizes, clock)
     members, eager_faster, pairs = choose(measured, rule), None, {}
     if members != rule:
         pairs["members"] = {"default": rule, "proposed": members}
-        if not _confirmed(lambda: step(rule, fused, None), lambda: step(members, fused, None), clock, pairs["members"])[0]:
+        if not _confirmed(lambda: step(rule, fused, None), lambda: step(members, fused, None), clock, pairs["members"]):
             members = rule
     if fused:  # a close call (a small 1D step: eager 3-10% faster, measured), so always timed in pairs
         pairs["passes"] = {"default": "fused", "proposed": "eager"}
-        kept, eager_s, fused_s = _confirmed(lambda: step(members, True, None), lambda: step(members, False, None), clock, pairs["passes"])
-        if kept:
-            fused = False
-            eager_faster = (f"{1 - pairs['passes']['ratio']:.0%} less time a step by the median of {_PAIRED_ROUNDS} paired rounds; "
-                            f"{eager_s * 1e3:.3g} vs {fused_s * 1e3:.3g} ms")
+        passes = pairs["passes"]
+        if _confirmed(lambda: step(members, True, None), lambda: step(members, False, None), clock, passes):
+            fused = False  # said by the ratio alone: each variant's median seconds can fall on either side of a slowdown
+            eager_faster = (f"{1 - passes['ratio']:.0%} less time a step by the median of {_PAIRED_ROUNDS} paired rounds "
+                            f"(a fused step: {passes['default_seconds'] * 1e3:.3g} ms)")
     counts = thread_candidates(available)
     by_threads = time_candidates(lambda n: step(members, fused, n), counts, clock) if len(counts) > 1 else {}
     threads = choose(by_threads, available) if by_threads else available
     if threads != available:
         pairs["threads"] = {"default": available, "proposed": threads}
-        if not _confirmed(lambda: step(members, fused, None), lambda: step(members, fused, threads), clock, pairs["threads"])[0]:
+        if not _confirmed(lambda: step(members, fused, None), lambda: step(members, fused, threads), clock, pairs["threads"]):
             threads = available
     return Measurement(members, fused, threads, measured, by_threads, eager_faster, pairs)
 

@@ -105,6 +105,7 @@ def test_bench_json_has_the_interface_fields():
             assert tuning["members_per_chunk"] in range(1, r["K"] + 1)
             if r["K"] > 1:
                 assert tuning["source"] == "measured" and str(tuning["members_per_chunk"]) in tuning["seconds_per_step"]
+                assert tuning["paired"]["passes"]["kept"] is r["passes"].startswith("eager")  # the pair that decided the passes
             assert r["passes"] == "fused (torch.compile)" or r["passes"].startswith("eager passes (faster here than fused: ")  # measured
         else:
             assert r["tuning"] is None and r["passes"] is None
