@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU checks, as one script for a lent CUDA machine (DEVELOPERS.md): install without
 # dependencies (the machine has torch, numpy, pyarrow, typer, rich, pytest; no network), the CUDA
-# tests, the throughput benchmark, a short 2D training, the TF32 study (and, with RUN_SUITE=1,
+# tests, the throughput benchmark, the robustness specs' mixed packs, a short 2D training, the TF32 study (and, with RUN_SUITE=1,
 # the whole suite).
 # Everything it prints is also written under $OUT (default ./gpu-out) for BENCHMARKS.md.
 set -uo pipefail
@@ -22,6 +22,9 @@ $PY -m pytest -q -p no:cacheprovider -p no:benchmark -m gpu tests/test_gpu.py 2>
 
 step "drmfm bench --device cuda --json"
 $PY -m pipeline.cli bench --device cuda --json --seconds "${BENCH_SECONDS:-1}" 2>"$OUT/bench-cuda.log" | tee "$OUT/bench-cuda.json"
+
+step "the robustness specs' mixed packs, graphed and eager (benchmarks/mixed_packs.py)"
+$PY benchmarks/mixed_packs.py --device cuda --seconds "${BENCH_SECONDS:-1}" 2>"$OUT/mixed-packs.log" | tee "$OUT/mixed-packs.json"
 
 step "drmfm train (2D, P4, i = 3, 64 seeds packed)"
 $PY -m pipeline.cli train --device cuda --problem twin_branching --fourier 3 --epsilon 0.00625 \

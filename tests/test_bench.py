@@ -68,3 +68,31 @@ def test_the_step_profile_accounts_for_every_counted_product(case):
     assert sum(flop for _, _, flop in products.values()) / steps == pytest.approx(K * (flops_per_trial_step(config) - 2.0 * rows * config.width))
     assert {name for name, _, _ in products} == {"first layer z = h W", "hidden z = h W", "output u = h w", "output dL/dW",
                                                  "hidden dL/dW = ht g", "hidden dL/dh = g Wt", "first layer dL/dW"}
+
+
+def test_the_mixed_packs_script_times_the_packs_a_trial_trains(tmp_path):
+    # benchmarks/mixed_packs.py builds a trial's packs from its spec: frequency none apart (its own
+    # shape), every frequency × ε with a map together, configuration by configuration with all seeds
+    from tests.helpers import write_spec
+
+    spec = importlib.util.spec_from_file_location("mixed_packs", ROOT / "benchmarks" / "mixed_packs.py")
+    mixed_packs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mixed_packs)
+    path = write_spec(tmp_path, name="mixed", problem="twin_branching", seeds=2, search={"sampler": "grid"}, pack=["fourier", "epsilon"],
+                      fixed={"width": 8, "batch": 12, "boundary_batch": 8, "epochs": 10},
+                      space={"depth": [2, 3], "fourier": ["none", 1, 2], "epsilon": [0.0, 0.01]})
+    out = mixed_packs.main(["--spec", str(path), "--seconds", "0.01"])
+    plain, mapped = out["results"]
+    assert (plain["K"], plain["configurations"], plain["fourier"], plain["epsilon"]) == (4, 2, [None], [0.0, 0.01])
+    assert (mapped["K"], mapped["configurations"], mapped["fourier"], mapped["epsilon"]) == (8, 4, [1, 2], [0.0, 0.01])
+    assert plain["point"] == mapped["point"] == {"depth": 2}  # the first trial of the grid
+    # members are charged their own FLOPs: an ε = 0 member carried with the u_yy stream is charged without it
+    loaded = mixed_packs.load_spec(path)
+    members = [loaded.trial_config({"depth": 2, "fourier": f, "epsilon": e}) for f in (1, 2) for e in (0.0, 0.01) for _ in range(2)]
+    assert [c.config_hash() for c in mixed_packs.trial_packs(loaded, {"depth": 2})[1]] == [c.config_hash() for c in members]
+    with_u2, without = flops_per_trial_step(members[2]), flops_per_trial_step(members[0])
+    assert without < with_u2
+    assert mapped["gflops"] * 1e9 / mapped["trial_steps_per_s"] == pytest.approx((with_u2 + without) / 2)
+    assert all(seconds > 0 for seconds in mapped["paired_seconds_a_step"].values()) and mapped["mixed_time_over_one_config"] > 0
+    assert mapped["of_peak"] == pytest.approx(mapped["gflops"] / out["matmul_peak_gflops"]["float32"])
+    assert "eager (cpu; eager passes" in mapped["step_mode"] and not mapped["graphed"]  # 10 epochs: too few to compile, as in the trial

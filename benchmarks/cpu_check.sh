@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The CPU checks of the packed step, as one script for a machine whose CPU BENCHMARKS.md has not
+# measured yet (an Intel Xeon, say): three runs of the bench, the robustness specs' mixed packs,
+# where a K = 64 step goes in 1D and 2D, and what tuning costs, one after another (nothing else
+# should run meanwhile: 2 cores are noisy enough). About 15 minutes on 2 cores.
+#
+#     bash benchmarks/cpu_check.sh            # then read $OUT/summary.txt
+#
+# Everything it prints is written under $OUT (default ./cpu-out), the JSON named for the CPU and the
+# date, ready to move to benchmarks/results/ and cite in BENCHMARKS.md.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-$PWD/cpu-out}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+PY=${PYTHON:-.venv/bin/python}
+THREADS=${THREADS:-2}
+TAG="cpu-$($PY -c 'from drm.autotune import cpu_name; import re; print(re.sub(r"[^a-z0-9]+", "-", cpu_name().lower()).strip("-"))')-$(date -u +%F)"
+step() { echo; echo "=== $* ==="; }
+
+step "machine ($TAG)"
+{ git rev-parse HEAD; lscpu | grep -E "Model name|^CPU\(s\)|L2|L3|Flags" | cut -c1-160; $PY -c "import torch; print('torch', torch.__version__)"; } | tee "$OUT/$TAG-machine.txt"
+
+for run in 1 2 3; do
+    step "drmfm bench --device cpu --json --seconds 1 (run $run of 3)"
+    OMP_NUM_THREADS=$THREADS $PY -m pipeline.cli bench --device cpu --json --seconds 1 2>"$OUT/$TAG-bench-$run.log" >"$OUT/bench-$TAG-$run.json"
+    $PY - "$OUT/bench-$TAG-$run.json" <<'EOF'
+import json, sys
+d = json.load(open(sys.argv[1]))
+peak = d["matmul_peak_gflops"]
+print(f"matmul peak {peak:.0f} GFLOP/s")
+for r in d["results"]:
+    tuning = r.get("tuning") or {}
+    print(f"{r['case']} {r['method']:<9} K = {r['K']:<3} {r['trial_steps_per_s']:>8.0f} trial-steps/s  {r['gflops'] / peak:6.1%} of peak  "
+          f"{r['ratio_to_reference']:5.2f}x ref  chunk {tuning.get('members_per_chunk', '-')}, threads {tuning.get('threads', '-')}, {r.get('passes') or ''}")
+EOF
+done 2>&1 | tee "$OUT/$TAG-summary.txt"
+
+step "the robustness specs' mixed packs (benchmarks/mixed_packs.py)"
+$PY benchmarks/mixed_packs.py --seconds 1 2>"$OUT/$TAG-mixed-packs.log" >"$OUT/mixed-packs-$TAG.json"
+$PY - "$OUT/mixed-packs-$TAG.json" <<'EOF'
+import json, sys
+d = json.load(open(sys.argv[1]))
+for r in d["results"]:
+    print(f"{r['spec']} K = {r['K']:<3} {r['trial_steps_per_s']:>6.0f} trial-steps/s  {r['of_peak']:6.1%} of peak  "
+          f"time a step {r['mixed_time_over_one_config']:.3f}x one configuration's")
+EOF
+
+for case in 1d 2d; do
+    step "where a $case K = 64 step goes (benchmarks/step_profile.py)"
+    $PY benchmarks/step_profile.py --case "$case" --K 64 --threads "$THREADS" 2>&1 | tee "$OUT/$TAG-step-profile-$case.txt"
+done
+
+step "what tuning costs (benchmarks/tuning_cost.py)"
+$PY benchmarks/tuning_cost.py --threads "$THREADS" 2>&1 | tee "$OUT/$TAG-tuning-cost.txt"
