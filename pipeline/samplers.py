@@ -1,43 +1,25 @@
-"""The spec's search space and sampler, as Optuna objects for Ray Tune's OptunaSearch."""
+"""The spec's search space and sampler, as Optuna objects for Ray Tune's OptunaSearch.
+
+Optuna is imported when a sampler or a space is built, not when a spec is read: the sampler's names
+are all a spec needs, so a machine without Optuna (the GPU check's) reads specs.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
-
-import optuna
-import optuna.distributions as distributions
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import optuna
+    import optuna.distributions as distributions
+
     from pipeline.spec import SweepSpec
-
-
-class TuneGridSampler(optuna.samplers.GridSampler):
-    """Optuna's grid run by Ray Tune, which ends it at num_samples = grid size.
-
-    Optuna's own end-of-grid `study.stop()` works only inside `study.optimize`, which Tune does
-    not use; there it raises, and Tune logs the error after the last trial.
-    """
-
-    def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
-        return None
-
-
-class TuneQMCSampler(optuna.samplers.QMCSampler):
-    """Optuna's QMC sampler, its sequence continued `offset` samples on: a sweep drawn as several Tuner
-    fits (each a fresh study) is one Sobol sequence, not the same first points again. (Unscrambled,
-    Optuna's default, the seed does not move the sequence; it counts samples in the study.)"""
-
-    def __init__(self, *, seed: int | None = None, offset: int = 0):
-        super().__init__(seed=seed)
-        self._offset = offset
-
-    def _find_sample_id(self, study: Any, search_space: dict) -> int:
-        return super()._find_sample_id(study, search_space) + self._offset
 
 
 def search_space(spec: SweepSpec) -> dict[str, distributions.BaseDistribution]:
     """Lists are categorical; {low, high[, step][, log]} are int or float ranges by the parameter's type."""
+    import optuna.distributions as distributions
+
     from pipeline.spec import Range
 
     space: dict[str, distributions.BaseDistribution] = {}
@@ -51,18 +33,37 @@ def search_space(spec: SweepSpec) -> dict[str, distributions.BaseDistribution]:
     return space
 
 
-def _grid(spec: SweepSpec, seed: int) -> optuna.samplers.BaseSampler:
-    return TuneGridSampler({k: list(v) for k, v in spec.searched.items()}, seed=seed)
+def _grid(spec: SweepSpec, seed: int, offset: int) -> optuna.samplers.BaseSampler:
+    from pipeline._optuna_samplers import TuneGridSampler
+
+    return TuneGridSampler({k: list(v) for k, v in spec.searched.items()}, seed=seed + offset)
+
+
+def _qmc(spec: SweepSpec, seed: int, offset: int) -> optuna.samplers.BaseSampler:
+    from pipeline._optuna_samplers import TuneQMCSampler
+
+    return TuneQMCSampler(seed=seed, offset=offset)
+
+
+def _optuna(name: str) -> Callable[[SweepSpec, int, int], optuna.samplers.BaseSampler]:
+    """Optuna's sampler `name`, seeded past the `offset` samples drawn before."""
+
+    def make(spec: SweepSpec, seed: int, offset: int) -> optuna.samplers.BaseSampler:
+        import optuna
+
+        return getattr(optuna.samplers, name)(seed=seed + offset)
+
+    return make
 
 
 # The samplers a spec may name, each built from the spec and a seed: the one list of them.
 # `offset`: how many samples the sweep drew before (a later fit): seeded past them, or (qmc) the sequence continued.
 SAMPLERS: dict[str, Callable[[SweepSpec, int, int], optuna.samplers.BaseSampler]] = {
-    "grid": lambda spec, seed, offset: _grid(spec, seed + offset),
-    "random": lambda spec, seed, offset: optuna.samplers.RandomSampler(seed=seed + offset),
-    "tpe": lambda spec, seed, offset: optuna.samplers.TPESampler(seed=seed + offset),
-    "qmc": lambda spec, seed, offset: TuneQMCSampler(seed=seed, offset=offset),
-    "gp": lambda spec, seed, offset: optuna.samplers.GPSampler(seed=seed + offset),
+    "grid": _grid,
+    "random": _optuna("RandomSampler"),
+    "tpe": _optuna("TPESampler"),
+    "qmc": _qmc,
+    "gp": _optuna("GPSampler"),
 }
 
 # Those whose next point does not depend on any result: a sweep asks them for a point per free slot at

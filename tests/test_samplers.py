@@ -6,7 +6,8 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from pipeline.samplers import TuneQMCSampler, sampler
+from pipeline._optuna_samplers import TuneQMCSampler
+from pipeline.samplers import sampler
 from pipeline.spec import parse_spec
 
 # Optuna marks QMCSampler and GPSampler experimental: its warning, not a defect of ours.
