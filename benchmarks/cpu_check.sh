@@ -4,10 +4,11 @@
 # where a K = 64 step goes in 1D and 2D, and what tuning costs, one after another (nothing else
 # should run meanwhile: 2 cores are noisy enough). About 15 minutes on 2 cores.
 #
-#     bash benchmarks/cpu_check.sh            # then read $OUT/summary.txt
+#     bash benchmarks/cpu_check.sh            # then read $OUT/<cpu>-<date>-summary.txt
 #
 # Everything it prints is written under $OUT (default ./cpu-out), the JSON named for the CPU and the
-# date, ready to move to benchmarks/results/ and cite in BENCHMARKS.md.
+# date, ready to move to benchmarks/results/ and cite in BENCHMARKS.md. Every step runs on $THREADS
+# threads (default 2, what a trial of the bench's figures had).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/cpu-out}
@@ -15,15 +16,17 @@ mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 PY=${PYTHON:-.venv/bin/python}
 THREADS=${THREADS:-2}
+export OMP_NUM_THREADS=$THREADS
 TAG="cpu-$($PY -c 'from drm.autotune import cpu_name; import re; print(re.sub(r"[^a-z0-9]+", "-", cpu_name().lower()).strip("-"))')-$(date -u +%F)"
 step() { echo; echo "=== $* ==="; }
 
 step "machine ($TAG)"
-{ git rev-parse HEAD; lscpu | grep -E "Model name|^CPU\(s\)|L2|L3|Flags" | cut -c1-160; $PY -c "import torch; print('torch', torch.__version__)"; } | tee "$OUT/$TAG-machine.txt"
+{ git rev-parse HEAD; lscpu | grep -E "Model name|^CPU\(s\)|L2|L3"; echo "flags: $(grep -owE 'avx2|avx512f|avx512_bf16|amx_tile|amx_bf16' /proc/cpuinfo | sort -u | tr '\n' ' ')"
+  $PY -c "import torch; print('torch', torch.__version__)"; } | tee "$OUT/$TAG-machine.txt"
 
 for run in 1 2 3; do
     step "drmfm bench --device cpu --json --seconds 1 (run $run of 3)"
-    OMP_NUM_THREADS=$THREADS $PY -m pipeline.cli bench --device cpu --json --seconds 1 2>"$OUT/$TAG-bench-$run.log" >"$OUT/bench-$TAG-$run.json"
+    $PY -m pipeline.cli bench --device cpu --json --seconds 1 2>"$OUT/$TAG-bench-$run.log" >"$OUT/bench-$TAG-$run.json"
     $PY - "$OUT/bench-$TAG-$run.json" <<'EOF'
 import json, sys
 d = json.load(open(sys.argv[1]))
@@ -37,8 +40,8 @@ EOF
 done 2>&1 | tee "$OUT/$TAG-summary.txt"
 
 step "the robustness specs' mixed packs (benchmarks/mixed_packs.py)"
-$PY benchmarks/mixed_packs.py --seconds 1 2>"$OUT/$TAG-mixed-packs.log" >"$OUT/mixed-packs-$TAG.json"
-$PY - "$OUT/mixed-packs-$TAG.json" <<'EOF'
+$PY benchmarks/mixed_packs.py --seconds 2 2>"$OUT/$TAG-mixed-packs.log" >"$OUT/mixed-packs-$TAG.json"
+$PY - "$OUT/mixed-packs-$TAG.json" <<'EOF' | tee -a "$OUT/$TAG-summary.txt"
 import json, sys
 d = json.load(open(sys.argv[1]))
 for r in d["results"]:

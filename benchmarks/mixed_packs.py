@@ -1,6 +1,6 @@
 """The packed models a sweep's trial trains, timed: each pack of the trial at one point of the spec
-(by default the first of the robustness specs'), built as the trial builds it (`pack_groups`, member
-order configuration by configuration, each with all its seeds): trial-steps per second, GFLOP/s and
+(by default the first of the robustness specs'), with the members a trial gives it (`pack_groups`,
+configuration after configuration, each with all its seeds): trial-steps per second, GFLOP/s and
 the fraction of the matmul peak, and its time a step over that of a pack of as many members of one
 configuration of the same shape, the two timed in six paired rounds (drm.autotune.paired: the
 median of the rounds' ratios, which a slow spell of the machine moves on both sides).
@@ -15,8 +15,10 @@ FLOPs are counted per member from its own configuration (`pipeline.bench.flops_p
 ε = 0 member that rides along with the second-derivative stream is charged without it, so work a
 member does not need never raises a figure; `of peak` divides by the dense-matmul rate measured in
 the same run (`drmfm bench`'s). On CUDA each pack is timed replayed from a CUDA graph (what a trial
-does) and eagerly; `step_mode` says whether the capture held. On a CPU chunks take the 12 MiB rule,
-the same for both packs, so the two differ only in what is mixed.
+does) and eagerly; `step_mode` says whether the capture held. On a CPU the step runs on the
+process's threads (a trial takes its spec's `resources.cpu`), in chunks of the 12 MiB rule, with the
+passes fused where the trial's epochs call for it (a trial's tuning may keep the eager ones): the
+same for both packs, so the two differ only in what is mixed.
 
 JSON on standard output, progress on standard error. BENCHMARKS.md records what it printed.
 """
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import sys
 from collections.abc import Callable
@@ -36,11 +39,12 @@ from drm import autotune
 from drm._allocator import keep_freed_memory
 from drm.config import TrainConfig
 from drm.train import MIN_EPOCHS_TO_FUSE, PackedTrainer
-from pipeline.bench import _time_steps, flops_per_trial_step, matmul_peak_gflops
+from pipeline.bench import flops_per_trial_step, matmul_peak_gflops, time_steps
 from pipeline.spec import SweepSpec, load_spec
 from pipeline.tune_trial import pack_groups
 
 ROOT = Path(__file__).resolve().parents[1]
+WARMUP = 5  # steps before a pack is timed: a graphed trainer runs 3 eagerly, then captures its graph
 SPECS = [ROOT / "sweeps" / "robustness-1d.yaml", ROOT / "sweeps" / "robustness-2d.yaml"]
 
 
@@ -83,10 +87,11 @@ def measure(spec: SweepSpec, point: dict, device: torch.device, seconds: float, 
             label = f"{spec.name}: {K} members{' graphed' if graphed else ''}"
             say(label)
             trainer, step = _trainer(members, device, graphed)
-            rate = K * _time_steps(step, device, seconds)
+            rate = K * time_steps(step, device, seconds, warmup=WARMUP)
             say(f"{label}, in pairs with {K} of one configuration")
             _, one_config = _trainer([shared] * K, device, graphed)
-            one_config()  # its buffers (and CUDA graph) made: `paired` times it first
+            for _ in range(WARMUP):  # its buffers made and, graphed, its CUDA graph captured: `paired` times it first
+                one_config()
             one_s, mixed_s, ratio = autotune.paired(one_config, step)
             rows.append({
                 "spec": spec.name,
@@ -117,7 +122,7 @@ def main(argv: list[str] | None = None) -> dict:
     device = torch.device(args.device)
     if device.type == "cpu":
         keep_freed_memory()
-    say = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+    say = functools.partial(print, file=sys.stderr, flush=True)
     paths = args.spec or SPECS
     specs = [load_spec(path) for path in paths]
     for path, spec in zip(paths, specs):
@@ -130,6 +135,7 @@ def main(argv: list[str] | None = None) -> dict:
         peaks[dtype] = matmul_peak_gflops(device, getattr(torch, dtype), args.seconds)
     rows = [row for spec, point in zip(specs, points) for row in measure(spec, point, device, args.seconds, peaks, say)]
     out = {
+        "seconds": args.seconds,
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({autotune.cpu_name()})",
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),

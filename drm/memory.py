@@ -10,9 +10,9 @@ s = 1 when ε > 0 adds the second-derivative stream) and P parameters per member
 
 with K = A, every member's activations alive at once (a GPU); on a CPU the trainer runs members in
 cache-sized chunks, and only a chunk's A members hold activations: the parameter term keeps K,
-the activation terms take A. The eager ReLU writes its output over z, a (T, H) fewer a layer, which
-the formula does not subtract: there it errs on the safe side. It is what a command compares with the device's free memory before
-it starts work it could not finish.
+the activation terms take A. The eager ReLU writes its output over z, so each layer holds one
+(A, T, H) tensor fewer; the formula does not subtract it, and errs on the safe side there. It is
+what a command compares with the device's free memory before it starts work it could not finish.
 """
 
 from __future__ import annotations

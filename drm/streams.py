@@ -71,9 +71,9 @@ def _forward_streams(z: Tensor, activation: Activation, layout: StreamLayout) ->
 
     Returns the output and what the backward reads besides z: for a smooth σ, σ' on the value rows
     and σ'' (and the third derivative with a second-derivative stream) on the interior rows. ReLU's
-    output is z itself, overwritten: the backward reads only the value rows' signs, which σ keeps, and
-    passes that write where they read spare a fresh tensor's memory traffic (a 1D K = 64 step on an
-    AMD EPYC: 7% less time, BENCHMARKS.md).
+    output is z itself, overwritten: the backward reads only the value rows' signs, which σ keeps.
+    Writing in place saves filling a new (K, T, H) tensor: a 1D K = 64 step takes about 6% less time
+    on an AMD EPYC (BENCHMARKS.md).
     """
     N, a = layout.n_interior, layout.second_axis
     z_value, z_first, z_second = layout.split(z)

@@ -54,7 +54,7 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _time_steps(step: Callable[[], None], device: torch.device, min_seconds: float, warmup: int = 5) -> float:
+def time_steps(step: Callable[[], None], device: torch.device, min_seconds: float, warmup: int = 5) -> float:
     """Steps per second of `step`, timed over at least `min_seconds` after `warmup` steps."""
     for _ in range(warmup):
         step()
@@ -78,7 +78,7 @@ def matmul_peak_gflops(device: torch.device, dtype: torch.dtype, min_seconds: fl
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
     out = torch.empty(n, n, device=device, dtype=dtype)
-    rate = _time_steps(lambda: torch.mm(a, b, out=out), device, min_seconds, warmup=3)
+    rate = time_steps(lambda: torch.mm(a, b, out=out), device, min_seconds, warmup=3)
     return rate * 2.0 * n**3 / 1e9
 
 
@@ -173,14 +173,14 @@ def run_bench(
         flops = flops_per_trial_step(config)
         say(f"{case}: reference")
         ref = ReferenceTrainer(config, seed=0, device=device)
-        ref_rate = _time_steps(ref.train_step, device, min_seconds)
+        ref_rate = time_steps(ref.train_step, device, min_seconds)
         rows.append(BenchRow(case, "reference", False, 1, ref_rate, ref_rate * flops / 1e9, 1.0, *step_shares(ref.train_step, device)))
         variants = [False, True] if device.type == "cuda" else [False]
         for k in ks:
             for graphed in variants:
                 say(f"{case}: packed K={k}{' graphed' if graphed else ''}")
                 trainer = PackedTrainer(config, list(range(k)), device=device, graphed=graphed, tuning="measure" if tune else None, fuse=fuse)
-                rate = k * _time_steps(trainer.train_step, device, min_seconds)
+                rate = k * time_steps(trainer.train_step, device, min_seconds)
                 shares = (None, None) if graphed else step_shares(trainer.train_step, device)
                 rows.append(BenchRow(case, "packed", graphed, k, rate, rate * flops / 1e9, rate / ref_rate, *shares, trainer.tuning.as_dict(),
                                      trainer.passes))
