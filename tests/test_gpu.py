@@ -105,3 +105,22 @@ def test_fused_passes_graphed_equal_the_eager_passes():
     assert fused.graphed, fused.step_mode
     for a, b in zip(_params(eager), _params(fused)):
         torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)
+
+
+def test_the_mixed_packs_script_times_each_pack_graphed_and_eager(tmp_path):
+    # benchmarks/mixed_packs.py on CUDA: every pack of the trial twice, and the graphed rows were captured
+    import importlib.util
+
+    from tests.helpers import ROOT, write_spec
+
+    spec = importlib.util.spec_from_file_location("mixed_packs", ROOT / "benchmarks" / "mixed_packs.py")
+    mixed_packs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mixed_packs)
+    path = write_spec(tmp_path, name="mixed", problem="twin_branching", seeds=2, search={"sampler": "grid"}, pack=["fourier", "epsilon"],
+                      fixed={"width": 8, "batch": 12, "boundary_batch": 8, "epochs": 10},
+                      space={"depth": [2], "fourier": ["none", 1, 2], "epsilon": [0.0, 0.01]})
+    rows = mixed_packs.main(["--device", "cuda", "--spec", str(path), "--seconds", "0.05"])["results"]
+    assert [(r["K"], r["graphed"]) for r in rows] == [(4, True), (4, False), (8, True), (8, False)]
+    for row in rows:
+        assert row["step_mode"].startswith("graphed" if row["graphed"] else "eager"), row["step_mode"]
+        assert row["trial_steps_per_s"] > 0 and row["mixed_time_over_one_config"] > 0
