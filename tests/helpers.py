@@ -4,6 +4,7 @@ small configurations and synthetic result rows. Test modules import from here, n
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import re
 import signal
@@ -58,6 +59,21 @@ def write_spec(folder: Path, **fields) -> Path:
     path = folder / f"{spec['name']}.yaml"
     path.write_text(yaml.safe_dump(spec))
     return path
+
+
+def benchmark_script(name: str):
+    """The module benchmarks/<name>.py (a script, not a package), loaded for a test."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_mixed_spec(folder: Path, depths: list[int]) -> Path:
+    """A tiny 2D spec whose trials carry packs mixed in frequency and ε (benchmarks/mixed_packs.py's input)."""
+    return write_spec(folder, name="mixed", problem="twin_branching", seeds=2, search={"sampler": "grid"}, pack=["fourier", "epsilon"],
+                      fixed={"width": 8, "batch": 12, "boundary_batch": 8, "epochs": 10},
+                      space={"depth": depths, "fourier": ["none", 1, 2], "epsilon": [0.0, 0.01]})
 
 
 def running_runs(home: Path, experiment: str) -> int:

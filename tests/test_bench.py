@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import threading
 import time
 
@@ -13,7 +12,7 @@ from drm import autotune
 from drm.config import TrainConfig
 from drm.train import PackedTrainer
 from pipeline.bench import CASES, flops_per_trial_step, step_shares
-from tests.helpers import ROOT
+from tests.helpers import benchmark_script, write_mixed_spec
 
 CPU = torch.device("cpu")
 
@@ -56,9 +55,7 @@ def test_products_on_another_thread_are_not_the_steps():
 def test_the_step_profile_accounts_for_every_counted_product(case):
     # benchmarks/step_profile.py names each product of a step; together they are the FLOPs the bench
     # counts from the configuration, less the output layer's ∂L/∂h (width 1: an elementwise product)
-    spec = importlib.util.spec_from_file_location("step_profile", ROOT / "benchmarks" / "step_profile.py")
-    step_profile = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(step_profile)
+    step_profile = benchmark_script("step_profile")
     config = TrainConfig(**{**CASES[case].as_dict(), "width": 32, "batch": 32}).resolve()
     K, steps = 3, 2  # chunks of 2 and 1 members
     trainer = PackedTrainer(config, list(range(K)), device=CPU, tuning=autotune.Tuning(2, "given"), fuse=False)
@@ -73,14 +70,8 @@ def test_the_step_profile_accounts_for_every_counted_product(case):
 def test_the_mixed_packs_script_times_the_packs_a_trial_trains(tmp_path):
     # benchmarks/mixed_packs.py builds a trial's packs from its spec: frequency none apart (its own
     # shape), every frequency × ε with a map together, configuration by configuration with all seeds
-    from tests.helpers import write_spec
-
-    spec = importlib.util.spec_from_file_location("mixed_packs", ROOT / "benchmarks" / "mixed_packs.py")
-    mixed_packs = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mixed_packs)
-    path = write_spec(tmp_path, name="mixed", problem="twin_branching", seeds=2, search={"sampler": "grid"}, pack=["fourier", "epsilon"],
-                      fixed={"width": 8, "batch": 12, "boundary_batch": 8, "epochs": 10},
-                      space={"depth": [2, 3], "fourier": ["none", 1, 2], "epsilon": [0.0, 0.01]})
+    mixed_packs = benchmark_script("mixed_packs")
+    path = write_mixed_spec(tmp_path, depths=[2, 3])
     out = mixed_packs.main(["--spec", str(path), "--seconds", "0.01"])
     plain, mapped = out["results"]
     assert (plain["K"], plain["configurations"], plain["fourier"], plain["epsilon"]) == (4, 2, [None], [0.0, 0.01])

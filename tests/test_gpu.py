@@ -109,16 +109,10 @@ def test_fused_passes_graphed_equal_the_eager_passes():
 
 def test_the_mixed_packs_script_times_each_pack_graphed_and_eager(tmp_path):
     # benchmarks/mixed_packs.py on CUDA: every pack of the trial twice, and the graphed rows were captured
-    import importlib.util
+    from tests.helpers import benchmark_script, write_mixed_spec
 
-    from tests.helpers import ROOT, write_spec
-
-    spec = importlib.util.spec_from_file_location("mixed_packs", ROOT / "benchmarks" / "mixed_packs.py")
-    mixed_packs = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mixed_packs)
-    path = write_spec(tmp_path, name="mixed", problem="twin_branching", seeds=2, search={"sampler": "grid"}, pack=["fourier", "epsilon"],
-                      fixed={"width": 8, "batch": 12, "boundary_batch": 8, "epochs": 10},
-                      space={"depth": [2], "fourier": ["none", 1, 2], "epsilon": [0.0, 0.01]})
+    mixed_packs = benchmark_script("mixed_packs")
+    path = write_mixed_spec(tmp_path, depths=[2])
     rows = mixed_packs.main(["--device", "cuda", "--spec", str(path), "--seconds", "0.05"])["results"]
     assert [(r["K"], r["graphed"]) for r in rows] == [(4, True), (4, False), (8, True), (8, False)]
     for row in rows:
