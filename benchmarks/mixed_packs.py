@@ -61,7 +61,8 @@ def _same_shape(members: list[TrainConfig]) -> TrainConfig:
 
 
 def _trainer(members: list[TrainConfig], device: torch.device, graphed: bool) -> tuple[PackedTrainer, Callable[[], None]]:
-    """A pack of `members` (a configuration per member) and its step, synchronised on CUDA (so a timing sees the work).
+    """A pack of `members` (a configuration per member) and its step synchronised on CUDA, for `paired`,
+    which times single steps (`time_steps` synchronises once per batch of steps: give it `train_step`).
 
     Its passes are fused where the trial's would be (its epochs decide); the epochs are then made
     endless, so that no timing runs past a short spec's last step."""
@@ -87,7 +88,7 @@ def measure(spec: SweepSpec, point: dict, device: torch.device, seconds: float, 
             label = f"{spec.name}: {K} members{' graphed' if graphed else ''}"
             say(label)
             trainer, step = _trainer(members, device, graphed)
-            rate = K * time_steps(step, device, seconds, warmup=WARMUP)
+            rate = K * time_steps(trainer.train_step, device, seconds, warmup=WARMUP)
             say(f"{label}, in pairs with {K} of one configuration")
             _, one_config = _trainer([shared] * K, device, graphed)
             for _ in range(WARMUP):  # its buffers made and, graphed, its CUDA graph captured: `paired` times it first
