@@ -120,14 +120,18 @@ def _dynamic_members(fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
 
 
 def fused_passes(
-    activation: Activation, layout: StreamLayout, width: int, device: torch.device, dtype: torch.dtype
+    activation: Activation, layout: StreamLayout, width: int, device: torch.device, dtype: torch.dtype,
+    say: Callable[[str], None] | None = None,
 ) -> tuple[FusedPasses | None, str]:
-    """The compiled passes for this layer shape (compiled and tried now, on zeros), or None and why not."""
+    """The compiled passes for this layer shape (compiled and tried now, on zeros), or None and why not.
+    `say` is told when a compile starts (seconds, up to a minute where inductor's cache is cold)."""
     key = (activation, layout, width, device.type, dtype)
     if key in _COMPILED:
         return _COMPILED[key], "fused (torch.compile)"
     if key in _FAILED:
         return None, _FAILED[key]
+    if say is not None:
+        say("compiling the elementwise passes")
     import torch._dynamo
     import torch._inductor.config
 

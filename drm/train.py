@@ -135,11 +135,15 @@ class PackedTrainer:
     `fuse`: the hidden layers' elementwise passes compiled into one kernel each way (drm._fused);
     None (the default) fuses runs of MIN_EPOCHS_TO_FUSE steps or more, whose compile time pays.
     Where compiling fails the eager passes run; `self.passes` (and `step_mode`) say which.
+
+    `say` is told, in a few words, what takes time before the first step: a compile, the timing of
+    the candidates (seconds to minutes on a fresh machine), so that a progress display can show it.
     """
 
     def __init__(
         self, config: TrainConfig | list[TrainConfig] | Pack, seeds: list[int] | None = None, device: str | torch.device = "cpu",
         graphed: bool | None = None, tuning: autotune.Tuning | autotune.TuningCache | str | None = None, fuse: bool | None = None,
+        say: Callable[[str], None] | None = None,
     ):
         self.pack = config if isinstance(config, Pack) else Pack.of(config, seeds)
         self.configs = list(self.pack.configs)
@@ -182,8 +186,8 @@ class PackedTrainer:
         self._curve_lr: list[float] = []
         self._graph: torch.cuda.CUDAGraph | None = None
         self._warm_steps = 0
-        self._fused, self.passes = self._fuse(fuse)
-        self.tuning = self._tune(tuning)
+        self._fused, self.passes = self._fuse(fuse, say)
+        self.tuning = self._tune(tuning, say)
         self._chunks = self.tuning.chunks(K)
         if self.device.type == "cpu":
             self.step_mode = f"eager (cpu; {self.passes}; {self.tuning.describe()})"
@@ -191,13 +195,13 @@ class PackedTrainer:
             self.step_mode += f"; {self.passes}"
         self._fixed_points = None if self.config.resample else self._sample(torch.zeros_like(self.t))
 
-    def _fuse(self, fuse: bool | None) -> tuple[FusedPasses | None, str]:
+    def _fuse(self, fuse: bool | None, say: Callable[[str], None] | None) -> tuple[FusedPasses | None, str]:
         if fuse is False or (fuse is None and self.config.epochs < MIN_EPOCHS_TO_FUSE):
             return None, "eager passes" if fuse is False else f"eager passes ({self.config.epochs} steps: too few to compile)"
         layout = _layout(self.config, self.pack.second_axis)
-        return fused_passes(self.model.activation, layout, self.config.width, self.device, self.dtype)
+        return fused_passes(self.model.activation, layout, self.config.width, self.device, self.dtype, say)
 
-    def _tune(self, tuning: autotune.Tuning | autotune.TuningCache | str | None) -> autotune.Tuning:
+    def _tune(self, tuning: autotune.Tuning | autotune.TuningCache | str | None, say: Callable[[str], None] | None) -> autotune.Tuning:
         """Members a chunk (and threads): one chunk on a GPU; on a CPU the rule's size, a cached or a
         measured one (`drm.autotune.measure`: the chunk, then the eager passes against the fused, then fewer threads)."""
         K = self.model.K
@@ -227,6 +231,8 @@ class PackedTrainer:
             return autotune.Tuning(entry["members"], f"cached in {cache.path.name}", threads=threads)
         if cache is not None and self.config.epochs < autotune.MIN_EPOCHS_TO_TUNE:
             return autotune.Tuning(rule, f"fixed (12 MiB rule: {self.config.epochs} steps are too few to time {len(sizes)} sizes)")
+        if say is not None:
+            say("tuning the step" + (" (once per CPU and shape)" if cache is not None else ""))
         sandbox = PackedTrainer(self.pack, device=self.device, graphed=False, fuse=self._fused is not None)  # timed instead: this one's state stays
         compiled = sandbox._fused
 
@@ -328,8 +334,11 @@ class PackedTrainer:
         self._graph = graph
 
     def run(self, steps: int | None = None, progress: Callable[[int, int], None] | None = None, every_s: float = 1.0) -> None:
-        """Train up to `steps` more steps (default: to the end); call progress(step, total) about every `every_s`."""
+        """Train up to `steps` more steps (default: to the end); call progress(step, total) as they start,
+        then about every `every_s` and at the end."""
         end = self.config.epochs if steps is None else min(self.config.epochs, self.step + steps)
+        if progress is not None:
+            progress(self.step, self.config.epochs)
         last = time.perf_counter()
         with autotune.threads(self.tuning.threads):  # set once for the run: each step then finds them set
             while self.step < end:

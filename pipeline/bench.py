@@ -179,7 +179,8 @@ def run_bench(
         for k in ks:
             for graphed in variants:
                 say(f"{case}: packed K={k}{' graphed' if graphed else ''}")
-                trainer = PackedTrainer(config, list(range(k)), device=device, graphed=graphed, tuning="measure" if tune else None, fuse=fuse)
+                trainer = PackedTrainer(config, list(range(k)), device=device, graphed=graphed, tuning="measure" if tune else None, fuse=fuse,
+                                        say=lambda what: say(f"{case}: packed K={k}: {what}"))
                 rate = k * time_steps(trainer.train_step, device, min_seconds)
                 shares = (None, None) if graphed else step_shares(trainer.train_step, device)
                 rows.append(BenchRow(case, "packed", graphed, k, rate, rate * flops / 1e9, rate / ref_rate, *shares, trainer.tuning.as_dict(),

@@ -62,7 +62,6 @@ def run_train(config: TrainConfig, seeds: list[int], *, device: str, home: Path,
     uri = _train_tracking(home) if mlflow else None
     out = _out()
     out.print(f"training {len(seeds)} seed(s) packed: {config.describe()}")
-    start = time.perf_counter()
     with Progress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
@@ -72,16 +71,24 @@ def run_train(config: TrainConfig, seeds: list[int], *, device: str, home: Path,
         console=_err,
         transient=True,
     ) as progress:
-        task = progress.add_task("steps", total=config.epochs, rate="")
+        task = progress.add_task("preparing", total=config.epochs, rate="")
+        began: list[tuple[int, float]] = []  # (step, time) as training began: the rate leaves out compiling and tuning
 
         def report(step: int, total: int) -> None:
-            rate = step / max(time.perf_counter() - start, 1e-9)
-            progress.update(task, completed=step, rate=f"{rate:,.0f} steps/s")
+            now = time.perf_counter()
+            if not began:
+                began.append((step, now))
+                progress.reset(task, total=total, completed=step, description="steps", rate="")  # the ETA from here on
+                return
+            (step0, t0), = began
+            rate = (step - step0) / max(now - t0, 1e-9)
+            progress.update(task, completed=step, rate=f"{rate:,.{1 if rate < 10 else 0}f} steps/s")
 
         try:
             rows = run_trial(
                 config, seeds, device=device, sweep=name, trial_id=config.config_hash(), results_dir=results_dir,
-                progress=report, tracking_uri=uri, references=cache_folder(home), tuning=home / TUNING_FILE,
+                progress=report, say=lambda what: progress.update(task, description=what),
+                tracking_uri=uri, references=cache_folder(home), tuning=home / TUNING_FILE,
             )
         except StorageFailed as e:
             print(f"drmfm: {e}; nothing of this run was kept", file=sys.stderr)

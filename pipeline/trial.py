@@ -90,6 +90,7 @@ def run_trial(
     trial_id: str,
     results_dir: Path,
     progress: Callable[[int, int], None] | None = None,
+    say: Callable[[str], None] | None = None,
     tracking_uri: str | None = None,
     experiment: str = "train",
     references: Path | None = None,
@@ -100,12 +101,14 @@ def run_trial(
     With `tracking_uri`, the trial is also recorded in MLflow, in `experiment` (which must exist).
     With `references` (the home's cache of classical references), the judged columns are filled.
     With `tuning` (the home's tuning.json), a CPU's member chunks are read from it or measured into it.
+    `progress(step, total)` is called as training starts and about every second; `say`, before, with
+    what takes time until the first step (a compile, the tuning: `PackedTrainer`).
     """
     from pipeline.recorder import Recorder
 
     config = config.resolve()
     # On CUDA a step is replayed from a CUDA graph (a small network's step is launch-bound).
-    trainer = PackedTrainer(config, seeds, resolve_device(device), tuning=None if tuning is None else TuningCache(tuning))
+    trainer = PackedTrainer(config, seeds, resolve_device(device), tuning=None if tuning is None else TuningCache(tuning), say=say)
     recorder = Recorder(Storage(results_dir), tracking_uri, experiment, sweep, references=None if references is None else str(references))
     runs = recorder.open_runs(trial_id, config.as_dict(), config.config_hash(), seeds)
     run = TrialRun(trainer, sweep, [trial_id], socket.gethostname(), {trial_id: runs})

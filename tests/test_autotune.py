@@ -217,6 +217,19 @@ def test_the_choice_is_cached_by_cpu_and_shape_and_measured_again_when_the_file_
     assert short.source.startswith("fixed (12 MiB rule: 8 steps are too few") and not (tmp_path / "other.json").exists()
 
 
+def test_a_trainer_says_when_it_tunes_and_its_run_reports_from_the_first_step(tmp_path):
+    # `drmfm train` shows what it waits for before the first step, and times its rate from there
+    long = TrainConfig(**{**CASES["1d"].as_dict(), "epochs": autotune.MIN_EPOCHS_TO_TUNE})
+    cache, said = autotune.TuningCache(tmp_path / "tuning.json"), []
+    PackedTrainer(long, list(range(4)), tuning=cache, fuse=False, say=said.append)
+    assert said == ["tuning the step (once per CPU and shape)"]
+    trainer = PackedTrainer(long, list(range(4)), tuning=cache, fuse=False, say=said.append)
+    assert said == ["tuning the step (once per CPU and shape)"]  # read from the cache: nothing to wait for
+    reports: list[tuple[int, int]] = []
+    trainer.run(steps=3, progress=lambda step, total: reports.append((step, total)))
+    assert reports[0] == (0, long.epochs) and reports[-1] == (3, long.epochs)
+
+
 def test_a_cache_that_cannot_be_written_costs_the_run_nothing(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")

@@ -83,10 +83,12 @@ def test_each_layout_compiles_into_a_cache_of_its_own(monkeypatch):
     import drm._fused
 
     monkeypatch.setattr(drm._fused, "_RECOMPILE_LIMIT", 1)
+    said: list[str] = []
     with torch._dynamo.config.patch(recompile_limit=1):
-        for width in (3, 6):  # shapes compiled nowhere else in this file
-            passes, how = fused_passes(Activation("tanh"), LAYOUTS["1d"], width, torch.device("cpu"), torch.float64)
+        for width in (3, 6, 3):  # shapes compiled nowhere else in this file; the third is compiled already
+            passes, how = fused_passes(Activation("tanh"), LAYOUTS["1d"], width, torch.device("cpu"), torch.float64, say=said.append)
             assert how == "fused (torch.compile)", how
+    assert said == ["compiling the elementwise passes"] * 2  # a progress display is told of each compile, and only then
 
 
 def test_where_compiling_fails_the_eager_passes_run_and_say_why(tmp_path):
