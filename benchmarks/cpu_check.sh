@@ -27,27 +27,12 @@ step "machine ($TAG)"
 for run in 1 2 3; do
     step "drmfm bench --device cpu --json --seconds 1 (run $run of 3)"
     $PY -m pipeline.cli bench --device cpu --json --seconds 1 2>"$OUT/$TAG-bench-$run.log" >"$OUT/bench-$TAG-$run.json"
-    $PY - "$OUT/bench-$TAG-$run.json" <<'EOF'
-import json, sys
-d = json.load(open(sys.argv[1]))
-peak = d["matmul_peak_gflops"]
-print(f"matmul peak {peak:.0f} GFLOP/s")
-for r in d["results"]:
-    tuning = r.get("tuning") or {}
-    print(f"{r['case']} {r['method']:<9} K = {r['K']:<3} {r['trial_steps_per_s']:>8.0f} trial-steps/s  {r['gflops'] / peak:6.1%} of peak  "
-          f"{r['ratio_to_reference']:5.2f}x ref  chunk {tuning.get('members_per_chunk', '-')}, threads {tuning.get('threads', '-')}, {r.get('passes') or ''}")
-EOF
+    $PY benchmarks/summary.py "$OUT/bench-$TAG-$run.json"
 done 2>&1 | tee "$OUT/$TAG-summary.txt"
 
 step "the robustness specs' mixed packs (benchmarks/mixed_packs.py)"
 $PY benchmarks/mixed_packs.py --seconds 2 2>"$OUT/$TAG-mixed-packs.log" >"$OUT/mixed-packs-$TAG.json"
-$PY - "$OUT/mixed-packs-$TAG.json" <<'EOF' | tee -a "$OUT/$TAG-summary.txt"
-import json, sys
-d = json.load(open(sys.argv[1]))
-for r in d["results"]:
-    print(f"{r['spec']} K = {r['K']:<3} {r['trial_steps_per_s']:>6.0f} trial-steps/s  {r['of_peak']:6.1%} of peak  "
-          f"time a step {r['mixed_time_over_one_config']:.3f}x one configuration's")
-EOF
+$PY benchmarks/summary.py "$OUT/mixed-packs-$TAG.json" | tee -a "$OUT/$TAG-summary.txt"
 
 for case in 1d 2d; do
     step "where a $case K = 64 step goes (benchmarks/step_profile.py)"

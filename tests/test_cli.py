@@ -7,7 +7,7 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
-from tests.helpers import drmfm
+from tests.helpers import benchmark_script, drmfm
 
 BAD_TRAIN = [
     (["--problem", "nope"], "problem"),
@@ -109,3 +109,9 @@ def test_bench_json_has_the_interface_fields():
             assert r["passes"] == "fused (torch.compile)" or r["passes"].startswith("eager passes (faster here than fused: ")  # measured
         else:
             assert r["tuning"] is None and r["passes"] is None
+    assert "tuning the step" in result.stderr  # what a packed row waits for before its timing, as progress
+    # benchmarks/summary.py, what cpu_check.sh and gpu_check.sh print: a line per row, with its share of the peak
+    header, *lines = benchmark_script("summary").bench_lines(out)
+    assert f"matmul peak {out['matmul_peak_gflops']:,.0f} GFLOP/s" in header and len(lines) == len(out["results"])
+    for line, r in zip(lines, out["results"], strict=True):
+        assert line.startswith(f"{r['case']} {r['method']}") and f"{r['gflops'] / out['matmul_peak_gflops']:6.1%} of peak" in line
