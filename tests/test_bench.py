@@ -1,7 +1,10 @@
-"""`drmfm bench`'s shares of a step (pipeline.bench.step_shares), on steps whose make-up is known."""
+"""`drmfm bench`'s shares of a step (pipeline.bench.step_shares), on steps whose make-up is known; the benchmark scripts that read them."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 
@@ -12,7 +15,7 @@ from drm import autotune
 from drm.config import TrainConfig
 from drm.train import PackedTrainer
 from pipeline.bench import CASES, flops_per_trial_step, step_shares
-from tests.helpers import benchmark_script, write_mixed_spec
+from tests.helpers import ROOT, benchmark_script, write_mixed_spec
 
 CPU = torch.device("cpu")
 
@@ -89,3 +92,31 @@ def test_the_mixed_packs_script_times_the_packs_a_trial_trains(tmp_path):
     assert "eager (cpu; eager passes" in mapped["step_mode"] and not mapped["graphed"]  # 10 epochs: too few to compile, as in the trial
     lines = benchmark_script("summary").mixed_lines(out)  # as cpu_check.sh and gpu_check.sh print them
     assert len(lines) == 2 and lines[1].startswith("mixed K = 8") and f"{mapped['of_peak']:6.1%} of peak" in lines[1]
+
+
+def test_the_gpu_check_script_stops_a_step_at_its_limit_and_goes_on(tmp_path):
+    # benchmarks/gpu_check.sh runs inside one call of a lease: a step that hangs is stopped at its
+    # limit, said in the log (not written into its JSON), and the later steps still run. Here a
+    # stand-in Python hangs in the bench; the mixed packs' figures are summarised all the same.
+    fake = tmp_path / "python"
+    fake.write_text(
+        "#!/bin/bash\n"
+        'case "$*" in\n'
+        '  *"pipeline.cli bench"*) exec sleep 60 ;;\n'
+        f'  *summary.py*) exec {sys.executable} "$@" ;;\n'
+        '  *mixed_packs.py*) echo \'{"results": [{"spec": "robustness-2d", "K": 256, "graphed": true, "trial_steps_per_s": 9000.0, '
+        '"of_peak": 0.41, "mixed_time_over_one_config": 1.01}]}\' ;;\n'
+        '  *) echo "ran: $*" ;;\n'
+        "esac\n"
+    )
+    fake.chmod(0o755)
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHON": str(fake), "OUT": str(out), "LIMIT_BENCH": "1", "TMPDIR": str(tmp_path)}
+    done = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh")], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    log = (out / "gpu-check.log").read_text()
+    assert "(stopped at its limit of 1 s)" in log and (out / "bench-cuda.json").read_text() == ""
+    assert "bench-cuda.json: no figures" in log
+    assert "robustness-2d K = 256 graphed     9,000 trial-steps/s   41.0% of peak" in log
+    assert "ran: -m pytest" in log and "ran: benchmarks/precision.py" in log and "=== done" in log
+    assert sorted(p.name for p in out.iterdir()) == ["bench-cuda.json", "gpu-check.log", "mixed-packs.json", "precision.json"]
