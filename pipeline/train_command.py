@@ -72,16 +72,16 @@ def run_train(config: TrainConfig, seeds: list[int], *, device: str, home: Path,
         transient=True,
     ) as progress:
         task = progress.add_task("preparing", total=config.epochs, rate="")
-        began: list[tuple[int, float]] = []  # (step, time) as training began: the rate leaves out compiling and tuning
+        began: tuple[int, float] | None = None  # (step, time) as training began: the rate leaves out compiling and tuning
 
         def report(step: int, total: int) -> None:
+            nonlocal began
             now = time.perf_counter()
-            if not began:
-                began.append((step, now))
+            if began is None:
+                began = (step, now)
                 progress.reset(task, total=total, completed=step, description="steps", rate="")  # the ETA from here on
                 return
-            (step0, t0), = began
-            rate = (step - step0) / max(now - t0, 1e-9)
+            rate = (step - began[0]) / max(now - began[1], 1e-9)
             progress.update(task, completed=step, rate=f"{rate:,.{1 if rate < 10 else 0}f} steps/s")
 
         try:

@@ -102,7 +102,7 @@ def run_trial(
     With `references` (the home's cache of classical references), the judged columns are filled.
     With `tuning` (the home's tuning.json), a CPU's member chunks are read from it or measured into it.
     `progress(step, total)` is called as training starts and about every second; `say`, before, with
-    what takes time until the first step (a compile, the tuning: `PackedTrainer`).
+    what takes time until the first step (a compile, the tuning: `PackedTrainer`; opening the runs).
     """
     from pipeline.recorder import Recorder
 
@@ -110,6 +110,8 @@ def run_trial(
     # On CUDA a step is replayed from a CUDA graph (a small network's step is launch-bound).
     trainer = PackedTrainer(config, seeds, resolve_device(device), tuning=None if tuning is None else TuningCache(tuning), say=say)
     recorder = Recorder(Storage(results_dir), tracking_uri, experiment, sweep, references=None if references is None else str(references))
+    if say is not None and tracking_uri is not None:
+        say("opening the MLflow runs")
     runs = recorder.open_runs(trial_id, config.as_dict(), config.config_hash(), seeds)
     run = TrialRun(trainer, sweep, [trial_id], socket.gethostname(), {trial_id: runs})
     run.train(progress=progress)

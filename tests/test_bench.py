@@ -90,8 +90,9 @@ def test_the_mixed_packs_script_times_the_packs_a_trial_trains(tmp_path):
     assert all(seconds > 0 for seconds in mapped["paired_seconds_a_step"].values()) and mapped["mixed_time_over_one_config"] > 0
     assert mapped["of_peak"] == pytest.approx(mapped["gflops"] / out["matmul_peak_gflops"]["float32"])
     assert "eager (cpu; eager passes" in mapped["step_mode"] and not mapped["graphed"]  # 10 epochs: too few to compile, as in the trial
-    lines = benchmark_script("summary").mixed_lines(out)  # as cpu_check.sh and gpu_check.sh print them
-    assert len(lines) == 2 and lines[1].startswith("mixed K = 8") and f"{mapped['of_peak']:6.1%} of peak" in lines[1]
+    header, *lines = benchmark_script("summary").summary(out)  # as cpu_check.sh and gpu_check.sh print them
+    assert "matmul peak float32" in header and len(lines) == 2
+    assert lines[1].startswith("mixed K = 8   eager") and f"{mapped['of_peak']:6.1%} of peak" in lines[1]
 
 
 def test_the_gpu_check_script_stops_a_step_at_its_limit_and_goes_on(tmp_path):
@@ -104,8 +105,9 @@ def test_the_gpu_check_script_stops_a_step_at_its_limit_and_goes_on(tmp_path):
         'case "$*" in\n'
         '  *"pipeline.cli bench"*) exec sleep 60 ;;\n'
         f'  *summary.py*) exec {sys.executable} "$@" ;;\n'
-        '  *mixed_packs.py*) echo \'{"results": [{"spec": "robustness-2d", "K": 256, "graphed": true, "trial_steps_per_s": 9000.0, '
-        '"of_peak": 0.41, "mixed_time_over_one_config": 1.01}]}\' ;;\n'
+        '  *mixed_packs.py*) echo \'{"device": "GPU", "torch": "2.11", "threads": 16, "matmul_peak_gflops": {"float32": 51000.0}, '
+        '"results": [{"spec": "robustness-2d", "K": 256, "graphed": true, "step_mode": "graphed (one CUDA graph per step)", '
+        '"trial_steps_per_s": 9000.0, "of_peak": 0.41, "mixed_time_over_one_config": 1.01}]}\' ;;\n'
         '  *) echo "ran: $*" ;;\n'
         "esac\n"
     )
@@ -113,10 +115,14 @@ def test_the_gpu_check_script_stops_a_step_at_its_limit_and_goes_on(tmp_path):
     out = tmp_path / "out"
     env = {**os.environ, "PYTHON": str(fake), "OUT": str(out), "LIMIT_BENCH": "1", "TMPDIR": str(tmp_path)}
     done = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh")], env=env, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 1, done.stderr  # a step failed: the exit status says so
     log = (out / "gpu-check.log").read_text()
     assert "(stopped at its limit of 1 s)" in log and (out / "bench-cuda.json").read_text() == ""
     assert "bench-cuda.json: no figures" in log
     assert "robustness-2d K = 256 graphed     9,000 trial-steps/s   41.0% of peak" in log
     assert "ran: -m pytest" in log and "ran: benchmarks/precision.py" in log and "=== done" in log
+    assert log.splitlines()[-1] == "failed: bench (exit 124)"  # written whole before the script returned
     assert sorted(p.name for p in out.iterdir()) == ["bench-cuda.json", "gpu-check.log", "mixed-packs.json", "precision.json"]
+    env["DEADLINE"] = "0"  # past its deadline, every step is skipped, and said to be
+    done = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh")], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and "ran:" not in done.stdout and "failed: install (skipped)" in done.stdout
