@@ -83,6 +83,7 @@ if [[ -n ${RUN_SUITE:-} ]]; then  # optional: the CPU suite under this machine's
 fi
 step "done"
 if ((${#failed[@]})); then
-    echo "failed: $(IFS=,; echo "${failed[*]}")"
+    printf -v joined '%s, ' "${failed[@]}"
+    echo "failed: ${joined%, }"
     exit 1
 fi
