@@ -25,9 +25,10 @@ _err = Console(stderr=True)
 
 
 def _out() -> Console:
-    # A terminal's own width; piped or logged output gets room for the whole table (no "transiti…").
+    # A terminal's own width; piped or logged output is never wrapped (no "transiti…", and a bench
+    # row, about 200 characters, on one line: a log is read, or grepped, a row a line).
     console = Console()
-    return console if console.is_terminal else Console(width=120)
+    return console if console.is_terminal else Console(width=1000)
 
 
 def _new_results_dir(home: Path) -> tuple[str, Path]:

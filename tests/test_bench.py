@@ -90,7 +90,7 @@ def test_the_mixed_packs_script_times_the_packs_a_trial_trains(tmp_path):
     assert all(seconds > 0 for seconds in mapped["paired_seconds_a_step"].values()) and mapped["mixed_time_over_one_config"] > 0
     assert mapped["of_peak"] == pytest.approx(mapped["gflops"] / out["matmul_peak_gflops"]["float32"])
     assert "eager (cpu; eager passes" in mapped["step_mode"] and not mapped["graphed"]  # 10 epochs: too few to compile, as in the trial
-    header, *lines = benchmark_script("summary").summary(out)  # as cpu_check.sh and gpu_check.sh print them
+    header, *lines = benchmark_script("summary").mixed_lines(out)  # as cpu_check.sh and gpu_check.sh print them
     assert "matmul peak float32" in header and len(lines) == 2
     assert lines[1].startswith("mixed K = 8   eager") and f"{mapped['of_peak']:6.1%} of peak" in lines[1]
 

@@ -87,7 +87,7 @@ def test_a_diverging_train_exits_1_and_says_so(tmp_path):
 
 
 @pytest.mark.slow
-def test_bench_json_has_the_interface_fields():
+def test_bench_json_has_the_interface_fields(tmp_path, capsys):
     result = drmfm("bench", "--device", "cpu", "--json", "--seconds", "0.05", timeout=600)
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
@@ -110,8 +110,13 @@ def test_bench_json_has_the_interface_fields():
         else:
             assert r["tuning"] is None and r["passes"] is None
     assert "tuning the step" in result.stderr  # what a packed row waits for before its timing, as progress
-    # benchmarks/summary.py, what cpu_check.sh and gpu_check.sh print: a line per row, with its share of the peak
-    header, *lines = benchmark_script("summary").bench_lines(out)
-    assert f"matmul peak {out['matmul_peak_gflops']:,.0f} GFLOP/s" in header and len(lines) == len(out["results"])
-    for line, r in zip(lines, out["results"], strict=True):
-        assert line.startswith(f"{r['case']} {r['method']}") and f"{r['gflops'] / out['matmul_peak_gflops']:6.1%} of peak" in line
+    # benchmarks/summary.py, what cpu_check.sh and gpu_check.sh print: the bench's table, a row a line in a log
+    saved = tmp_path / "bench.json"
+    saved.write_text(result.stdout)
+    benchmark_script("summary").main([str(saved)])
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("│")]
+    assert len(rows) == len(out["results"])
+    for line, r in zip(rows, out["results"], strict=True):
+        cells = [cell.strip() for cell in line.strip("│").split("│")]
+        assert cells[:4] == [r["case"], r["method"], "no", str(r["K"])]
+        assert cells[6] == f"{r['gflops'] / out['matmul_peak_gflops']:.0%}"  # of peak
